@@ -1,0 +1,41 @@
+package cluster
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a heartbeat time: whole seconds ("2", "2s") or milliseconds
+// ("500ms"), the two forms ha.cf understands.
+type Duration time.Duration
+
+func (d *Duration) decodeScalar(s string) error {
+	v := strings.TrimSpace(s)
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		*d = Duration(time.Duration(n) * time.Second)
+		return nil
+	}
+	pd, err := time.ParseDuration(v)
+	if err != nil || pd < 0 || pd%time.Millisecond != 0 {
+		return fmt.Errorf("invalid duration %q: use whole seconds (30, 30s) or milliseconds (500ms)", s)
+	}
+	*d = Duration(pd)
+	return nil
+}
+
+// HeartbeatString renders the duration as ha.cf wants it: "2" or "500ms".
+func (d Duration) HeartbeatString() string {
+	td := time.Duration(d)
+	if td%time.Second == 0 {
+		return strconv.FormatInt(int64(td/time.Second), 10)
+	}
+	return strconv.FormatInt(int64(td/time.Millisecond), 10) + "ms"
+}
+
+// Seconds rounds up to whole seconds, for tools that only take seconds.
+func (d Duration) Seconds() int {
+	td := time.Duration(d)
+	return int((td + time.Second - 1) / time.Second)
+}

@@ -1,0 +1,193 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxSpecSize bounds what Parse reads: a spec is a few KiB; anything far
+// larger is a mistake (a tarball passed as -f) and must not eat memory.
+const maxSpecSize = 4 << 20
+
+// Load reads, defaults and validates the spec at path.
+func Load(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("resolve spec path: %w", err)
+	}
+	return Parse(data, path, filepath.Dir(abs))
+}
+
+var reYAMLLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
+
+// Parse decodes a spec from data, applies defaults and validates it. file
+// names the spec in error messages; dir resolves its relative paths. The
+// error, if any, is an Errors listing every problem found.
+func Parse(data []byte, file, dir string) (*Spec, error) {
+	if len(data) > maxSpecSize {
+		return nil, Errors{{File: file, Msg: fmt.Sprintf("spec is %d bytes, larger than the %d a spec can be", len(data), maxSpecSize)}}
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		fe := &FieldError{File: file, Msg: err.Error()}
+		if m := reYAMLLine.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			fe.Pos, fe.Msg = Pos{line, 1}, "YAML syntax: "+m[2]
+		}
+		return nil, Errors{fe}
+	}
+	if root.Kind == 0 || len(root.Content) == 0 {
+		return nil, Errors{{File: file, Pos: Pos{1, 1}, Msg: "the spec is empty: start from `lvsforge init`"}}
+	}
+	s := &Spec{File: file, Dir: dir}
+	d := &decoder{pos: map[string]Pos{}}
+	d.decode(&root, reflect.ValueOf(s).Elem(), "")
+	skip := map[string]bool{}
+	for _, e := range d.errs {
+		e.File = file
+		skip[e.Path] = true
+	}
+	applyDefaults(s)
+	v := &validator{s: s, pos: d.pos, skip: skip}
+	v.validate()
+	errs := append(d.errs, v.errs...)
+	if len(errs) > 0 {
+		errs.sortByPos()
+		return nil, errs
+	}
+	return s, nil
+}
+
+// IsInvalid reports whether err is a spec validation error.
+func IsInvalid(err error) bool {
+	var es Errors
+	return errors.As(err, &es)
+}
+
+func applyDefaults(s *Spec) {
+	k := &s.Kernel
+	if k.Source.Type == "" {
+		k.Source.Type = SourceKernelOrg
+	}
+	if k.Source.Type == SourceKernelOrg && len(k.Source.Mirrors) == 0 {
+		k.Source.Mirrors = []string{"https://cdn.kernel.org/pub/linux/kernel"}
+	}
+	if k.Config.Base == "" {
+		k.Config.Base = "tinyconfig"
+	}
+	if k.PanicTimeout == 0 {
+		k.PanicTimeout = 10
+	}
+	if k.Director.LocalVersion == "" {
+		k.Director.LocalVersion = "-lvs"
+	}
+	if k.RealServer.LocalVersion == "" {
+		k.RealServer.LocalVersion = "-rs"
+	}
+	for i := range s.PatchSets {
+		for j := range s.PatchSets[i].Patches {
+			if s.PatchSets[i].Patches[j].Strip == nil {
+				one := 1
+				s.PatchSets[i].Patches[j].Strip = &one
+			}
+		}
+	}
+	for i := range s.Services {
+		sv := &s.Services[i]
+		def(&sv.Protocol, "tcp")
+		def(&sv.Scheduler, "wlc") // ipvsadm's own default
+		def(&sv.Forwarding, ForwardDR)
+		def(&sv.Check.Type, "connect")
+		if sv.Check.Type == "http" && sv.Check.Request == "" {
+			sv.Check.Request = "/"
+		}
+		if sv.Check.Interval == 0 {
+			sv.Check.Interval = 10 // ldirectord's checkinterval default
+		}
+		if sv.Check.Timeout == 0 {
+			sv.Check.Timeout = 5 // ldirectord's checktimeout default
+		}
+		if sv.RealPort == 0 {
+			sv.RealPort = sv.Port
+		}
+	}
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		def(&h.SSH.User, "root")
+		if h.SSH.Port == 0 {
+			h.SSH.Port = 22
+		}
+		def(&h.Interfaces.Public, "eth0")
+		def(&h.OS, OSDebian)
+		def(&h.Init, InitSystemd)
+		def(&h.KernelProfile, ProfileModern)
+		def(&h.Boot.Root, "/dev/sda1")
+		def(&h.Boot.GrubRoot, "(hd0,0)")
+	}
+	ha := &s.HA
+	def(&ha.Backend, BackendHeartbeat)
+	if ha.Primary == "" {
+		for _, h := range s.Hosts {
+			if h.Role == RoleDirector {
+				ha.Primary = h.Name
+				break
+			}
+		}
+	}
+	defDur(&ha.Keepalive, 2*time.Second)
+	defDur(&ha.Deadtime, 30*time.Second)
+	defDur(&ha.Warntime, 10*time.Second)
+	defDur(&ha.Initdead, 120*time.Second)
+	if ha.AutoFailback == nil {
+		t := true
+		ha.AutoFailback = &t
+	}
+	if ha.UDPPort == 0 {
+		ha.UDPPort = 694
+	}
+	if ha.Baud == 0 {
+		ha.Baud = 19200
+	}
+	def(&ha.Authkey.Method, "sha1")
+	if ha.Keepalived.VirtualRouterID == 0 {
+		ha.Keepalived.VirtualRouterID = 51
+	}
+	if ha.Keepalived.AdvertInt == 0 {
+		ha.Keepalived.AdvertInt = 1
+	}
+	if ha.Sync.Enabled && ha.Sync.Interface == "" {
+		for _, h := range s.Hosts {
+			if h.Role == RoleDirector {
+				ha.Sync.Interface = h.Interfaces.Public
+				if h.Interfaces.Heartbeat != "" {
+					ha.Sync.Interface = h.Interfaces.Heartbeat
+				}
+				break
+			}
+		}
+	}
+}
+
+func def(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+func defDur(p *Duration, v time.Duration) {
+	if *p == 0 {
+		*p = Duration(v)
+	}
+}

@@ -1,0 +1,117 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+)
+
+// ServesService reports whether real server h serves the named service: a
+// real server with no weights serves every service.
+func ServesService(h *Host, service string) bool {
+	if h.Role != RoleRealServer {
+		return false
+	}
+	if len(h.Weights) == 0 {
+		return true
+	}
+	_, ok := h.Weights[service]
+	return ok
+}
+
+// Weight is real server h's weight for the named service (1 when unset).
+func Weight(h *Host, service string) int {
+	if w, ok := h.Weights[service]; ok {
+		return w
+	}
+	return 1
+}
+
+// HostsByRole returns the hosts of a role, in spec order.
+func (s *Spec) HostsByRole(role string) []*Host {
+	var out []*Host
+	for i := range s.Hosts {
+		if s.Hosts[i].Role == role {
+			out = append(out, &s.Hosts[i])
+		}
+	}
+	return out
+}
+
+// RealServers returns the real servers of a service, in spec order.
+func (s *Spec) RealServers(sv *Service) []*Host {
+	var out []*Host
+	for _, h := range s.HostsByRole(RoleRealServer) {
+		if ServesService(h, sv.Name) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// ServicesOf returns the services real server h serves, in spec order.
+func (s *Spec) ServicesOf(h *Host) []*Service {
+	var out []*Service
+	for i := range s.Services {
+		if ServesService(h, s.Services[i].Name) {
+			out = append(out, &s.Services[i])
+		}
+	}
+	return out
+}
+
+// VIPs returns the distinct VIPs in spec order.
+func (s *Spec) VIPs() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, sv := range s.Services {
+		if !seen[sv.VIP] {
+			seen[sv.VIP] = true
+			out = append(out, sv.VIP)
+		}
+	}
+	return out
+}
+
+// Host returns the named host, or nil.
+func (s *Spec) Host(name string) *Host {
+	for i := range s.Hosts {
+		if s.Hosts[i].Name == name {
+			return &s.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// Prefix is the host's public address parsed; valid after validation.
+func (h *Host) Prefix() netip.Prefix {
+	p, _ := netip.ParsePrefix(h.Address)
+	return p
+}
+
+// IP is the host's public address without prefix length.
+func (h *Host) IP() string { return h.Prefix().Addr().String() }
+
+// UcastPeer is the address heartbeat's ucast medium on iface reaches host at.
+func UcastPeer(h *Host, iface string) (string, error) {
+	switch {
+	case iface == h.Interfaces.Heartbeat && h.Interfaces.HeartbeatAddress != "":
+		p, err := netip.ParsePrefix(h.Interfaces.HeartbeatAddress)
+		if err != nil {
+			return "", fmt.Errorf("director %s: invalid heartbeat address", h.Name)
+		}
+		return p.Addr().String(), nil
+	case iface == h.Interfaces.Public:
+		return h.IP(), nil
+	}
+	return "", fmt.Errorf("director %s has no address on interface %q: ucast needs the heartbeat interface (with heartbeatAddress) or the public one", h.Name, iface)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

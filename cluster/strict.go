@@ -1,0 +1,90 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// The strict validators. Every string of the spec that ends up in a shell
+// script, a config file or a command line matches one of these, so no
+// template ever needs to quote: a value either is plain or is refused here.
+var (
+	reName      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	reHostname  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	reIface     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
+	reUser      = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	reEnv       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
+	reSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	reVersion   = regexp.MustCompile(`^[0-9]+\.[0-9]+(\.[0-9]+)?(-rc[0-9]+)?$`)
+	reLocalVer  = regexp.MustCompile(`^-[a-z0-9][a-z0-9._+-]{0,30}$`)
+	rePath      = regexp.MustCompile(`^[A-Za-z0-9._/+-]+$`)
+	reDevice    = regexp.MustCompile(`^(/dev/[A-Za-z0-9/_.-]+|(UUID|PARTUUID|LABEL)=[A-Za-z0-9._-]+)$`)
+	reSerial    = regexp.MustCompile(`^/dev/tty[A-Za-z0-9]+$`)
+	reGrubRoot  = regexp.MustCompile(`^\(hd[0-9]+(,[0-9]+)?\)$`)
+	reCmdline   = regexp.MustCompile(`^[A-Za-z0-9 ._,=:/+-]*$`)
+	reHTTPText  = regexp.MustCompile(`^[A-Za-z0-9 ._,=:/+%?~-]*$`)
+	reOption    = regexp.MustCompile(`^CONFIG_[A-Z0-9_]+=(y|m|n|-?[0-9]+|0x[0-9a-fA-F]+|"[A-Za-z0-9 ._,/:+=-]*")$`)
+	reJump      = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$`)
+	reFarmHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[0-9]{1,3})?$`)
+	reConfigRef = regexp.MustCompile(`^(tinyconfig|defconfig|allnoconfig)$`)
+)
+
+// checkPath accepts a relative or absolute file path made of plain characters, without "..".
+func checkPath(s string) error {
+	if !rePath.MatchString(s) {
+		return fmt.Errorf("invalid path %q: use letters, digits and . _ / + - only", s)
+	}
+	for _, part := range strings.Split(s, "/") {
+		if part == ".." {
+			return fmt.Errorf("invalid path %q: \"..\" is not allowed", s)
+		}
+	}
+	return nil
+}
+
+// checkURL accepts http(s) URLs made of plain characters.
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("invalid URL %q: expected http:// or https:// with a host", s)
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`).MatchString(s) {
+		return fmt.Errorf("invalid URL %q: only letters, digits and : / . _ ~ %% + = - are allowed", s)
+	}
+	return nil
+}
+
+// parseIPv4 accepts a plain dotted IPv4 address.
+func parseIPv4(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return netip.Addr{}, fmt.Errorf("invalid IPv4 address %q: expected e.g. 192.168.7.110", s)
+	}
+	return a, nil
+}
+
+// parsePrefix accepts an IPv4 address with prefix length, e.g. 192.168.7.9/24.
+func parsePrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is4() || p.Bits() < 1 {
+		return netip.Prefix{}, fmt.Errorf("invalid address %q: expected an IPv4 address with prefix length, e.g. 192.168.7.9/24", s)
+	}
+	return p, nil
+}
+
+// parseNetmask accepts a dotted IPv4 netmask, e.g. 255.255.255.0.
+func parseNetmask(s string) error {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return fmt.Errorf("invalid netmask %q: expected e.g. 255.255.255.0", s)
+	}
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	if v != 0 && (^v)&(^v+1) != 0 {
+		return fmt.Errorf("invalid netmask %q: the one bits must be contiguous, e.g. 255.255.255.0", s)
+	}
+	return nil
+}

@@ -1,0 +1,295 @@
+// Package cluster owns the cluster spec: its Go types, YAML parsing with
+// line/column positions, defaults, and the validation every other command
+// runs first. Everything that reaches a script or a config file passes one of
+// the strict validators in this package before any template sees it.
+package cluster
+
+// APIVersion and Kind identify the spec format; a file with any other pair is refused.
+const (
+	APIVersion = "lvsforge.dev/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Roles a host can play.
+const (
+	RoleDirector   = "director"
+	RoleRealServer = "realserver"
+)
+
+// Spec is the whole cluster description (cluster.yaml).
+type Spec struct {
+	APIVersion string     `yaml:"apiVersion"`
+	Kind       string     `yaml:"kind"`
+	Metadata   Metadata   `yaml:"metadata"`
+	Kernel     Kernel     `yaml:"kernel"`
+	PatchSets  []PatchSet `yaml:"patchSets"`
+	Services   []Service  `yaml:"services"`
+	Hosts      []Host     `yaml:"hosts"`
+	HA         HA         `yaml:"ha"`
+
+	// Dir is the directory of the spec file; relative paths (authkey file,
+	// local tarballs, patches) are resolved against it. Not part of the YAML.
+	Dir string `yaml:"-"`
+	// File is the name used in error messages. Not part of the YAML.
+	File string `yaml:"-"`
+}
+
+// Metadata names the cluster.
+type Metadata struct {
+	Name string `yaml:"name"`
+}
+
+// Kernel says which kernel sources to build and how each role's kernel differs.
+type Kernel struct {
+	// Version is the upstream version of the source, e.g. "6.1.192".
+	Version string       `yaml:"version"`
+	Source  KernelSource `yaml:"source"`
+	// Config is the base configuration every role starts from.
+	Config KernelConfig `yaml:"config"`
+	// PanicTimeout is the panic=N seconds put on the command line of every
+	// GRUB entry lvsforge writes, so a kernel that panics reboots to the old default.
+	PanicTimeout int `yaml:"panicTimeout"`
+	// Cmdline is appended to the kernel command line of lvsforge's GRUB entries.
+	Cmdline  string     `yaml:"cmdline"`
+	Director RoleKernel `yaml:"director"`
+	// RealServer is the real servers' kernel profile.
+	RealServer RoleKernel `yaml:"realserver"`
+	// BuildFarm lists distcc/icecc hosts for distributed compiles.
+	BuildFarm BuildFarm `yaml:"buildFarm"`
+}
+
+// Kernel source types.
+const (
+	SourceKernelOrg = "kernel.org"
+	SourceTarball   = "tarball"
+	SourceDistro    = "distro"
+)
+
+// KernelSource says where the kernel tarball comes from and how it is trusted.
+type KernelSource struct {
+	// Type is kernel.org (signature-verified), tarball (a local file or URL
+	// with a pinned sha256) or distro (the distro's linux-source tarball, pinned sha256).
+	Type string `yaml:"type"`
+	// URL is the download location for kernel.org (a mirror base) or a tarball URL.
+	Mirrors []string `yaml:"mirrors"`
+	// Path is a local tarball (tarball and distro types).
+	Path string `yaml:"path"`
+	// URL is a remote tarball for the tarball type.
+	URL    string `yaml:"url"`
+	SHA256 string `yaml:"sha256"`
+}
+
+// KernelConfig is the base config.
+type KernelConfig struct {
+	// Base is tinyconfig, defconfig, or a path to a config file.
+	Base string `yaml:"base"`
+}
+
+// RoleKernel is what one role adds to the base kernel.
+type RoleKernel struct {
+	// LocalVersion is appended to the release (CONFIG_LOCALVERSION), e.g. "-lvs".
+	LocalVersion string `yaml:"localVersion"`
+	// PatchSets names entries of Spec.PatchSets applied to this role's tree, in order.
+	PatchSets []string `yaml:"patchSets"`
+	// Options are extra Kconfig settings: CONFIG_FOO=y, CONFIG_BAR=m, CONFIG_BAZ=n, CONFIG_X="s".
+	Options []string `yaml:"options"`
+}
+
+// BuildFarm configures distributed compiles.
+type BuildFarm struct {
+	Engine string   `yaml:"engine"` // distcc or icecc
+	Hosts  []string `yaml:"hosts"`
+}
+
+// PatchSet is a named series of patches.
+type PatchSet struct {
+	Name    string       `yaml:"name"`
+	Patches []PatchEntry `yaml:"patches"`
+}
+
+// PatchEntry is one patch of a series.
+type PatchEntry struct {
+	File   string `yaml:"file"`
+	URL    string `yaml:"url"`
+	SHA256 string `yaml:"sha256"`
+	// Strip is the -pN level (default 1).
+	Strip *int `yaml:"strip"`
+}
+
+// Forwarding methods.
+const (
+	ForwardDR  = "dr"
+	ForwardTUN = "tun"
+	ForwardNAT = "nat"
+)
+
+// Service is one IPVS virtual service.
+type Service struct {
+	Name string `yaml:"name"`
+	VIP  string `yaml:"vip"`
+	// Port is the virtual port; 0 with FWMark set for firewall-mark services.
+	Port   int `yaml:"port"`
+	FWMark int `yaml:"fwmark"`
+	// RealPort is the port on the real servers (NAT only may differ; default Port).
+	RealPort    int          `yaml:"realPort"`
+	Protocol    string       `yaml:"protocol"`
+	Scheduler   string       `yaml:"scheduler"`
+	Forwarding  string       `yaml:"forwarding"`
+	Persistence *Persistence `yaml:"persistence"`
+	Check       Check        `yaml:"check"`
+	// Quiescent: a failed real server keeps its entry with weight 0 (true,
+	// ldirectord's default) instead of being removed.
+	Quiescent *bool     `yaml:"quiescent"`
+	Fallback  *Fallback `yaml:"fallback"`
+}
+
+// Persistence makes a client stick to one real server.
+type Persistence struct {
+	Timeout int    `yaml:"timeout"`
+	Netmask string `yaml:"netmask"`
+}
+
+// Check is the real-server health check.
+type Check struct {
+	// Type is connect, http, negotiate or off.
+	Type string `yaml:"type"`
+	// Service is the ldirectord protocol for negotiate checks (http, https, smtp, ...).
+	Service string `yaml:"service"`
+	Request string `yaml:"request"`
+	Receive string `yaml:"receive"`
+	// Port is the port checked (default: the real port). Firewall-mark
+	// services have no port of their own, so their checks need one.
+	Port int `yaml:"port"`
+	// Interval and Timeout are in seconds.
+	Interval int `yaml:"interval"`
+	Timeout  int `yaml:"timeout"`
+}
+
+// Fallback is the sorry server used when every real server is down.
+type Fallback struct {
+	Address string `yaml:"address"`
+	Port    int    `yaml:"port"`
+}
+
+// OS families and init systems.
+const (
+	OSDebian      = "debian"
+	OSRedHat      = "redhat"
+	InitSysV      = "sysv"
+	InitSystemd   = "systemd"
+	ProfileModern = "modern"
+	ProfileHidden = "legacy-hidden"
+)
+
+// Host is one machine of the cluster.
+type Host struct {
+	Name string `yaml:"name"`
+	Role string `yaml:"role"`
+	// Address is the host's public address with prefix length (DIP or RIP), e.g. 192.168.7.9/24.
+	Address    string     `yaml:"address"`
+	SSH        SSH        `yaml:"ssh"`
+	Interfaces Interfaces `yaml:"interfaces"`
+	// Gateway is the default route. For NAT real servers it must be a director address.
+	Gateway       string `yaml:"gateway"`
+	OS            string `yaml:"os"`
+	Init          string `yaml:"init"`
+	KernelProfile string `yaml:"kernelProfile"`
+	// Weights maps service name to this real server's weight; a real server
+	// with no weights serves every service with weight 1.
+	Weights map[string]int `yaml:"weights"`
+	Boot    Boot           `yaml:"boot"`
+}
+
+// SSH says how to reach a host.
+type SSH struct {
+	User string `yaml:"user"`
+	Port int    `yaml:"port"`
+	Key  string `yaml:"key"`
+	// Jump is a jump host, [user@]host[:port].
+	Jump string `yaml:"jump"`
+	// Address overrides the address used to connect (default: Host.Address).
+	Address string `yaml:"address"`
+}
+
+// Interfaces names the host's network interfaces.
+type Interfaces struct {
+	Public string `yaml:"public"`
+	// Heartbeat is the dedicated heartbeat link of a director, with its address.
+	Heartbeat        string `yaml:"heartbeat"`
+	HeartbeatAddress string `yaml:"heartbeatAddress"`
+}
+
+// Boot describes how the host boots, for the GRUB entries lvsforge writes.
+type Boot struct {
+	// Root is the root device on the kernel command line (root=...).
+	Root string `yaml:"root"`
+	// GrubRoot is GRUB legacy's root device, e.g. (hd0,0).
+	GrubRoot string `yaml:"grubRoot"`
+}
+
+// HA backends and heartbeat media types.
+const (
+	BackendHeartbeat  = "heartbeat"
+	BackendKeepalived = "keepalived"
+	MediumBcast       = "bcast"
+	MediumUcast       = "ucast"
+	MediumMcast       = "mcast"
+	MediumSerial      = "serial"
+)
+
+// HA is the director failover configuration.
+type HA struct {
+	Backend string `yaml:"backend"`
+	// Primary is the director that holds the VIP when both are up.
+	Primary string `yaml:"primary"`
+	// Heartbeat timings (seconds, or e.g. "500ms").
+	Keepalive    Duration `yaml:"keepalive"`
+	Deadtime     Duration `yaml:"deadtime"`
+	Warntime     Duration `yaml:"warntime"`
+	Initdead     Duration `yaml:"initdead"`
+	AutoFailback *bool    `yaml:"autoFailback"`
+	UDPPort      int      `yaml:"udpPort"`
+	Baud         int      `yaml:"baud"`
+	Media        []Medium `yaml:"media"`
+	Ping         []string `yaml:"ping"`
+	Authkey      Authkey  `yaml:"authkey"`
+	// FloatingGateway is an extra address (with prefix) the active director
+	// holds beside the VIPs: the NAT real servers' gateway.
+	FloatingGateway string     `yaml:"floatingGateway"`
+	Keepalived      Keepalived `yaml:"keepalived"`
+	// Sync enables IPVS connection synchronisation between the directors.
+	Sync Sync `yaml:"sync"`
+}
+
+// Medium is one heartbeat communication path.
+type Medium struct {
+	Type      string `yaml:"type"`
+	Interface string `yaml:"interface"`
+	// Device is the serial device, e.g. /dev/ttyS0.
+	Device string `yaml:"device"`
+	Group  string `yaml:"group"`
+	Port   int    `yaml:"port"`
+	TTL    int    `yaml:"ttl"`
+	Loop   *bool  `yaml:"loop"`
+}
+
+// Authkey is heartbeat's shared secret, read from a file or an environment
+// variable at render time: never written into the spec.
+type Authkey struct {
+	Method string `yaml:"method"`
+	File   string `yaml:"file"`
+	Env    string `yaml:"env"`
+}
+
+// Keepalived holds VRRP settings for the keepalived backend.
+type Keepalived struct {
+	VirtualRouterID int `yaml:"virtualRouterID"`
+	AdvertInt       int `yaml:"advertInt"`
+}
+
+// Sync configures the IPVS connection synchronisation daemon.
+type Sync struct {
+	Enabled   bool   `yaml:"enabled"`
+	Interface string `yaml:"interface"`
+	SyncID    int    `yaml:"syncID"`
+}

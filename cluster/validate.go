@@ -1,0 +1,567 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Schedulers are the 14 IPVS schedulers and the kernel option of each.
+var Schedulers = map[string]string{
+	"rr": "IP_VS_RR", "wrr": "IP_VS_WRR", "lc": "IP_VS_LC", "wlc": "IP_VS_WLC",
+	"lblc": "IP_VS_LBLC", "lblcr": "IP_VS_LBLCR", "dh": "IP_VS_DH", "sh": "IP_VS_SH",
+	"sed": "IP_VS_SED", "nq": "IP_VS_NQ", "fo": "IP_VS_FO", "ovf": "IP_VS_OVF",
+	"mh": "IP_VS_MH", "twos": "IP_VS_TWOS",
+}
+
+// SchedulerNames lists the schedulers in the order ipvsadm's man page gives them.
+var SchedulerNames = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+
+// negotiateServices are the protocols ldirectord's negotiate check speaks.
+var negotiateServices = []string{"dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "mysql", "nntp", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp", "sip", "smtp", "submission"}
+
+var baudRates = []int{9600, 19200, 38400, 57600, 115200, 230400}
+
+// validator collects every semantic problem of a spec.
+type validator struct {
+	s    *Spec
+	errs Errors
+	pos  map[string]Pos
+	// skip holds paths already reported while decoding, so a wrong type is
+	// not reported a second time as a missing value.
+	skip map[string]bool
+}
+
+func (v *validator) add(path, format string, args ...any) {
+	if v.skip[path] {
+		return
+	}
+	v.errs = append(v.errs, &FieldError{File: v.s.File, Path: path, Pos: v.lookup(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// lookup finds the position of path, or of its nearest parent that was
+// written in the file (a defaulted field has no line of its own).
+func (v *validator) lookup(path string) Pos {
+	for p := path; p != ""; {
+		if pos, ok := v.pos[p]; ok {
+			return pos
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return Pos{1, 1}
+}
+
+func oneOf(s string, valid ...string) bool {
+	for _, x := range valid {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+// str checks a string field with a regexp-backed rule, reporting what would be valid.
+func (v *validator) match(path, val string, ok bool, want string) {
+	if !ok {
+		v.add(path, "invalid value %q: %s", val, want)
+	}
+}
+
+func (v *validator) errIf(path string, err error) {
+	if err != nil {
+		v.add(path, "%v", err)
+	}
+}
+
+func (v *validator) enum(path, val string, valid ...string) {
+	if !oneOf(val, valid...) {
+		v.add(path, "invalid value %q: expected one of %s", val, strings.Join(valid, ", "))
+	}
+}
+
+func (v *validator) rangeInt(path string, val, lo, hi int) {
+	if val < lo || val > hi {
+		v.add(path, "%d is out of range: expected %d-%d", val, lo, hi)
+	}
+}
+
+func (v *validator) validate() {
+	s := v.s
+	if s.APIVersion != APIVersion {
+		v.add("apiVersion", "invalid value %q: expected %s", s.APIVersion, APIVersion)
+	}
+	if s.Kind != Kind {
+		v.add("kind", "invalid value %q: expected %s", s.Kind, Kind)
+	}
+	v.match("metadata.name", s.Metadata.Name, reName.MatchString(s.Metadata.Name), "a lowercase name of letters, digits and -")
+	v.kernel()
+	services := v.services()
+	hosts := v.hosts(services)
+	v.network(hosts)
+	v.ha(hosts)
+}
+
+func (v *validator) kernel() {
+	k := &v.s.Kernel
+	v.match("kernel.version", k.Version, reVersion.MatchString(k.Version), "an upstream kernel version such as 6.1.192")
+	src := &k.Source
+	v.enum("kernel.source.type", src.Type, SourceKernelOrg, SourceTarball, SourceDistro)
+	for i, m := range src.Mirrors {
+		v.errIf(fmt.Sprintf("kernel.source.mirrors[%d]", i), checkURL(m))
+	}
+	if src.Path != "" {
+		v.errIf("kernel.source.path", checkPath(src.Path))
+	}
+	if src.URL != "" {
+		v.errIf("kernel.source.url", checkURL(src.URL))
+	}
+	if src.SHA256 != "" && !reSHA256.MatchString(src.SHA256) {
+		v.add("kernel.source.sha256", "invalid value %q: expected 64 lowercase hex digits", src.SHA256)
+	}
+	switch src.Type {
+	case SourceTarball:
+		if (src.Path == "") == (src.URL == "") {
+			v.add("kernel.source", "a tarball source needs exactly one of path or url")
+		}
+		if src.SHA256 == "" {
+			v.add("kernel.source.sha256", "a tarball source must pin its sha256 (sha256sum FILE)")
+		}
+	case SourceDistro:
+		if src.Path == "" {
+			v.add("kernel.source.path", "a distro source needs the tarball's path, e.g. /usr/src/linux-source-6.1.tar.xz")
+		}
+		if src.SHA256 == "" {
+			v.add("kernel.source.sha256", "a distro source must pin its sha256 (sha256sum FILE)")
+		}
+	}
+	if b := k.Config.Base; !reConfigRef.MatchString(b) {
+		v.errIf("kernel.config.base", checkPath(b))
+	}
+	v.rangeInt("kernel.panicTimeout", k.PanicTimeout, 1, 3600)
+	v.match("kernel.cmdline", k.Cmdline, reCmdline.MatchString(k.Cmdline), "kernel parameters of letters, digits, spaces and . _ , = : / + -")
+	sets := map[string]bool{}
+	for i, ps := range v.s.PatchSets {
+		p := fmt.Sprintf("patchSets[%d]", i)
+		v.match(p+".name", ps.Name, reName.MatchString(ps.Name), "a lowercase name of letters, digits and -")
+		if sets[ps.Name] {
+			v.add(p+".name", "duplicate patch set name %q", ps.Name)
+		}
+		sets[ps.Name] = true
+		if len(ps.Patches) == 0 {
+			v.add(p+".patches", "a patch set needs at least one patch")
+		}
+		for j, e := range ps.Patches {
+			pp := fmt.Sprintf("%s.patches[%d]", p, j)
+			if (e.File == "") == (e.URL == "") {
+				v.add(pp, "a patch needs exactly one of file or url")
+			}
+			if e.File != "" {
+				v.errIf(pp+".file", checkPath(e.File))
+			}
+			if e.URL != "" {
+				v.errIf(pp+".url", checkURL(e.URL))
+			}
+			v.match(pp+".sha256", e.SHA256, reSHA256.MatchString(e.SHA256), "64 lowercase hex digits (sha256sum FILE)")
+			if e.Strip != nil {
+				v.rangeInt(pp+".strip", *e.Strip, 0, 8)
+			}
+		}
+	}
+	for _, r := range []struct {
+		name string
+		rk   *RoleKernel
+	}{{"director", &k.Director}, {"realserver", &k.RealServer}} {
+		p := "kernel." + r.name
+		v.match(p+".localVersion", r.rk.LocalVersion, reLocalVer.MatchString(r.rk.LocalVersion), "a suffix such as -lvs: a dash, then letters, digits and . _ + -")
+		for i, n := range r.rk.PatchSets {
+			if !sets[n] {
+				v.add(fmt.Sprintf("%s.patchSets[%d]", p, i), "unknown patch set %q: define it under patchSets", n)
+			}
+		}
+		for i, o := range r.rk.Options {
+			v.match(fmt.Sprintf("%s.options[%d]", p, i), o, reOption.MatchString(o), `a Kconfig setting such as CONFIG_IP_VS=y, CONFIG_FOO=m, CONFIG_BAR=n, CONFIG_N=64 or CONFIG_S="text"`)
+		}
+	}
+	if f := k.BuildFarm; f.Engine != "" || len(f.Hosts) > 0 {
+		v.enum("kernel.buildFarm.engine", f.Engine, "distcc", "icecc")
+		for i, h := range f.Hosts {
+			v.match(fmt.Sprintf("kernel.buildFarm.hosts[%d]", i), h, reFarmHost.MatchString(h), "host[:port][/jobs]")
+		}
+	}
+}
+
+func (v *validator) services() map[string]*Service {
+	byName := map[string]*Service{}
+	type key struct {
+		vip   string
+		proto string
+		port  int
+		mark  int
+	}
+	seen := map[key]string{}
+	if len(v.s.Services) == 0 {
+		v.add("services", "at least one service is needed")
+	}
+	for i := range v.s.Services {
+		sv := &v.s.Services[i]
+		p := fmt.Sprintf("services[%d]", i)
+		v.match(p+".name", sv.Name, reName.MatchString(sv.Name), "a lowercase name of letters, digits and -")
+		if byName[sv.Name] != nil {
+			v.add(p+".name", "duplicate service name %q", sv.Name)
+		}
+		byName[sv.Name] = sv
+		_, err := parseIPv4(sv.VIP)
+		v.errIf(p+".vip", err)
+		if sv.FWMark != 0 {
+			if sv.Port != 0 {
+				v.add(p+".port", "a firewall-mark service has no port: remove port or fwmark")
+			}
+			if sv.FWMark < 1 || sv.FWMark > 1<<31-1 {
+				v.add(p+".fwmark", "%d is out of range: expected 1-%d", sv.FWMark, 1<<31-1)
+			}
+		} else {
+			v.rangeInt(p+".port", sv.Port, 1, 65535)
+		}
+		if sv.RealPort != 0 {
+			v.rangeInt(p+".realPort", sv.RealPort, 1, 65535)
+			if sv.Forwarding != ForwardNAT && sv.RealPort != sv.Port {
+				v.add(p+".realPort", "only NAT can map ports: with %s forwarding the real port must equal the virtual port %d", sv.Forwarding, sv.Port)
+			}
+		}
+		v.enum(p+".protocol", sv.Protocol, "tcp", "udp")
+		if _, ok := Schedulers[sv.Scheduler]; !ok {
+			v.add(p+".scheduler", "unknown scheduler %q: expected one of %s", sv.Scheduler, strings.Join(SchedulerNames, ", "))
+		}
+		v.enum(p+".forwarding", sv.Forwarding, ForwardDR, ForwardTUN, ForwardNAT)
+		if ps := sv.Persistence; ps != nil {
+			v.rangeInt(p+".persistence.timeout", ps.Timeout, 1, 1<<31-1)
+			if ps.Netmask != "" {
+				v.errIf(p+".persistence.netmask", parseNetmask(ps.Netmask))
+			}
+		}
+		c := &sv.Check
+		v.enum(p+".check.type", c.Type, "connect", "http", "negotiate", "off")
+		if c.Type == "negotiate" || c.Service != "" {
+			v.enum(p+".check.service", c.Service, negotiateServices...)
+		}
+		v.match(p+".check.request", c.Request, reHTTPText.MatchString(c.Request), "a request path of letters, digits, spaces and . _ , = : / + % ? ~ -")
+		v.match(p+".check.receive", c.Receive, reHTTPText.MatchString(c.Receive), "text of letters, digits, spaces and . _ , = : / + % ? ~ -")
+		if c.Port != 0 {
+			v.rangeInt(p+".check.port", c.Port, 1, 65535)
+		} else if sv.FWMark != 0 && c.Type != "off" {
+			v.add(p+".check.port", "a firewall-mark service has no port to check: set check.port, or check.type off")
+		}
+		v.rangeInt(p+".check.interval", c.Interval, 1, 3600)
+		v.rangeInt(p+".check.timeout", c.Timeout, 1, 3600)
+		if fb := sv.Fallback; fb != nil {
+			_, err := parseIPv4(fb.Address)
+			v.errIf(p+".fallback.address", err)
+			if fb.Port != 0 {
+				v.rangeInt(p+".fallback.port", fb.Port, 1, 65535)
+			}
+		}
+		k := key{sv.VIP, sv.Protocol, sv.Port, sv.FWMark}
+		if prev, ok := seen[k]; ok && sv.VIP != "" {
+			v.add(p, "same virtual service as %q", prev)
+		}
+		seen[k] = sv.Name
+	}
+	return byName
+}
+
+// hostAddrs are the parsed addresses of the hosts, for the network checks.
+type hostAddrs struct {
+	pub map[string]netip.Prefix // host name -> public address
+	idx map[string]int          // host name -> index in Spec.Hosts
+}
+
+func (v *validator) hosts(services map[string]*Service) hostAddrs {
+	h := hostAddrs{pub: map[string]netip.Prefix{}, idx: map[string]int{}}
+	if len(v.s.Hosts) == 0 {
+		v.add("hosts", "at least one director and one real server are needed")
+	}
+	served := map[string]bool{}
+	for i := range v.s.Hosts {
+		host := &v.s.Hosts[i]
+		p := fmt.Sprintf("hosts[%d]", i)
+		v.match(p+".name", host.Name, reHostname.MatchString(host.Name), "a host name (uname -n) of letters, digits and -")
+		if _, dup := h.idx[host.Name]; dup {
+			v.add(p+".name", "duplicate host name %q", host.Name)
+		}
+		h.idx[host.Name] = i
+		v.enum(p+".role", host.Role, RoleDirector, RoleRealServer)
+		if pfx, err := parsePrefix(host.Address); err != nil {
+			v.add(p+".address", "%v", err)
+		} else {
+			h.pub[host.Name] = pfx
+		}
+		v.match(p+".ssh.user", host.SSH.User, reUser.MatchString(host.SSH.User), "a login name such as root")
+		v.rangeInt(p+".ssh.port", host.SSH.Port, 1, 65535)
+		if host.SSH.Key != "" {
+			v.errIf(p+".ssh.key", checkPath(strings.TrimPrefix(host.SSH.Key, "~/")))
+		}
+		if host.SSH.Jump != "" {
+			v.match(p+".ssh.jump", host.SSH.Jump, reJump.MatchString(host.SSH.Jump), "[user@]host[:port]")
+		}
+		if host.SSH.Address != "" {
+			if _, err := netip.ParseAddr(host.SSH.Address); err != nil && !reHostname.MatchString(host.SSH.Address) && !reJump.MatchString(host.SSH.Address) {
+				v.add(p+".ssh.address", "invalid value %q: expected an IP address or a DNS name", host.SSH.Address)
+			}
+		}
+		ifc := &host.Interfaces
+		v.match(p+".interfaces.public", ifc.Public, reIface.MatchString(ifc.Public), "an interface name of at most 15 letters, digits and _ . -")
+		if ifc.Heartbeat != "" {
+			v.match(p+".interfaces.heartbeat", ifc.Heartbeat, reIface.MatchString(ifc.Heartbeat), "an interface name of at most 15 letters, digits and _ . -")
+			if ifc.Heartbeat == ifc.Public {
+				v.add(p+".interfaces.heartbeat", "the heartbeat link must be another interface than the public one (%s)", ifc.Public)
+			}
+		}
+		if ifc.HeartbeatAddress != "" {
+			_, err := parsePrefix(ifc.HeartbeatAddress)
+			v.errIf(p+".interfaces.heartbeatAddress", err)
+			if ifc.Heartbeat == "" {
+				v.add(p+".interfaces.heartbeat", "heartbeatAddress is set but the heartbeat interface is not")
+			}
+		}
+		if host.Gateway != "" {
+			_, err := parseIPv4(host.Gateway)
+			v.errIf(p+".gateway", err)
+		}
+		v.enum(p+".os", host.OS, OSDebian, OSRedHat)
+		v.enum(p+".init", host.Init, InitSysV, InitSystemd)
+		v.enum(p+".kernelProfile", host.KernelProfile, ProfileModern, ProfileHidden)
+		v.match(p+".boot.root", host.Boot.Root, reDevice.MatchString(host.Boot.Root), "a root device such as /dev/sda1 or UUID=...")
+		v.match(p+".boot.grubRoot", host.Boot.GrubRoot, reGrubRoot.MatchString(host.Boot.GrubRoot), "a GRUB legacy device such as (hd0,0)")
+		if host.Role == RoleDirector && len(host.Weights) > 0 {
+			v.add(p+".weights", "only real servers have weights")
+		}
+		if host.Role == RoleRealServer {
+			for _, name := range sortedKeys(host.Weights) {
+				w := host.Weights[name]
+				wp := p + ".weights." + name
+				if services[name] == nil {
+					v.add(wp, "unknown service %q: expected one of %s", name, strings.Join(sortedKeys(services), ", "))
+					continue
+				}
+				v.rangeInt(wp, w, 0, 65535)
+			}
+			for name := range services {
+				if ServesService(host, name) {
+					served[name] = true
+				}
+			}
+		}
+	}
+	for i, sv := range v.s.Services {
+		if sv.Name != "" && !served[sv.Name] {
+			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: give a real server a weight for it", sv.Name)
+		}
+	}
+	return h
+}
+
+// network checks how addresses relate: distinct, on the right subnets, NAT gateways.
+func (v *validator) network(h hostAddrs) {
+	owner := map[netip.Addr]string{}
+	claim := func(a netip.Addr, what, path string) {
+		if prev, ok := owner[a]; ok {
+			v.add(path, "address %s is already used by %s", a, prev)
+			return
+		}
+		owner[a] = what
+	}
+	for i, host := range v.s.Hosts {
+		if pfx, ok := h.pub[host.Name]; ok {
+			claim(pfx.Addr(), "host "+host.Name, fmt.Sprintf("hosts[%d].address", i))
+		}
+		if hb, err := parsePrefix(host.Interfaces.HeartbeatAddress); err == nil {
+			claim(hb.Addr(), "host "+host.Name+" (heartbeat)", fmt.Sprintf("hosts[%d].interfaces.heartbeatAddress", i))
+		}
+	}
+	vips := map[netip.Addr]bool{}
+	for i, sv := range v.s.Services {
+		vip, err := parseIPv4(sv.VIP)
+		if err != nil {
+			continue
+		}
+		if !vips[vip] {
+			claim(vip, "the VIP of service "+sv.Name, fmt.Sprintf("services[%d].vip", i))
+			vips[vip] = true
+		}
+		for j, host := range v.s.Hosts {
+			pfx, ok := h.pub[host.Name]
+			if !ok {
+				continue
+			}
+			switch {
+			case host.Role == RoleDirector && !pfx.Contains(vip):
+				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, pfx, vip, sv.Name)
+			case host.Role == RoleRealServer && sv.Forwarding == ForwardDR && ServesService(&v.s.Hosts[j], sv.Name) && !pfx.Contains(vip):
+				v.add(fmt.Sprintf("hosts[%d].address", j), "LVS-DR real server %s (%s) must be on the L2 subnet of VIP %s of service %q", host.Name, pfx, vip, sv.Name)
+			}
+		}
+	}
+	var fgw netip.Addr
+	if v.s.HA.FloatingGateway != "" {
+		if p, err := parsePrefix(v.s.HA.FloatingGateway); err != nil {
+			v.add("ha.floatingGateway", "%v", err)
+		} else {
+			fgw = p.Addr()
+			claim(fgw, "the floating gateway", "ha.floatingGateway")
+		}
+	}
+	for i, host := range v.s.Hosts {
+		if host.Role != RoleRealServer || !usesNAT(v.s, &v.s.Hosts[i]) {
+			continue
+		}
+		p := fmt.Sprintf("hosts[%d].gateway", i)
+		gw, err := parseIPv4(host.Gateway)
+		if err != nil {
+			v.add(p, "a LVS-NAT real server's gateway must be a director address or ha.floatingGateway")
+			continue
+		}
+		ok := gw == fgw
+		for _, d := range v.s.Hosts {
+			if pfx, has := h.pub[d.Name]; has && d.Role == RoleDirector && pfx.Addr() == gw {
+				ok = true
+			}
+		}
+		if !ok {
+			v.add(p, "a LVS-NAT real server's gateway must be a director address or ha.floatingGateway, not %s", gw)
+		}
+	}
+}
+
+func (v *validator) ha(h hostAddrs) {
+	ha := &v.s.HA
+	var directors []string
+	for _, host := range v.s.Hosts {
+		if host.Role == RoleDirector {
+			directors = append(directors, host.Name)
+		}
+	}
+	v.enum("ha.backend", ha.Backend, BackendHeartbeat, BackendKeepalived)
+	switch ha.Backend {
+	case BackendHeartbeat:
+		if len(directors) != 2 {
+			v.add("hosts", "the heartbeat backend needs exactly two directors, found %d", len(directors))
+		}
+	case BackendKeepalived:
+		if len(directors) < 1 {
+			v.add("hosts", "the keepalived backend needs at least one director")
+		}
+	}
+	if ha.Primary != "" && !oneOf(ha.Primary, directors...) {
+		v.add("ha.primary", "unknown director %q: expected one of %s", ha.Primary, strings.Join(directors, ", "))
+	}
+	if ha.Keepalive <= 0 {
+		v.add("ha.keepalive", "must be positive")
+	}
+	if ha.Deadtime <= ha.Keepalive {
+		v.add("ha.deadtime", "deadtime (%s) must be greater than keepalive (%s)", ha.Deadtime.HeartbeatString(), ha.Keepalive.HeartbeatString())
+	}
+	if ha.Warntime != 0 && (ha.Warntime <= ha.Keepalive || ha.Warntime >= ha.Deadtime) {
+		v.add("ha.warntime", "warntime (%s) must lie between keepalive (%s) and deadtime (%s)", ha.Warntime.HeartbeatString(), ha.Keepalive.HeartbeatString(), ha.Deadtime.HeartbeatString())
+	}
+	if ha.Initdead < 2*ha.Deadtime {
+		v.add("ha.initdead", "initdead (%s) must be at least twice deadtime (%s)", ha.Initdead.HeartbeatString(), ha.Deadtime.HeartbeatString())
+	}
+	v.rangeInt("ha.udpPort", ha.UDPPort, 1, 65535)
+	if !containsInt(baudRates, ha.Baud) {
+		v.add("ha.baud", "unsupported baud rate %d: expected one of 9600, 19200, 38400, 57600, 115200, 230400", ha.Baud)
+	}
+	for i, a := range ha.Ping {
+		_, err := parseIPv4(a)
+		v.errIf(fmt.Sprintf("ha.ping[%d]", i), err)
+	}
+	if ha.Backend == BackendHeartbeat {
+		if len(ha.Media) == 0 {
+			v.add("ha.media", "heartbeat needs at least one medium (bcast, ucast, mcast or serial)")
+		}
+		ak := &ha.Authkey
+		if ak.File == "" && ak.Env == "" {
+			v.add("ha.authkey", "heartbeat needs an authkey: set file (a file holding the secret) or env (a variable holding it)")
+		}
+	}
+	ak := &ha.Authkey
+	v.enum("ha.authkey.method", ak.Method, "sha1", "md5", "crc")
+	if ak.File != "" && ak.Env != "" {
+		v.add("ha.authkey", "set only one of file and env")
+	}
+	if ak.File != "" {
+		v.errIf("ha.authkey.file", checkPath(ak.File))
+	}
+	if ak.Env != "" {
+		v.match("ha.authkey.env", ak.Env, reEnv.MatchString(ak.Env), "an environment variable name")
+	}
+	for i, m := range ha.Media {
+		p := fmt.Sprintf("ha.media[%d]", i)
+		v.enum(p+".type", m.Type, MediumBcast, MediumUcast, MediumMcast, MediumSerial)
+		switch m.Type {
+		case MediumSerial:
+			v.match(p+".device", m.Device, reSerial.MatchString(m.Device), "a serial device such as /dev/ttyS0")
+		case MediumBcast, MediumUcast, MediumMcast:
+			v.match(p+".interface", m.Interface, reIface.MatchString(m.Interface), "an interface name of at most 15 letters, digits and _ . -")
+		}
+		if m.Type == MediumMcast {
+			g, err := parseIPv4(m.Group)
+			if err != nil || !g.IsMulticast() {
+				v.add(p+".group", "invalid value %q: expected a multicast IPv4 address such as 225.0.0.1", m.Group)
+			}
+			v.rangeInt(p+".port", m.Port, 1, 65535)
+			v.rangeInt(p+".ttl", m.TTL, 1, 255)
+		}
+		if m.Type == MediumUcast {
+			for _, d := range directors {
+				host := v.s.Hosts[h.idx[d]]
+				if _, err := UcastPeer(&host, m.Interface); err != nil {
+					v.add(p+".interface", "%v", err)
+				}
+			}
+		}
+	}
+	if ha.Backend == BackendKeepalived {
+		for i, sv := range v.s.Services {
+			p := fmt.Sprintf("services[%d].check", i)
+			switch {
+			case sv.Check.Receive != "":
+				v.add(p+".receive", "keepalived's HTTP_GET checks the status code, not the body: remove receive, or use the heartbeat backend (ldirectord)")
+			case sv.Check.Type == "negotiate" && sv.Check.Service != "http":
+				v.add(p+".service", "with keepalived, negotiate checks speak http only (HTTP_GET); use type connect or off for %q", sv.Check.Service)
+			case sv.Check.Type == "connect" && sv.Protocol == "udp":
+				v.add(p+".type", "keepalived's TCP_CHECK cannot check a udp service: use type off")
+			}
+		}
+	}
+	if ha.Sync.Enabled && ha.Backend == BackendHeartbeat {
+		v.add("ha.sync.enabled", "connection synchronisation is rendered for the keepalived backend (lvs_sync_daemon) only so far: use backend keepalived or disable sync")
+	}
+	v.rangeInt("ha.keepalived.virtualRouterID", ha.Keepalived.VirtualRouterID, 1, 255)
+	v.rangeInt("ha.keepalived.advertInt", ha.Keepalived.AdvertInt, 1, 255)
+	if ha.Sync.Enabled {
+		v.match("ha.sync.interface", ha.Sync.Interface, reIface.MatchString(ha.Sync.Interface), "an interface name of at most 15 letters, digits and _ . -")
+		v.rangeInt("ha.sync.syncID", ha.Sync.SyncID, 0, 255)
+	}
+}
+
+func containsInt(xs []int, x int) bool {
+	for _, y := range xs {
+		if x == y {
+			return true
+		}
+	}
+	return false
+}
+
+func usesNAT(s *Spec, h *Host) bool {
+	for _, sv := range s.Services {
+		if sv.Forwarding == ForwardNAT && ServesService(h, sv.Name) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,48 @@
+// Package testenv decides what a test does when a prerequisite (a host tool,
+// root, a kernel tarball) is missing: skip on a developer's machine, fail in
+// CI (CI=true), so that a green CI run never hides a missing install step.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// InCI reports whether the tests run under CI (CI=true).
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// Missing skips the test, or fails it in CI, naming what is missing and how to get it.
+func Missing(t testing.TB, what, install string) {
+	t.Helper()
+	if InCI() {
+		t.Fatalf("prerequisite missing in CI: %s (install: %s)", what, install)
+	}
+	t.Skipf("prerequisite missing: %s (install: %s)", what, install)
+}
+
+// LookPath returns the path of tool, searching PATH and then the sbin
+// directories (ldirectord, ipvsadm and sshd live there and root's PATH is not
+// always a login PATH). A missing tool skips the test, or fails it in CI.
+func LookPath(t testing.TB, tool, debianPackage string) string {
+	t.Helper()
+	if p, err := exec.LookPath(tool); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/libexec/heartbeat"} {
+		p := dir + "/" + tool
+		if st, err := os.Stat(p); err == nil && st.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	Missing(t, tool, "apt-get install -y "+debianPackage)
+	return ""
+}
+
+// Root skips the test, or fails it in CI, unless it runs as root.
+func Root(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "root privileges", "run the tests as root (sudo)")
+	}
+}

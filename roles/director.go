@@ -1,0 +1,358 @@
+package roles
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+// RulesPath is where each OS family keeps the saved IPVS table.
+func RulesPath(osFamily string) string {
+	if osFamily == cluster.OSRedHat {
+		return "/etc/sysconfig/ipvsadm"
+	}
+	return "/etc/ipvsadm.rules"
+}
+
+var ipvsadmMethod = map[string]string{cluster.ForwardDR: "-g", cluster.ForwardTUN: "-i", cluster.ForwardNAT: "-m"}
+var ldirectordMethod = map[string]string{cluster.ForwardDR: "gate", cluster.ForwardTUN: "ipip", cluster.ForwardNAT: "masq"}
+var keepalivedMethod = map[string]string{cluster.ForwardDR: "DR", cluster.ForwardTUN: "TUN", cluster.ForwardNAT: "NAT"}
+
+func allServices(s *cluster.Spec) []*cluster.Service {
+	out := make([]*cluster.Service, len(s.Services))
+	for i := range s.Services {
+		out[i] = &s.Services[i]
+	}
+	return out
+}
+
+// IPVSRules renders the IPVS table in `ipvsadm -S -n` format: each virtual
+// service followed by its real servers, numeric, in spec order.
+func IPVSRules(s *cluster.Spec) []string {
+	var lines []string
+	for _, sv := range allServices(s) {
+		v := virtualFlag(sv)
+		line := "-A " + v + " -s " + sv.Scheduler
+		if p := sv.Persistence; p != nil {
+			line += " -p " + strconv.Itoa(p.Timeout)
+			if p.Netmask != "" && p.Netmask != "255.255.255.255" {
+				line += " -M " + p.Netmask
+			}
+		}
+		lines = append(lines, line)
+		for _, rs := range s.RealServers(sv) {
+			lines = append(lines, fmt.Sprintf("-a %s -r %s:%d %s -w %d", v, rs.IP(), sv.RealPort, ipvsadmMethod[sv.Forwarding], cluster.Weight(rs, sv.Name)))
+		}
+	}
+	return lines
+}
+
+func virtualFlag(sv *cluster.Service) string {
+	if sv.FWMark != 0 {
+		return "-f " + strconv.Itoa(sv.FWMark)
+	}
+	flag := "-t"
+	if sv.Protocol == "udp" {
+		flag = "-u"
+	}
+	return fmt.Sprintf("%s %s:%d", flag, sv.VIP, sv.Port)
+}
+
+// vipOnDirector is "VIP/NN/IFACE/BCAST": the VIP takes the director's public prefix length.
+func vipOnDirector(h *cluster.Host, addr string) string {
+	pfx := h.Prefix()
+	a := netip.MustParseAddr(addr)
+	bcast := broadcast(netip.PrefixFrom(a, pfx.Bits()))
+	return fmt.Sprintf("%s/%d/%s/%s", a, pfx.Bits(), h.Interfaces.Public, bcast)
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := ^uint32(0) >> p.Bits()
+	v := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// floatingAddrs are the addresses the active director holds: every VIP and the NAT gateway.
+func floatingAddrs(s *cluster.Spec) []string {
+	addrs := s.VIPs()
+	if s.HA.FloatingGateway != "" {
+		addrs = append(addrs, netip.MustParsePrefix(s.HA.FloatingGateway).Addr().String())
+	}
+	return addrs
+}
+
+func (r *renderer) director() error {
+	s, h := r.s, r.h
+	svcs := allServices(s)
+	nat := false
+	for _, sv := range svcs {
+		nat = nat || sv.Forwarding == cluster.ForwardNAT
+	}
+	rules := RulesPath(h.OS)
+	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", IPVSRules(s)); err != nil {
+		return err
+	}
+	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
+		"LVS-DR/TUN: the director is not the real servers' gateway: leave ICMP redirects on."
+	if nat {
+		fwd, fwdWhy, redir, redirWhy = "1", "LVS-NAT: the director is the real servers' gateway: forward.",
+			"0", "LVS-NAT: replies pass through the director: it must not redirect real servers elsewhere."
+	}
+	redirKeys := []string{"net/ipv4/conf/all/send_redirects", "net/ipv4/conf/default/send_redirects", "net/ipv4/conf/" + h.Interfaces.Public + "/send_redirects"}
+	var sysctlLines []string
+	sysctlLines = append(sysctlLines, sysctlLine("net/ipv4/ip_forward", fwd, false))
+	for _, k := range redirKeys {
+		sysctlLines = append(sysctlLines, sysctlLine(k, redir, false))
+	}
+	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-director.conf", "LVS director kernel settings ("+methodsOf(svcs)+")", sysctlLines); err != nil {
+		return err
+	}
+	script := map[string]any{
+		"Cluster": s.Metadata.Name, "Methods": methodsOf(svcs), "Lock": lockPath(h, "lvs-director"),
+		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
+		"Redirects": redirKeys, "Rules": "",
+	}
+	if s.HA.Backend == cluster.BackendKeepalived {
+		script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up."
+		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, "keepalived.service"); err != nil {
+			return err
+		}
+		if err := r.keepalived(svcs); err != nil {
+			return err
+		}
+		r.daemon("keepalived")
+		return nil
+	}
+	script["Manager"] = "heartbeat runs it from haresources on the active director only."
+	script["Rules"] = rules
+	if err := r.add("/etc/ha.d/resource.d/lvs-director", 0o755, "lvs-director.sh.tmpl", script, "heartbeat"); err != nil {
+		return err
+	}
+	return r.heartbeat(svcs)
+}
+
+func lockPath(h *cluster.Host, name string) string {
+	if h.OS == cluster.OSRedHat {
+		return "/var/lock/subsys/" + name
+	}
+	return "/run/" + name + ".active"
+}
+
+func (r *renderer) heartbeat(svcs []*cluster.Service) error {
+	s, ha := r.s, &r.s.HA
+	var nodes []string
+	for _, d := range s.HostsByRole(cluster.RoleDirector) {
+		nodes = append(nodes, d.Name)
+	}
+	var media []string
+	serial := false
+	for _, m := range ha.Media {
+		switch m.Type {
+		case cluster.MediumSerial:
+			serial = true
+			media = append(media, "serial "+m.Device)
+		case cluster.MediumBcast:
+			media = append(media, "bcast "+m.Interface)
+		case cluster.MediumMcast:
+			loop := 0
+			if m.Loop != nil && *m.Loop {
+				loop = 1
+			}
+			media = append(media, fmt.Sprintf("mcast %s %s %d %d %d", m.Interface, m.Group, m.Port, m.TTL, loop))
+		case cluster.MediumUcast:
+			// Every director's address on this link, on every director:
+			// heartbeat ignores the line naming itself, so ha.cf stays identical.
+			for _, d := range s.HostsByRole(cluster.RoleDirector) {
+				peer, err := cluster.UcastPeer(d, m.Interface)
+				if err != nil {
+					return err
+				}
+				media = append(media, "ucast "+m.Interface+" "+peer)
+			}
+		}
+	}
+	failback := "off"
+	if *ha.AutoFailback {
+		failback = "on"
+	}
+	if err := r.add("/etc/ha.d/ha.cf", 0o644, "ha.cf.tmpl", map[string]any{
+		"Cluster": s.Metadata.Name, "Keepalive": ha.Keepalive.HeartbeatString(), "Deadtime": ha.Deadtime.HeartbeatString(),
+		"Warntime": ha.Warntime.HeartbeatString(), "Initdead": ha.Initdead.HeartbeatString(), "UDPPort": ha.UDPPort,
+		"Serial": serial, "Baud": ha.Baud, "Media": media, "AutoFailback": failback, "Ping": ha.Ping, "Nodes": nodes,
+	}, "heartbeat"); err != nil {
+		return err
+	}
+	res := []string{ha.Primary}
+	for _, a := range floatingAddrs(s) {
+		res = append(res, "IPaddr::"+vipOnDirector(r.h, a))
+	}
+	res = append(res, "lvs-director", "ldirectord::ldirectord.cf")
+	if err := r.add("/etc/ha.d/haresources", 0o644, "haresources.tmpl", map[string]any{
+		"Cluster": s.Metadata.Name, "Line": strings.Join(res, " "),
+	}, "heartbeat"); err != nil {
+		return err
+	}
+	if err := r.add(AuthkeysPath, 0o600, "authkeys.tmpl", map[string]string{"Method": ha.Authkey.Method, "Secret": r.secret}, "heartbeat"); err != nil {
+		return err
+	}
+	r.out.Files[len(r.out.Files)-1].Secret = true
+	if err := r.ldirectord(svcs); err != nil {
+		return err
+	}
+	r.daemon("heartbeat")
+	// heartbeat starts and stops ldirectord on the active director only, so
+	// it is never enabled at boot; a changed config is applied where it runs.
+	cfg := LdirectordPath
+	r.out.Units = append(r.out.Units, Unit{
+		Name:    "ldirectord",
+		Restart: [][]string{{"sh", "-c", "if ldirectord " + cfg + " status >/dev/null 2>&1; then ldirectord " + cfg + " restart; fi"}},
+		Reload:  [][]string{{"sh", "-c", "if ldirectord " + cfg + " status >/dev/null 2>&1; then ldirectord " + cfg + " reload; fi"}},
+	})
+	return nil
+}
+
+type ldVirtual struct {
+	Name, Virtual, Fallback, Scheduler, Protocol, Netmask string
+	CheckType, Service, Request, Receive, Quiescent       string
+	Reals                                                 []string
+	Persistent, Interval, Timeout, CheckPort              int
+}
+
+func yesNo(b *bool) string {
+	if b == nil || *b {
+		return "yes"
+	}
+	return "no"
+}
+
+func (r *renderer) ldirectord(svcs []*cluster.Service) error {
+	var vs []ldVirtual
+	for _, sv := range svcs {
+		v := ldVirtual{Name: sv.Name, Scheduler: sv.Scheduler, Protocol: sv.Protocol, Quiescent: yesNo(sv.Quiescent),
+			Interval: sv.Check.Interval, Timeout: sv.Check.Timeout, CheckPort: sv.Check.Port}
+		method := ldirectordMethod[sv.Forwarding]
+		if sv.FWMark != 0 {
+			v.Virtual, v.Protocol = strconv.Itoa(sv.FWMark), "fwm"
+		} else {
+			v.Virtual = fmt.Sprintf("%s:%d", sv.VIP, sv.Port)
+		}
+		for _, rs := range r.s.RealServers(sv) {
+			addr := rs.IP()
+			if sv.FWMark == 0 {
+				addr = fmt.Sprintf("%s:%d", addr, sv.RealPort)
+			}
+			v.Reals = append(v.Reals, fmt.Sprintf("%s %s %d", addr, method, cluster.Weight(rs, sv.Name)))
+		}
+		if fb := sv.Fallback; fb != nil {
+			v.Fallback = fb.Address
+			if fb.Port != 0 {
+				v.Fallback += ":" + strconv.Itoa(fb.Port)
+			}
+			v.Fallback += " " + method
+		}
+		if p := sv.Persistence; p != nil {
+			v.Persistent, v.Netmask = p.Timeout, p.Netmask
+		}
+		switch sv.Check.Type {
+		case "connect":
+			v.CheckType = "connect"
+		case "off":
+			v.CheckType = "off"
+		case "http":
+			v.CheckType, v.Service, v.Request, v.Receive = "negotiate", "http", sv.Check.Request, sv.Check.Receive
+		case "negotiate":
+			v.CheckType, v.Service, v.Request, v.Receive = "negotiate", sv.Check.Service, sv.Check.Request, sv.Check.Receive
+		}
+		vs = append(vs, v)
+	}
+	// Without fork, ldirectord has one global check interval and ignores
+	// per-virtual ones; fork only when the services really differ.
+	fork := false
+	for _, v := range vs {
+		fork = fork || v.Interval != vs[0].Interval
+	}
+	return r.add(LdirectordPath, 0o644, "ldirectord.cf.tmpl", map[string]any{
+		"Cluster": r.s.Metadata.Name, "Quiescent": "yes", "Virtuals": vs, "Fork": fork, "Interval": vs[0].Interval,
+	}, "ldirectord")
+}
+
+type kaReal struct {
+	Address, Check, Path               string
+	Port, Weight, Timeout, ConnectPort int
+	Inhibit                            bool
+}
+
+type kaVirtual struct {
+	Name, Virtual, Scheduler, Method, Protocol, Netmask, Sorry string
+	Interval, Persistent                                       int
+	Reals                                                      []kaReal
+}
+
+func (r *renderer) keepalived(svcs []*cluster.Service) error {
+	s, h, ha := r.s, r.h, &r.s.HA
+	state, priority := "BACKUP", 100
+	for i, d := range s.HostsByRole(cluster.RoleDirector) {
+		if d.Name == h.Name && d.Name != ha.Primary {
+			priority = 100 - i
+		}
+	}
+	if h.Name == ha.Primary {
+		state, priority = "MASTER", 150
+	}
+	noPreempt := !*ha.AutoFailback
+	if noPreempt {
+		// keepalived honours nopreempt only when every node starts as BACKUP.
+		state = "BACKUP"
+	}
+	var addrs []string
+	for _, a := range floatingAddrs(s) {
+		addrs = append(addrs, fmt.Sprintf("%s/%d dev %s", a, h.Prefix().Bits(), h.Interfaces.Public))
+	}
+	var vs []kaVirtual
+	for _, sv := range svcs {
+		v := kaVirtual{Name: sv.Name, Scheduler: sv.Scheduler, Method: keepalivedMethod[sv.Forwarding],
+			Interval: sv.Check.Interval}
+		if sv.FWMark != 0 {
+			v.Virtual = "fwmark " + strconv.Itoa(sv.FWMark)
+		} else {
+			v.Virtual = fmt.Sprintf("%s %d", sv.VIP, sv.Port)
+			v.Protocol = strings.ToUpper(sv.Protocol)
+		}
+		if p := sv.Persistence; p != nil {
+			v.Persistent, v.Netmask = p.Timeout, p.Netmask
+		}
+		if fb := sv.Fallback; fb != nil {
+			port := fb.Port
+			if port == 0 {
+				port = sv.RealPort
+			}
+			v.Sorry = fmt.Sprintf("%s %d", fb.Address, port)
+		}
+		for _, rs := range s.RealServers(sv) {
+			kr := kaReal{Address: rs.IP(), Port: sv.RealPort, Weight: cluster.Weight(rs, sv.Name),
+				Timeout: sv.Check.Timeout, Inhibit: sv.Quiescent == nil || *sv.Quiescent, ConnectPort: sv.Check.Port}
+			switch {
+			case sv.Check.Type == "connect":
+				kr.Check = "tcp"
+			case sv.Check.Type == "http" || (sv.Check.Type == "negotiate" && sv.Check.Service == "http"):
+				kr.Check, kr.Path = "http", sv.Check.Request
+			}
+			v.Reals = append(v.Reals, kr)
+		}
+		vs = append(vs, v)
+	}
+	data := map[string]any{
+		"Host": h.Name, "Cluster": s.Metadata.Name, "Instance": "VI_1", "State": state,
+		"Interface": h.Interfaces.Public, "RouterID": ha.Keepalived.VirtualRouterID, "Priority": priority,
+		"AdvertInt": ha.Keepalived.AdvertInt, "NoPreempt": noPreempt, "Addresses": addrs, "Virtuals": vs,
+		"SyncInterface": "", "SyncID": ha.Sync.SyncID,
+	}
+	if ha.Sync.Enabled {
+		data["SyncInterface"] = ha.Sync.Interface
+	}
+	return r.add("/etc/keepalived/keepalived.conf", 0o644, "keepalived.conf.tmpl", data, "keepalived")
+}

@@ -1,0 +1,102 @@
+package roles
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+// sysctlLine writes a /proc/sys key (net/ipv4/conf/eth0/arp_ignore) as a
+// sysctl.d line. Keys keep the slash form when an interface name has a dot
+// (eth0.100), where the dotted form would be ambiguous. optional keys get
+// the "-" prefix: ignored where the kernel lacks them (tunl0 before ipip
+// loads, "hidden" without the patch).
+func sysctlLine(key, value string, optional bool) string {
+	k := key
+	if !strings.Contains(key, ".") {
+		k = strings.ReplaceAll(key, "/", ".")
+	}
+	if optional {
+		k = "-" + k
+	}
+	return k + " = " + value
+}
+
+type rsVIP struct{ Address, Label string }
+
+func (r *renderer) realServer() error {
+	s, h := r.s, r.h
+	svcs := s.ServicesOf(h)
+	var tun, nat bool
+	for _, sv := range svcs {
+		tun = tun || sv.Forwarding == cluster.ForwardTUN
+		nat = nat || sv.Forwarding == cluster.ForwardNAT
+	}
+	hidden := h.KernelProfile == cluster.ProfileHidden
+	vipDev := "lo"
+	if tun {
+		vipDev = "tunl0"
+	}
+	// The VIPs this real server must accept traffic for: DR and TUN only;
+	// with NAT the director rewrites the destination to the RIP.
+	var vips []rsVIP
+	seen := map[string]bool{}
+	for _, sv := range svcs {
+		if sv.Forwarding == cluster.ForwardNAT || seen[sv.VIP] {
+			continue
+		}
+		seen[sv.VIP] = true
+		v := rsVIP{Address: sv.VIP}
+		if vipDev == "lo" {
+			v.Label = "lo:" + strconv.Itoa(len(vips))
+		}
+		vips = append(vips, v)
+	}
+	keys := []string{"net/ipv4/ip_forward"}
+	var arp, rp, sysctlLines []string
+	sysctlLines = append(sysctlLines, sysctlLine("net/ipv4/ip_forward", "0", false))
+	if len(vips) > 0 {
+		if hidden {
+			keys = append(keys, "net/ipv4/conf/all/hidden", "net/ipv4/conf/"+vipDev+"/hidden")
+			sysctlLines = append(sysctlLines, sysctlLine("net/ipv4/conf/all/hidden", "1", true), sysctlLine("net/ipv4/conf/"+vipDev+"/hidden", "1", true))
+		} else {
+			for _, dev := range []string{"all", h.Interfaces.Public} {
+				for _, kv := range [][2]string{{"arp_ignore", "1"}, {"arp_announce", "2"}} {
+					k := "net/ipv4/conf/" + dev + "/" + kv[0]
+					keys = append(keys, k)
+					arp = append(arp, k+" "+kv[1])
+					sysctlLines = append(sysctlLines, sysctlLine(k, kv[1], false))
+				}
+			}
+		}
+	}
+	if tun {
+		for _, dev := range []string{"all", "tunl0"} {
+			k := "net/ipv4/conf/" + dev + "/rp_filter"
+			keys = append(keys, k)
+			rp = append(rp, k)
+			sysctlLines = append(sysctlLines, sysctlLine(k, "0", dev == "tunl0"))
+		}
+		if err := r.add("/etc/modules-load.d/lvsforge.conf", 0o644, "sysctl.conf.tmpl", map[string]any{
+			"Path": "/etc/modules-load.d/lvsforge.conf", "Why": "LVS-TUN needs the ipip module (tunl0) at boot",
+			"Host": h.Name, "Cluster": s.Metadata.Name, "Lines": []string{"ipip"},
+		}); err != nil {
+			return err
+		}
+	}
+	gw, gwWhy := h.Gateway, "LVS-DR/TUN: replies leave through the router, not the director."
+	if nat {
+		gwWhy = "LVS-NAT: replies must return through the director, which rewrites them."
+	}
+	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-realserver.conf", "LVS real server kernel settings ("+methodsOf(svcs)+")", sysctlLines); err != nil {
+		return err
+	}
+	data := map[string]any{
+		"Host": h.Name, "Cluster": s.Metadata.Name, "Methods": methodsOf(svcs), "Hidden": hidden && len(vips) > 0,
+		"Tunnel": tun, "Lock": lockPath(h, "lvs-realserver"), "Saved": "/run/lvs-realserver/saved-sysctls",
+		"SavedKeys": keys, "ARP": arp, "RPFilter": rp, "VIPDevice": vipDev, "VIPs": vips,
+		"Gateway": gw, "GatewayReason": gwWhy, "Public": h.Interfaces.Public,
+	}
+	return r.initScript("lvs-realserver", "lvs-realserver.sh.tmpl", data, "LVS real server VIPs and ARP suppression for cluster "+s.Metadata.Name, "")
+}

@@ -1,0 +1,210 @@
+// Package roles decides what each host of a cluster gets: which files (with
+// their modes), which kernel profile, which sysctls, which daemons must be
+// enabled or restarted when a file changes. A director and a real server are
+// described here; the templates package only lays the values out.
+package roles
+
+import (
+	"fmt"
+	"io/fs"
+	"sort"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/templates"
+)
+
+// File is one rendered file for a host.
+type File struct {
+	// Path is the absolute target path on the host.
+	Path string
+	Mode fs.FileMode
+	Data []byte
+	// Secret files (authkeys) are never shown in logs, diffs or --json.
+	Secret bool
+	// Units names the units of HostFiles.Units to restart or reload when this file changes.
+	Units []string
+}
+
+// Unit is a daemon or set-up step on a host and the commands that manage it.
+type Unit struct {
+	Name string
+	// Enable makes it start at boot; empty for what heartbeat starts itself.
+	Enable [][]string
+	// Restart applies changed files; Reload, when set, applies changes that
+	// need no restart (ldirectord: inside an existing virtual block).
+	Restart [][]string
+	Reload  [][]string
+}
+
+// HostFiles is everything rendered for one host.
+type HostFiles struct {
+	Host  cluster.Host
+	Files []File
+	Units []Unit
+}
+
+// Render renders every host of the spec, in spec order, each host's files
+// sorted by path. It reads the heartbeat secret, so it fails if that is missing.
+func Render(s *cluster.Spec) ([]HostFiles, error) {
+	var out []HostFiles
+	var secret string
+	if s.HA.Backend == cluster.BackendHeartbeat {
+		var err error
+		if secret, err = s.Secret(); err != nil {
+			return nil, fmt.Errorf("read authkey: %w", err)
+		}
+	}
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		r := &renderer{s: s, h: h, secret: secret}
+		var err error
+		switch h.Role {
+		case cluster.RoleDirector:
+			err = r.director()
+		case cluster.RoleRealServer:
+			err = r.realServer()
+		}
+		if err == nil {
+			err = r.grub()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("render host %s: %w", h.Name, err)
+		}
+		sort.Slice(r.out.Files, func(a, b int) bool { return r.out.Files[a].Path < r.out.Files[b].Path })
+		r.out.Host = *h
+		out = append(out, r.out)
+	}
+	return out, nil
+}
+
+// renderer accumulates one host's files.
+type renderer struct {
+	s      *cluster.Spec
+	h      *cluster.Host
+	secret string
+	out    HostFiles
+}
+
+func (r *renderer) add(path string, mode fs.FileMode, tmpl string, data any, units ...string) error {
+	b, err := templates.Render(tmpl, data)
+	if err != nil {
+		return err
+	}
+	r.out.Files = append(r.out.Files, File{Path: path, Mode: mode, Data: b, Units: units})
+	return nil
+}
+
+// initScript places an init script and, on systemd hosts, its unit, and
+// records the unit with the commands that enable and restart it.
+func (r *renderer) initScript(name, tmpl string, data any, description, before string) error {
+	unit := Unit{Name: name}
+	if r.h.Init == cluster.InitSystemd {
+		script := "/usr/local/sbin/" + name
+		if err := r.add(script, 0o755, tmpl, data, name); err != nil {
+			return err
+		}
+		path := "/etc/systemd/system/" + name + ".service"
+		if err := r.add(path, 0o644, "unit.service.tmpl", map[string]string{
+			"Path": path, "Host": r.h.Name, "Cluster": r.s.Metadata.Name,
+			"Description": description, "Before": before, "Script": script,
+		}, name); err != nil {
+			return err
+		}
+		unit.Enable = [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "enable", name + ".service"}}
+		unit.Restart = [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "restart", name + ".service"}}
+	} else {
+		if err := r.add("/etc/init.d/"+name, 0o755, tmpl, data, name); err != nil {
+			return err
+		}
+		unit.Enable = enableSysV(r.h.OS, name)
+		unit.Restart = [][]string{{"/etc/init.d/" + name, "restart"}}
+	}
+	r.out.Units = append(r.out.Units, unit)
+	return nil
+}
+
+func enableSysV(osFamily, name string) [][]string {
+	if osFamily == cluster.OSRedHat {
+		return [][]string{{"chkconfig", "--add", name}, {"chkconfig", name, "on"}}
+	}
+	return [][]string{{"update-rc.d", name, "defaults"}}
+}
+
+// daemon records a packaged daemon (heartbeat, keepalived) the host runs.
+func (r *renderer) daemon(name string) {
+	u := Unit{Name: name}
+	if r.h.Init == cluster.InitSystemd {
+		u.Enable = [][]string{{"systemctl", "enable", name + ".service"}}
+		u.Restart = [][]string{{"systemctl", "restart", name + ".service"}}
+	} else {
+		u.Enable = enableSysV(r.h.OS, name)
+		u.Restart = [][]string{{"/etc/init.d/" + name, "restart"}}
+	}
+	r.out.Units = append(r.out.Units, u)
+}
+
+// sysctl writes a sysctl.d drop-in and the unit that applies it.
+func (r *renderer) sysctl(path, why string, lines []string) error {
+	if err := r.add(path, 0o644, "sysctl.conf.tmpl", map[string]any{
+		"Path": path, "Why": why, "Host": r.h.Name, "Cluster": r.s.Metadata.Name, "Lines": lines,
+	}, "sysctl"); err != nil {
+		return err
+	}
+	r.out.Units = append(r.out.Units, Unit{Name: "sysctl", Restart: [][]string{{"sysctl", "-q", "-p", path}}})
+	return nil
+}
+
+// Release is the kernel release lvsforge builds for a role, e.g. 6.1.192-lvs.
+func Release(s *cluster.Spec, role string) string {
+	if role == cluster.RoleDirector {
+		return s.Kernel.Version + s.Kernel.Director.LocalVersion
+	}
+	return s.Kernel.Version + s.Kernel.RealServer.LocalVersion
+}
+
+func localVersion(s *cluster.Spec, role string) string {
+	if role == cluster.RoleDirector {
+		return s.Kernel.Director.LocalVersion
+	}
+	return s.Kernel.RealServer.LocalVersion
+}
+
+// grub renders both GRUB flavours' entries for the host's role kernel.
+func (r *renderer) grub() error {
+	data := map[string]any{
+		"Host": r.h.Name, "Cluster": r.s.Metadata.Name, "Role": r.h.Role,
+		"LocalVersion": localVersion(r.s, r.h.Role), "Release": Release(r.s, r.h.Role),
+		"Root": r.h.Boot.Root, "GrubRoot": r.h.Boot.GrubRoot, "Panic": r.s.Kernel.PanicTimeout,
+		"Cmdline": r.s.Kernel.Cmdline, "Path": GrubLegacyPath,
+	}
+	if err := r.add(Grub2Path, 0o755, "grub2.sh.tmpl", data); err != nil {
+		return err
+	}
+	return r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data)
+}
+
+// Paths other packages (deploy) refer to.
+const (
+	Grub2Path      = "/etc/grub.d/42_lvsforge"
+	GrubLegacyPath = "/etc/lvsforge/grub-legacy.conf"
+	AuthkeysPath   = "/etc/ha.d/authkeys"
+	LdirectordPath = "/etc/ha.d/ldirectord.cf"
+)
+
+// methodsOf describes the forwarding methods in use, for script headers.
+func methodsOf(svcs []*cluster.Service) string {
+	seen := map[string]bool{}
+	var out string
+	for _, sv := range svcs {
+		if !seen[sv.Forwarding] {
+			seen[sv.Forwarding] = true
+			if out != "" {
+				out += ", "
+			}
+			out += methodName[sv.Forwarding]
+		}
+	}
+	return out
+}
+
+var methodName = map[string]string{cluster.ForwardDR: "LVS-DR", cluster.ForwardTUN: "LVS-TUN", cluster.ForwardNAT: "LVS-NAT"}

@@ -1,0 +1,115 @@
+package roles
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lvsforge/lvsforge/internal/testenv"
+)
+
+// renderedFiles yields every rendered file of every variant whose target path matches.
+func renderedFiles(t *testing.T, match func(path string, data []byte) bool) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, name := range variants {
+		root := renderTree(t, name)
+		for rel, f := range readTree(t, root) {
+			if i := strings.Index(rel, "/"); i > 0 && match(rel[i:], f.data) {
+				out[name+"/"+rel] = filepath.Join(root, filepath.FromSlash(rel))
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no rendered file matched")
+	}
+	return out
+}
+
+func isScript(_ string, data []byte) bool { return strings.HasPrefix(string(data), "#!") }
+
+func run(t *testing.T, name string, wantExit int, cmd *exec.Cmd) {
+	t.Helper()
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if code != wantExit {
+		t.Errorf("%s: %s exited %d, want %d:\n%s", name, strings.Join(cmd.Args, " "), code, wantExit, out)
+	}
+}
+
+// TestScriptsPassShellcheck runs bash -n (or sh -n) and shellcheck on every rendered script.
+func TestScriptsPassShellcheck(t *testing.T) {
+	shellcheck := testenv.LookPath(t, "shellcheck", "shellcheck")
+	for name, path := range renderedFiles(t, isScript) {
+		b, _ := os.ReadFile(path)
+		shell := "bash"
+		if strings.HasPrefix(string(b), "#!/bin/sh") {
+			shell = "sh"
+		}
+		run(t, name, 0, exec.Command(shell, "-n", path))
+		run(t, name, 0, exec.Command(shellcheck, "--severity=style", path))
+	}
+}
+
+// TestGrubEntriesPassGrubScriptCheck runs each /etc/grub.d script the way
+// grub-mkconfig would, over a /boot holding lvsforge kernels and another
+// kernel, and checks its output with grub-script-check.
+func TestGrubEntriesPassGrubScriptCheck(t *testing.T) {
+	check := testenv.LookPath(t, "grub-script-check", "grub-common")
+	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == Grub2Path }) {
+		variant := strings.SplitN(name, "/", 2)[0]
+		s := loadVariant(t, variant)
+		boot := t.TempDir()
+		for _, f := range []string{"vmlinuz-" + Release(s, "director"), "vmlinuz-" + Release(s, "realserver"),
+			"initrd.img-" + Release(s, "director"), "vmlinuz-6.1.0-13-amd64"} {
+			os.WriteFile(filepath.Join(boot, f), nil, 0o644)
+		}
+		cmd := exec.Command("sh", path)
+		cmd.Env = append(os.Environ(), "LVSFORGE_BOOT_DIR="+boot, "GRUB_DEVICE_BOOT=")
+		cfg, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if strings.Count(string(cfg), "menuentry ") != 1 || !strings.Contains(string(cfg), "panic=") || strings.Contains(string(cfg), "6.1.0-13-amd64") {
+			t.Errorf("%s: want exactly one lvsforge entry with panic=, for this role's kernel only:\n%s", name, cfg)
+		}
+		p := filepath.Join(t.TempDir(), "grub.cfg")
+		os.WriteFile(p, cfg, 0o644)
+		run(t, name, 0, exec.Command(check, p))
+	}
+}
+
+// TestKeepalivedAcceptsConfig runs keepalived's own config test.
+func TestKeepalivedAcceptsConfig(t *testing.T) {
+	keepalived := testenv.LookPath(t, "keepalived", "keepalived")
+	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == "/etc/keepalived/keepalived.conf" }) {
+		run(t, name, 0, exec.Command(keepalived, "-t", "-f", path))
+	}
+	// The check must be able to fail: a broken copy is refused.
+	bad := filepath.Join(t.TempDir(), "bad.conf")
+	os.WriteFile(bad, []byte("virtual_server 192.168.7.110 80 {\n    lvs_sched nosuch\n}\n"), 0o644)
+	cmd := exec.Command(keepalived, "-t", "-f", bad)
+	if err := cmd.Run(); err == nil {
+		t.Error("keepalived -t accepted a broken config: the check proves nothing")
+	}
+}
+
+// TestLdirectordAcceptsConfig: `ldirectord CFG status` exits 3 (config good,
+// daemon stopped) and 2 on a config error.
+func TestLdirectordAcceptsConfig(t *testing.T) {
+	ldirectord := testenv.LookPath(t, "ldirectord", "ldirectord")
+	testenv.LookPath(t, "ipvsadm", "ipvsadm") // ldirectord refuses to run without it
+	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == LdirectordPath }) {
+		run(t, name, 3, exec.Command(ldirectord, path, "status"))
+	}
+	bad := filepath.Join(t.TempDir(), "bad.cf")
+	os.WriteFile(bad, []byte("virtual=192.168.7.110:80\n\treal=192.168.7.11:80 sideways 1\n"), 0o644)
+	run(t, "broken config", 2, exec.Command(ldirectord, bad, "status"))
+}
