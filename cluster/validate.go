@@ -501,13 +501,13 @@ func (v *validator) ha(h hostAddrs) {
 	for i, m := range ha.Media {
 		p := fmt.Sprintf("ha.media[%d]", i)
 		v.enum(p+".type", m.Type, MediumBcast, MediumUcast, MediumMcast, MediumSerial)
-		switch m.Type {
-		case MediumSerial:
+		if m.Type == MediumSerial || m.Device != "" {
 			v.match(p+".device", m.Device, reSerial.MatchString(m.Device), "a serial device such as /dev/ttyS0")
-		case MediumBcast, MediumUcast, MediumMcast:
+		}
+		if m.Type != MediumSerial || m.Interface != "" {
 			v.match(p+".interface", m.Interface, reIface.MatchString(m.Interface), "an interface name of at most 15 letters, digits and _ . -")
 		}
-		if m.Type == MediumMcast {
+		if m.Type == MediumMcast || m.Group != "" {
 			g, err := parseIPv4(m.Group)
 			if err != nil || !g.IsMulticast() {
 				v.add(p+".group", "invalid value %q: expected a multicast IPv4 address such as 225.0.0.1", m.Group)
@@ -542,10 +542,10 @@ func (v *validator) ha(h hostAddrs) {
 	}
 	v.rangeInt("ha.keepalived.virtualRouterID", ha.Keepalived.VirtualRouterID, 1, 255)
 	v.rangeInt("ha.keepalived.advertInt", ha.Keepalived.AdvertInt, 1, 255)
-	if ha.Sync.Enabled {
+	if ha.Sync.Enabled || ha.Sync.Interface != "" {
 		v.match("ha.sync.interface", ha.Sync.Interface, reIface.MatchString(ha.Sync.Interface), "an interface name of at most 15 letters, digits and _ . -")
-		v.rangeInt("ha.sync.syncID", ha.Sync.SyncID, 0, 255)
 	}
+	v.rangeInt("ha.sync.syncID", ha.Sync.SyncID, 0, 255)
 }
 
 func containsInt(xs []int, x int) bool {

@@ -47,6 +47,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		cmds = append(cmds, b(a))
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	markUsageErrors(cmds)
 	app := &cli.App{
 		Name:      "lvsforge",
 		Usage:     "build, configure, push and test Linux Virtual Server clusters",
@@ -56,9 +57,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		Commands:  cmds,
 		// Errors are printed once, by Run, with the right exit status.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err.Error()}
-		},
+		OnUsageError: onUsageError,
 	}
 	err := app.RunContext(ctx, args)
 	if err == nil {
@@ -71,4 +70,16 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintf(a.Stderr, "lvsforge: %v\n", err)
 	return ExitFailure
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err.Error()} }
+
+// markUsageErrors makes bad flags of every command and subcommand exit 2.
+func markUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		if c.OnUsageError == nil {
+			c.OnUsageError = onUsageError
+		}
+		markUsageErrors(c.Subcommands)
+	}
 }

@@ -1,0 +1,130 @@
+package cluster
+
+import (
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// hostile values: each must be refused in every string field, since every
+// string reaches a shell script, a config file or a command line.
+var hostile = []string{";reboot", "$(id)", "`id`", "\nnode evil", "a b'c", "|cat", "&&x", ">x", `"x`, "\\x", "*", "\r"}
+
+// fullVariants are testdata/full.yaml and copies of it with the fields that
+// exclude others (path/url, file/env) switched, so every string field is set in one of them.
+func fullVariants(t *testing.T) []string {
+	b, err := os.ReadFile("testdata/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := string(b)
+	alt := strings.NewReplacer(
+		"    path: /srv/linux-6.1.192.tar.xz\n", "    url: https://mirror.example.org/linux-6.1.192.tar.xz\n",
+		"{method: sha1, file: authkey}", "{method: sha1, env: LVS_AUTHKEY}",
+	).Replace(full)
+	return []string{full, alt}
+}
+
+// stringPaths walks the node tree and returns every string scalar value node with its field path.
+func stringPaths(n *yaml.Node, path string, out map[string]*yaml.Node) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		stringPaths(n.Content[0], path, out)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			stringPaths(n.Content[i+1], join(path, n.Content[i].Value), out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			stringPaths(c, path+"["+strconv.Itoa(i)+"]", out)
+		}
+	case yaml.ScalarNode:
+		if n.Tag == "!!str" {
+			out[path] = n
+		}
+	}
+}
+
+// TestEveryStringFieldRefusesShellMetacharacters puts shell metacharacters
+// and newlines into every string field of a spec that sets every field, and
+// checks that each is refused with an error naming that field.
+func TestEveryStringFieldRefusesShellMetacharacters(t *testing.T) {
+	t.Setenv("LVS_AUTHKEY", "secret-for-tests")
+	covered := map[string]bool{}
+	for _, text := range fullVariants(t) {
+		if _, err := Parse([]byte(text), "full.yaml", "testdata"); err != nil {
+			t.Fatalf("the unmodified spec must be valid: %v", err)
+		}
+		var root yaml.Node
+		if err := yaml.Unmarshal([]byte(text), &root); err != nil {
+			t.Fatal(err)
+		}
+		fields := map[string]*yaml.Node{}
+		stringPaths(&root, "", fields)
+		for path, node := range fields {
+			covered[regexp.MustCompile(`\[\d+\]`).ReplaceAllString(path, "[]")] = true
+			orig := node.Value
+			for _, bad := range hostile {
+				for _, v := range []string{orig + bad, bad + orig} {
+					node.Value, node.Style = v, yaml.DoubleQuotedStyle
+					data, err := yaml.Marshal(&root)
+					if err != nil {
+						t.Fatal(err)
+					}
+					_, err = Parse(data, "full.yaml", "testdata")
+					if err == nil {
+						t.Errorf("%s = %q accepted", path, v)
+					} else if !strings.Contains(err.Error(), " "+path+": ") && !strings.Contains(err.Error(), " "+parent(path)+": ") {
+						t.Errorf("%s = %q: refused, but no error names the field:\n%v", path, v, err)
+					}
+				}
+			}
+			node.Value, node.Style = orig, 0
+		}
+	}
+	// Every string field of the spec types must have been tried.
+	for _, p := range typeStringPaths(reflect.TypeOf(Spec{}), "") {
+		if !covered[p] {
+			t.Errorf("string field %s is not set in testdata/full.yaml: add it so this test covers it", p)
+		}
+	}
+}
+
+func parent(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i > 0 {
+		return path[:i]
+	}
+	return path
+}
+
+// typeStringPaths lists the field paths of every string (or []string) in t.
+func typeStringPaths(t reflect.Type, path string) []string {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if t == reflect.TypeOf(Duration(0)) {
+			return nil
+		}
+		var out []string
+		for i := 0; i < t.NumField(); i++ {
+			tag := t.Field(i).Tag.Get("yaml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			out = append(out, typeStringPaths(t.Field(i).Type, join(path, tag))...)
+		}
+		return out
+	case reflect.Slice:
+		return typeStringPaths(t.Elem(), path+"[]")
+	case reflect.String:
+		return []string{path}
+	}
+	return nil
+}

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	register(func(a *App) *cli.Command {
+		return &cli.Command{
+			Name:      "init",
+			Usage:     "write DIR/cluster.yaml (the seed article's cluster, commented) and a fresh heartbeat authkey",
+			ArgsUsage: " ",
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "dir", Value: ".", Usage: "directory to write the spec into"},
+				&cli.BoolFlag{Name: "force", Usage: "replace an existing cluster.yaml"},
+				&cli.StringFlag{Name: "src-dir", Value: "/usr/src", Usage: "where to look for a distro linux-source-*.tar.xz", Hidden: true},
+			},
+			Action: func(c *cli.Context) error { return a.initCluster(c.String("dir"), c.String("src-dir"), c.Bool("force")) },
+		}
+	})
+}
+
+func (a *App) initCluster(dir, srcDir string, force bool) error {
+	path := filepath.Join(dir, "cluster.yaml")
+	if _, err := os.Stat(path); err == nil && !force {
+		return fmt.Errorf("write spec: %s already exists (use --force to replace it)", path)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write spec: %w", err)
+	}
+	src, err := cluster.DetectSource(srcDir)
+	if err != nil {
+		return err
+	}
+	data := cluster.ExampleYAML(src)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, data, 0o644); err != nil {
+		return fmt.Errorf("write spec: %w", err)
+	}
+	if _, err := cluster.Load(path); err != nil {
+		return fmt.Errorf("check the written spec (a bug in lvsforge): %w", err)
+	}
+	fmt.Fprintf(a.Stdout, "wrote %s (kernel %s from %s) and %s (heartbeat secret, mode 0600)\n",
+		path, src.KernelVersion, sourceName(src), filepath.Join(dir, "authkey"))
+	fmt.Fprintf(a.Stdout, "next: lvsforge validate -f %s && lvsforge render -f %s -o out/\n", path, path)
+	return nil
+}
+
+func sourceName(src cluster.ExampleSource) string {
+	if src.KernelVersion == cluster.PinnedKernelOrgVersion && len(src.SourceLines) == 2 {
+		return "kernel.org"
+	}
+	return "the installed distro tarball"
+}
+
+// writeFileAtomic writes through a temp file in the same directory, so a
+// crash leaves the old file or the new one, never a part.
+func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
