@@ -57,7 +57,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		Commands:  cmds,
 		// Errors are printed once, by Run, with the right exit status.
 		ExitErrHandler: func(*cli.Context, error) {},
-		OnUsageError: onUsageError,
+		OnUsageError:   onUsageError,
 	}
 	err := app.RunContext(ctx, args)
 	if err == nil {

@@ -22,7 +22,9 @@ func init() {
 				&cli.BoolFlag{Name: "force", Usage: "replace an existing cluster.yaml"},
 				&cli.StringFlag{Name: "src-dir", Value: "/usr/src", Usage: "where to look for a distro linux-source-*.tar.xz", Hidden: true},
 			},
-			Action: func(c *cli.Context) error { return a.initCluster(c.String("dir"), c.String("src-dir"), c.Bool("force")) },
+			Action: func(c *cli.Context) error {
+				return a.initCluster(c.String("dir"), c.String("src-dir"), c.Bool("force"))
+			},
 		}
 	})
 }
