@@ -28,14 +28,3 @@ func Render(name string, data any) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
-
-// Names lists every template, for tests that check each one is used.
-func Names() []string {
-	var out []string
-	for _, t := range all.Templates() {
-		if strings.HasSuffix(t.Name(), ".tmpl") {
-			out = append(out, t.Name())
-		}
-	}
-	return out
-}
