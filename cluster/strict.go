@@ -30,6 +30,7 @@ var (
 	reJump      = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$`)
 	reFarmHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[0-9]{1,3})?$`)
 	reConfigRef = regexp.MustCompile(`^(tinyconfig|defconfig|allnoconfig)$`)
+	reURLChars  = regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`)
 )
 
 // checkPath accepts a relative or absolute file path made of plain characters, without "..".
@@ -51,7 +52,7 @@ func checkURL(s string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("invalid URL %q: expected http:// or https:// with a host", s)
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`).MatchString(s) {
+	if !reURLChars.MatchString(s) {
 		return fmt.Errorf("invalid URL %q: only letters, digits and : / . _ ~ %% + = - are allowed", s)
 	}
 	return nil

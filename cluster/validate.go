@@ -64,7 +64,7 @@ func oneOf(s string, valid ...string) bool {
 	return false
 }
 
-// str checks a string field with a regexp-backed rule, reporting what would be valid.
+// match reports val as invalid unless ok, saying what would be valid.
 func (v *validator) match(path, val string, ok bool, want string) {
 	if !ok {
 		v.add(path, "invalid value %q: %s", val, want)
