@@ -180,15 +180,23 @@ func (r *renderer) grub() error {
 	if err := r.add(Grub2Path, 0o755, "grub2.sh.tmpl", data); err != nil {
 		return err
 	}
+	if r.h.OS == cluster.OSDebian {
+		if err := r.add(GrubDefaultPath, 0o644, "grub-default.cfg.tmpl", map[string]any{
+			"Path": GrubDefaultPath, "Host": r.h.Name, "Cluster": r.s.Metadata.Name,
+		}); err != nil {
+			return err
+		}
+	}
 	return r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data)
 }
 
 // Paths other packages (deploy) refer to.
 const (
-	Grub2Path      = "/etc/grub.d/42_lvsforge"
-	GrubLegacyPath = "/etc/lvsforge/grub-legacy.conf"
-	AuthkeysPath   = "/etc/ha.d/authkeys"
-	LdirectordPath = "/etc/ha.d/ldirectord.cf"
+	Grub2Path       = "/etc/grub.d/42_lvsforge"
+	GrubDefaultPath = "/etc/default/grub.d/lvsforge.cfg"
+	GrubLegacyPath  = "/etc/lvsforge/grub-legacy.conf"
+	AuthkeysPath    = "/etc/ha.d/authkeys"
+	LdirectordPath  = "/etc/ha.d/ldirectord.cf"
 )
 
 // methodsOf describes the forwarding methods in use, for script headers.

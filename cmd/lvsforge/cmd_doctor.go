@@ -53,6 +53,8 @@ var hostTools = []hostTool{
 	{"unshare", "util-linux", "tests: private mounts per test host", onPath("unshare")},
 	{"sshd", "openssh-server", "push tests: real sshd test hosts", onPath("sshd")},
 	{"ssh", "openssh-client", "push tests, benchmarks", onPath("ssh")},
+	{"grub-reboot", "grub2-common", "push tests: one-time kernel boot", onPath("grub-reboot")},
+	{"depmod", "kmod", "push: kernel modules", onPath("depmod")},
 	{"patch", "patch", "build: patch sets", onPath("patch")},
 	{"xz", "xz-utils", "build: fast tarball extraction", onPath("xz")},
 	{"make", "make", "build: kernel", onPath("make")},

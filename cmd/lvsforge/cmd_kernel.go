@@ -1,0 +1,149 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/roles"
+)
+
+// kernelPushFlags are push's flags for installing the built kernel.
+func kernelPushFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "kernel", Usage: "also install the role's built kernel: /boot files, modules + depmod, GRUB entry"},
+		&cli.StringFlag{Name: "kernel-dir", Value: "out/kernel", Usage: "`DIR` holding one kernel build per role (DIR/director, DIR/realserver: bzImage, System.map, config, kernelrelease, modules.tar.gz)"},
+		&cli.StringFlag{Name: "activate", Usage: "`once`: boot the new kernel on the next reboot only (lvsforge kernel confirm then makes it the default)"},
+	}
+}
+
+// addKernels attaches each host's role kernel for push --kernel.
+func addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) error {
+	act := c.String("activate")
+	if act != "" && act != "once" {
+		return usageError{fmt.Sprintf("--activate %q: only \"once\" (then `lvsforge kernel confirm`)", act)}
+	}
+	if !c.Bool("kernel") {
+		if act != "" {
+			return usageError{"--activate needs --kernel"}
+		}
+		return nil
+	}
+	byRole := map[string]*deploy.Kernel{}
+	for i := range hosts {
+		h := s.Host(hosts[i].Target.Name)
+		k := byRole[h.Role]
+		if k == nil {
+			var err error
+			if k, err = deploy.LoadKernel(filepath.Join(c.String("kernel-dir"), h.Role)); err != nil {
+				return fmt.Errorf("load %s kernel: %w", h.Role, err)
+			}
+			// roles' GRUB script lists /boot/vmlinuz-*LOCALVERSION only.
+			if want := roles.Release(s, h.Role); k.Release != want {
+				return fmt.Errorf("load %s kernel: release %s, but the spec's %s kernel is %s", h.Role, k.Release, h.Role, want)
+			}
+			k.ActivateOnce = act == "once"
+			byRole[h.Role] = k
+		}
+		hosts[i].Kernel = k
+	}
+	return nil
+}
+
+func init() {
+	register(func(a *App) *cli.Command {
+		return &cli.Command{
+			Name:  "kernel",
+			Usage: "confirm a kernel booted once, or show each host's kernels",
+			Subcommands: []*cli.Command{
+				{
+					Name:  "confirm",
+					Usage: "make the kernel each host runs now (booted with push --kernel --activate once) its GRUB default",
+					Description: "Refused on a host that is not running the role's kernel (or --release): confirm only\n" +
+						"after the kernel booted and the checks passed.",
+					ArgsUsage: " ",
+					Flags: append(sshFlags(),
+						&cli.StringFlag{Name: "release", Usage: "kernel `RELEASE` to confirm (default: the role's kernel from the spec)"}),
+					Action: func(c *cli.Context) error {
+						spec, hosts, opts, err := a.pushSetup(c)
+						if err != nil {
+							return err
+						}
+						for i := range hosts {
+							rel := c.String("release")
+							if rel == "" {
+								rel = roles.Release(spec, spec.Host(hosts[i].Target.Name).Role)
+							}
+							hosts[i].Kernel = &deploy.Kernel{Release: rel, MakeDefault: true}
+						}
+						return a.report(c, deploy.Push(c.Context, hosts, opts))
+					},
+				},
+				{
+					Name:      "status",
+					Usage:     "show each host's running, installed, default and next-boot kernel",
+					ArgsUsage: " ",
+					Flags:     sshFlags(),
+					Action: func(c *cli.Context) error {
+						_, hosts, opts, err := a.pushSetup(c)
+						if err != nil {
+							return err
+						}
+						var targets []deploy.Target
+						for _, h := range hosts {
+							targets = append(targets, h.Target)
+						}
+						st := deploy.Status(c.Context, targets, opts)
+						return a.kernelStatus(c, st)
+					},
+				},
+			},
+		}
+	})
+}
+
+func (a *App) kernelStatus(c *cli.Context, st []*deploy.KernelStatus) error {
+	if c.Bool("json") {
+		enc := json.NewEncoder(a.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st); err != nil {
+			return fmt.Errorf("write json: %w", err)
+		}
+	} else {
+		tw := tabwriter.NewWriter(a.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "HOST\tRUNNING\tDEFAULT\tNEXT BOOT\tINSTALLED")
+		for _, s := range st {
+			if s.Err() != nil {
+				fmt.Fprintf(tw, "%s\terror: %v\t\t\t\n", s.Host, s.Err())
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Host, s.Running, dash(s.Default), dash(s.Next), strings.Join(s.Installed, " "))
+		}
+		if err := tw.Flush(); err != nil {
+			return fmt.Errorf("write status: %w", err)
+		}
+	}
+	var failed []string
+	for _, s := range st {
+		if s.Err() != nil {
+			failed = append(failed, s.Host)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("failed on %d of %d hosts: %s", len(failed), len(st), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

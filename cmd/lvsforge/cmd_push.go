@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/roles"
+)
+
+// sshFlags are the connection flags of every command that reaches the hosts.
+func sshFlags() []cli.Flag {
+	return []cli.Flag{
+		specFlag,
+		&cli.StringFlag{Name: "hosts", Usage: "only these hosts (comma-separated `NAMES`)"},
+		&cli.StringFlag{Name: "role", Usage: "only hosts of this `ROLE` (director or realserver)"},
+		&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "hosts worked on at once"},
+		&cli.StringFlag{Name: "host-key-policy", Value: string(deploy.HostKeyStrict), Usage: "strict: refuse unknown hosts; accept-new: append their keys to known_hosts (a changed key is always refused)"},
+		&cli.StringFlag{Name: "known-hosts", Usage: "known_hosts `FILE` (default ~/.ssh/known_hosts)"},
+		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config `FILE` for User, Port, IdentityFile, HostName and ProxyJump (default ~/.ssh/config; \"none\" ignores it)"},
+		&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+	}
+}
+
+func init() {
+	register(func(a *App) *cli.Command {
+		return &cli.Command{
+			Name:  "push",
+			Usage: "install every host's rendered files over SSH, atomically, and restart what changed",
+			Description: "Facts (file hashes, kernel, init system) are gathered from every host first; files whose\n" +
+				"sha256 already matches are skipped. --dry-run prints the exact per-host plan and changes nothing.\n" +
+				"Exit status 1 if any host failed; every host is attempted and reported.",
+			ArgsUsage: " ",
+			Flags: append(append(sshFlags(),
+				&cli.BoolFlag{Name: "dry-run", Usage: "gather facts and print the plan; change nothing"},
+				&cli.BoolFlag{Name: "diff", Usage: "print unified diffs of changed files (never of secrets)"},
+				&cli.IntFlag{Name: "upload-concurrency", Value: 4, Usage: "concurrent uploads of files of 1 MiB or more, across hosts"},
+				&cli.IntFlag{Name: "backups", Value: 3, Usage: "previous versions kept per replaced file under " + deploy.DefaultBackupDir + " (0: none)"},
+			), kernelPushFlags()...),
+			Action: func(c *cli.Context) error {
+				spec, hosts, opts, err := a.pushSetup(c)
+				if err != nil {
+					return err
+				}
+				rendered, err := roles.Render(spec)
+				if err != nil {
+					return err
+				}
+				byName := map[string]roles.HostFiles{}
+				for _, r := range rendered {
+					byName[r.Host.Name] = r
+				}
+				for i := range hosts {
+					addRendered(&hosts[i], byName[hosts[i].Target.Name])
+				}
+				if err := addKernels(c, spec, hosts); err != nil {
+					return err
+				}
+				opts.DryRun, opts.Diff = c.Bool("dry-run"), c.Bool("diff")
+				opts.UploadConcurrency = c.Int("upload-concurrency")
+				opts.Backups = c.Int("backups")
+				if opts.Backups == 0 {
+					opts.Backups = -1
+				}
+				return a.report(c, deploy.Push(c.Context, hosts, opts))
+			},
+		}
+	})
+}
+
+// pushSetup loads the spec, selects the hosts and resolves how to reach them.
+func (a *App) pushSetup(c *cli.Context) (*cluster.Spec, []deploy.Host, deploy.Options, error) {
+	var o deploy.Options
+	s, err := a.loadSpec(c)
+	if err != nil {
+		return nil, nil, o, err
+	}
+	policy, err := deploy.ParseHostKeyPolicy(c.String("host-key-policy"))
+	if err != nil {
+		return nil, nil, o, usageError{err.Error()}
+	}
+	known := c.String("known-hosts")
+	if known == "" {
+		known = deploy.DefaultKnownHosts()
+	}
+	var sc *deploy.SSHConfig
+	if p := c.String("ssh-config"); p != "none" {
+		if p == "" {
+			p = deploy.DefaultSSHConfigPath()
+		}
+		if sc, err = deploy.LoadSSHConfig(p); err != nil {
+			return nil, nil, o, err
+		}
+	}
+	selected, err := selectHosts(s, c.String("hosts"), c.String("role"))
+	if err != nil {
+		return nil, nil, o, err
+	}
+	var hosts []deploy.Host
+	for _, h := range selected {
+		t, err := deploy.ResolveTarget(*h, sc)
+		if err != nil {
+			return nil, nil, o, err
+		}
+		hosts = append(hosts, deploy.Host{Target: t})
+	}
+	o = deploy.Options{
+		Dial:        deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: policy, Files: []string{known}}},
+		Concurrency: c.Int("concurrency"),
+		Out:         a.Stdout,
+	}
+	if c.Bool("json") {
+		// Plans are in the JSON; diffs go to stderr so stdout stays one document.
+		o.Out = a.Stderr
+	}
+	return s, hosts, o, nil
+}
+
+// selectHosts applies --hosts and --role; a name that is not in the spec is
+// an error, not silently nothing.
+func selectHosts(s *cluster.Spec, names, role string) ([]*cluster.Host, error) {
+	want := map[string]bool{}
+	if names != "" {
+		for _, n := range strings.Split(names, ",") {
+			n = strings.TrimSpace(n)
+			if s.Host(n) == nil {
+				return nil, usageError{fmt.Sprintf("--hosts: no host %q in the spec", n)}
+			}
+			want[n] = true
+		}
+	}
+	if role != "" && role != cluster.RoleDirector && role != cluster.RoleRealServer {
+		return nil, usageError{fmt.Sprintf("--role %q: want %s or %s", role, cluster.RoleDirector, cluster.RoleRealServer)}
+	}
+	var out []*cluster.Host
+	for i := range s.Hosts {
+		h := &s.Hosts[i]
+		if (len(want) == 0 || want[h.Name]) && (role == "" || h.Role == role) {
+			out = append(out, h)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("select hosts: no host matches --hosts and --role")
+	}
+	return out, nil
+}
+
+// addRendered converts the roles package's output into deploy's input.
+func addRendered(h *deploy.Host, r roles.HostFiles) {
+	for _, f := range r.Files {
+		h.Files = append(h.Files, deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Units: f.Units})
+	}
+	for _, u := range r.Units {
+		h.Units = append(h.Units, deploy.Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload})
+	}
+}
+
+// report prints the summary (or JSON) and turns host failures into the exit status.
+func (a *App) report(c *cli.Context, r *deploy.Report) error {
+	if c.Bool("json") {
+		if err := r.WriteJSON(a.Stdout); err != nil {
+			return err
+		}
+	} else if err := r.WriteTable(a.Stdout); err != nil {
+		return err
+	}
+	if failed := r.Failed(); len(failed) > 0 {
+		return fmt.Errorf("failed on %d of %d hosts: %s", len(failed), len(r.Hosts), strings.Join(failed, ", "))
+	}
+	return nil
+}
