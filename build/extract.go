@@ -1,0 +1,314 @@
+package build
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/ulikunitz/xz"
+)
+
+// ErrUnsafePath reports an archive entry that would land outside the
+// extraction directory (absolute path, "..", or a link pointing out).
+var ErrUnsafePath = errors.New("unsafe path in archive")
+
+// Compression formats recognised by their magic bytes.
+const (
+	FormatPlain = "plain"
+	FormatXZ    = "xz"
+	FormatGzip  = "gzip"
+	FormatBzip2 = "bzip2"
+)
+
+// DetectFormat names the compression of the stream that starts with head.
+// Content, not file names, decides: blobs in the cache are named by hash.
+func DetectFormat(head []byte) string {
+	switch {
+	case bytes.HasPrefix(head, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		return FormatXZ
+	case bytes.HasPrefix(head, []byte{0x1f, 0x8b}):
+		return FormatGzip
+	case bytes.HasPrefix(head, []byte("BZh")):
+		return FormatBzip2
+	}
+	return FormatPlain
+}
+
+// Decompress returns a reader over the decompressed contents of r, whatever
+// its format. Close the returned reader to release an external decoder.
+// With systemXZ, xz streams are piped through the system's xz when it is
+// installed (measurably faster than the pure-Go decoder on kernel tarballs).
+func Decompress(ctx context.Context, r io.Reader, systemXZ bool) (io.ReadCloser, error) {
+	br := bufio.NewReaderSize(r, 1<<20)
+	head, _ := br.Peek(6)
+	switch DetectFormat(head) {
+	case FormatXZ:
+		if systemXZ {
+			if xzPath, err := exec.LookPath("xz"); err == nil {
+				return pipeThrough(ctx, br, xzPath, "-dc")
+			}
+		}
+		zr, err := xz.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("open xz stream: %w", err)
+		}
+		return io.NopCloser(zr), nil
+	case FormatGzip:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("open gzip stream: %w", err)
+		}
+		return zr, nil
+	case FormatBzip2:
+		return io.NopCloser(bzip2.NewReader(br)), nil
+	}
+	return io.NopCloser(br), nil
+}
+
+// cmdReader is an external decoder's stdout; Close reaps it and reports its failure.
+type cmdReader struct {
+	io.ReadCloser
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+}
+
+func (c *cmdReader) Close() error {
+	c.ReadCloser.Close()
+	if err := c.cmd.Wait(); err != nil {
+		return fmt.Errorf("run %s: %w: %s", c.cmd.Path, err, strings.TrimSpace(c.stderr.String()))
+	}
+	return nil
+}
+
+func pipeThrough(ctx context.Context, in io.Reader, prog string, args ...string) (io.ReadCloser, error) {
+	cmd := exec.CommandContext(ctx, prog, args...)
+	cmd.Stdin = in
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", prog, err)
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", prog, err)
+	}
+	return &cmdReader{ReadCloser: out, cmd: cmd, stderr: &stderr}, nil
+}
+
+// ExtractOptions tune Extract.
+type ExtractOptions struct {
+	// SystemXZ uses the system's xz for .xz archives when it is installed.
+	SystemXZ bool
+}
+
+// Extract unpacks the tar archive (plain, xz, gzip or bzip2) at archive into
+// dest, which must not exist yet. It extracts into a temporary sibling and
+// renames it into place, so dest either holds a whole tree or is absent.
+// Entries with absolute paths or "..", links that point outside the tree, and
+// entries under a symlink are refused with ErrUnsafePath. Permission bits
+// (without setuid/setgid/sticky) and modification times are kept.
+func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) error {
+	if _, err := os.Lstat(dest); err == nil {
+		return fmt.Errorf("extract %s: destination %s exists", archive, dest)
+	}
+	f, err := os.Open(archive)
+	if err != nil {
+		return fmt.Errorf("extract archive: %w", err)
+	}
+	defer f.Close()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+		return fmt.Errorf("extract %s: %w", archive, err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".extract-")
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", archive, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	rc, err := Decompress(ctx, f, opt.SystemXZ)
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", archive, err)
+	}
+	err = untar(ctx, rc, tmp)
+	if cerr := rc.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("extract %s: %w", archive, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("extract %s: %w", archive, err)
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return fmt.Errorf("extract %s: %w", archive, err)
+	}
+	ok = true
+	return nil
+}
+
+// inTree cleans an archive path and reports whether it stays inside the tree.
+func inTree(name string) (string, bool) {
+	if name == "" || filepath.IsAbs(name) || strings.HasPrefix(name, "/") {
+		return "", false
+	}
+	c := filepath.Clean(name)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", false
+	}
+	return c, true
+}
+
+func untar(ctx context.Context, r io.Reader, root string) error {
+	tr := tar.NewReader(r)
+	// symlinks holds every symlink made so far: nothing may be created
+	// beneath one, so no write ever follows a link out of the tree.
+	symlinks := map[string]bool{}
+	type dirTime struct {
+		path string
+		hdr  *tar.Header
+	}
+	var dirs []dirTime
+	buf := make([]byte, 1<<20)
+	for n := 0; ; n++ {
+		if n%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		rel, ok := inTree(hdr.Name)
+		if !ok {
+			return fmt.Errorf("%w: %q", ErrUnsafePath, hdr.Name)
+		}
+		if rel == "." {
+			continue
+		}
+		for p := filepath.Dir(rel); p != "."; p = filepath.Dir(p) {
+			if symlinks[p] {
+				return fmt.Errorf("%w: %q lies under symlink %q", ErrUnsafePath, hdr.Name, p)
+			}
+		}
+		target := filepath.Join(root, rel)
+		mode := os.FileMode(hdr.Mode) & os.ModePerm
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				return err
+			}
+			dirs = append(dirs, dirTime{target, hdr})
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			// O_NOFOLLOW: an earlier entry of the same name that is a
+			// symlink must not redirect this write.
+			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
+			if err != nil {
+				return err
+			}
+			_, err = io.CopyBuffer(out, tr, buf)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("write %s: %w", rel, err)
+			}
+			if err := os.Chmod(target, mode); err != nil {
+				return err
+			}
+			if err := os.Chtimes(target, hdr.ModTime, hdr.ModTime); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if filepath.IsAbs(hdr.Linkname) {
+				return fmt.Errorf("%w: symlink %q -> absolute %q", ErrUnsafePath, hdr.Name, hdr.Linkname)
+			}
+			if _, ok := inTree(filepath.Join(filepath.Dir(rel), hdr.Linkname)); !ok {
+				return fmt.Errorf("%w: symlink %q -> %q leaves the tree", ErrUnsafePath, hdr.Name, hdr.Linkname)
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			os.Remove(target)
+			if err := os.Symlink(hdr.Linkname, target); err != nil {
+				return err
+			}
+			symlinks[rel] = true
+		case tar.TypeLink:
+			lrel, ok := inTree(hdr.Linkname)
+			if !ok {
+				return fmt.Errorf("%w: hardlink %q -> %q leaves the tree", ErrUnsafePath, hdr.Name, hdr.Linkname)
+			}
+			// os.Link follows symlinks in the target's directories.
+			for p := lrel; p != "."; p = filepath.Dir(p) {
+				if symlinks[p] {
+					return fmt.Errorf("%w: hardlink %q -> %q goes through symlink %q", ErrUnsafePath, hdr.Name, hdr.Linkname, p)
+				}
+			}
+			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+				return err
+			}
+			os.Remove(target)
+			if err := os.Link(filepath.Join(root, lrel), target); err != nil {
+				return err
+			}
+		case tar.TypeXGlobalHeader, tar.TypeXHeader:
+			// Metadata only (git's commit id in kernel tarballs).
+		default:
+			// Devices and FIFOs have no place in a source tree.
+			return fmt.Errorf("%w: %q has unsupported type %q", ErrUnsafePath, hdr.Name, string(hdr.Typeflag))
+		}
+	}
+	// A symlink that is lexically inside can still leave through another
+	// symlink ("a -> .", "b -> a/.."); resolve each one for real now that
+	// the whole tree exists.
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return err
+	}
+	for rel := range symlinks {
+		resolved, err := filepath.EvalSymlinks(filepath.Join(root, rel))
+		if err != nil {
+			continue // dangling inside the tree: harmless
+		}
+		if resolved != realRoot && !strings.HasPrefix(resolved, realRoot+string(filepath.Separator)) {
+			return fmt.Errorf("%w: symlink %q resolves to %s", ErrUnsafePath, rel, resolved)
+		}
+	}
+	// Directory modes and times last: writing files inside changes both.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		os.Chmod(d.path, os.FileMode(d.hdr.Mode)&os.ModePerm|0o700)
+		os.Chtimes(d.path, d.hdr.ModTime, d.hdr.ModTime)
+	}
+	return nil
+}
+
+// SingleTopDir returns the only directory at the top of an extracted tree
+// (linux-6.1.192/ in a kernel tarball), or dir itself when there are several entries.
+func SingleTopDir(dir string) string {
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 1 || !ents[0].IsDir() {
+		return dir
+	}
+	return filepath.Join(dir, ents[0].Name())
+}

@@ -1,0 +1,256 @@
+package build
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lvsforge/lvsforge/internal/testenv"
+	"github.com/ulikunitz/xz"
+)
+
+type entry struct {
+	name, link string
+	typ        byte
+	mode       int64
+	body       string
+}
+
+func makeTar(t testing.TB, entries []entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: e.mode, Size: int64(len(e.body)), ModTime: time.Unix(1700000000, 0)}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if e.typ == tar.TypeReg {
+			tw.Write([]byte(e.body))
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func compress(t testing.TB, format string, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	switch format {
+	case FormatPlain:
+		return data
+	case FormatGzip:
+		w := gzip.NewWriter(&buf)
+		w.Write(data)
+		w.Close()
+	case FormatXZ:
+		w, err := xz.NewWriter(&buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(data)
+		w.Close()
+	case FormatBzip2:
+		// Go has no bzip2 writer; the real tool makes the test archive.
+		bz := testenv.LookPath(t, "bzip2", "bzip2")
+		cmd := exec.Command(bz, "-c")
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	return buf.Bytes()
+}
+
+// treeDigest describes a directory tree: every path with its type, mode,
+// link target and content hash, so two extractions can be compared.
+func treeDigest(t testing.TB, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s %v", rel, info.Mode())
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			line += " -> " + l
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			line += fmt.Sprintf(" %x", sha256.Sum256(data))
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+var goodEntries = []entry{
+	{name: "linux-1.0/", typ: tar.TypeDir, mode: 0o755},
+	{name: "linux-1.0/Makefile", typ: tar.TypeReg, mode: 0o644, body: "all:\n"},
+	{name: "linux-1.0/scripts/config", typ: tar.TypeReg, mode: 0o755, body: "#!/bin/sh\n"},
+	{name: "linux-1.0/secret", typ: tar.TypeReg, mode: 0o600, body: "x"},
+	{name: "linux-1.0/include/dt-bindings", typ: tar.TypeSymlink, link: "../scripts"},
+	{name: "linux-1.0/hard", typ: tar.TypeLink, link: "linux-1.0/Makefile"},
+}
+
+func TestExtractFormatsAndModes(t *testing.T) {
+	raw := makeTar(t, goodEntries)
+	var want string
+	for _, format := range []string{FormatPlain, FormatGzip, FormatBzip2, FormatXZ} {
+		for _, sys := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/systemxz=%v", format, sys), func(t *testing.T) {
+				dir := t.TempDir()
+				arc := filepath.Join(dir, "a")
+				os.WriteFile(arc, compress(t, format, raw), 0o644)
+				dest := filepath.Join(dir, "tree")
+				if err := Extract(context.Background(), arc, dest, ExtractOptions{SystemXZ: sys}); err != nil {
+					t.Fatal(err)
+				}
+				top := SingleTopDir(dest)
+				if filepath.Base(top) != "linux-1.0" {
+					t.Errorf("SingleTopDir = %s", top)
+				}
+				for name, mode := range map[string]os.FileMode{"scripts/config": 0o755, "secret": 0o600, "Makefile": 0o644} {
+					st, err := os.Stat(filepath.Join(top, name))
+					if err != nil || st.Mode().Perm() != mode {
+						t.Errorf("%s: mode %v (err %v), want %v", name, st.Mode().Perm(), err, mode)
+					}
+				}
+				d := treeDigest(t, dest)
+				if want == "" {
+					want = d
+				} else if d != want {
+					t.Errorf("tree differs from the plain extraction:\n%s\nwant\n%s", d, want)
+				}
+			})
+		}
+	}
+}
+
+func TestExtractRejectsEscapes(t *testing.T) {
+	cases := map[string][]entry{
+		"dotdot":            {{name: "a/../../evil", typ: tar.TypeReg, mode: 0o644, body: "x"}},
+		"absolute":          {{name: "/tmp/evil", typ: tar.TypeReg, mode: 0o644, body: "x"}},
+		"symlink out":       {{name: "a/link", typ: tar.TypeSymlink, link: "../../etc"}},
+		"symlink absolute":  {{name: "link", typ: tar.TypeSymlink, link: "/etc"}},
+		"hardlink out":      {{name: "h", typ: tar.TypeLink, link: "../etc/passwd"}},
+		"write via symlink": {{name: "d", typ: tar.TypeDir, mode: 0o755}, {name: "l", typ: tar.TypeSymlink, link: "d"}, {name: "l/f", typ: tar.TypeReg, mode: 0o644, body: "x"}},
+		"symlink chain":     {{name: "a", typ: tar.TypeSymlink, link: "."}, {name: "b", typ: tar.TypeSymlink, link: "a/.."}},
+		"hardlink via link": {{name: "a", typ: tar.TypeSymlink, link: "."}, {name: "b", typ: tar.TypeSymlink, link: "a/.."}, {name: "h", typ: tar.TypeLink, link: "b/evil"}},
+		"device":            {{name: "null", typ: tar.TypeChar, mode: 0o666}},
+	}
+	for name, entries := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			arc := filepath.Join(dir, "evil.tar.gz")
+			os.WriteFile(arc, compress(t, FormatGzip, makeTar(t, entries)), 0o644)
+			dest := filepath.Join(dir, "sub", "tree")
+			err := Extract(context.Background(), arc, dest, ExtractOptions{})
+			if !errors.Is(err, ErrUnsafePath) {
+				t.Fatalf("err = %v, want ErrUnsafePath", err)
+			}
+			if _, err := os.Lstat(dest); err == nil {
+				t.Error("destination exists after a refused archive")
+			}
+			left, _ := os.ReadDir(filepath.Join(dir, "sub"))
+			if len(left) != 0 {
+				t.Errorf("temporary extraction left behind: %v", left)
+			}
+			if _, err := os.Lstat(filepath.Join(dir, "evil")); err == nil {
+				t.Error("file written outside the tree")
+			}
+		})
+	}
+}
+
+func TestExtractTruncatedArchive(t *testing.T) {
+	dir := t.TempDir()
+	data := compress(t, FormatXZ, makeTar(t, goodEntries))
+	arc := filepath.Join(dir, "cut.tar.xz")
+	os.WriteFile(arc, data[:len(data)/2], 0o644)
+	for _, sys := range []bool{false, true} {
+		dest := filepath.Join(dir, fmt.Sprint("tree", sys))
+		if err := Extract(context.Background(), arc, dest, ExtractOptions{SystemXZ: sys}); err == nil {
+			t.Errorf("systemxz=%v: truncated archive extracted without error", sys)
+		}
+		if _, err := os.Lstat(dest); err == nil {
+			t.Errorf("systemxz=%v: partial tree left at destination", sys)
+		}
+	}
+}
+
+const debianKernelTarball = "/usr/src/linux-source-6.1.tar.xz"
+
+// TestExtractKernelSystemXZIdentical extracts the real kernel tarball through
+// both decoders and compares the trees.
+func TestExtractKernelSystemXZIdentical(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	if _, err := os.Stat(debianKernelTarball); err != nil {
+		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
+	}
+	testenv.LookPath(t, "xz", "xz-utils")
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "go"), filepath.Join(dir, "sys")
+	if err := Extract(context.Background(), debianKernelTarball, a, ExtractOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Extract(context.Background(), debianKernelTarball, b, ExtractOptions{SystemXZ: true}); err != nil {
+		t.Fatal(err)
+	}
+	if treeDigest(t, a) != treeDigest(t, b) {
+		t.Fatal("pure-Go and system-xz extractions differ")
+	}
+}
+
+// BenchmarkExtractKernel measures Extract on Debian's kernel tarball; compare
+// with: time sh -c 'xz -dc /usr/src/linux-source-6.1.tar.xz | tar -x -C DIR'.
+func BenchmarkExtractKernel(b *testing.B) {
+	if _, err := os.Stat(debianKernelTarball); err != nil {
+		b.Skip("no " + debianKernelTarball)
+	}
+	for _, sys := range []bool{true, false} {
+		b.Run(fmt.Sprintf("systemxz=%v", sys), func(b *testing.B) {
+			for i := 0; b.Loop(); i++ {
+				dest := filepath.Join(b.TempDir(), "t")
+				if err := Extract(context.Background(), debianKernelTarball, dest, ExtractOptions{SystemXZ: sys}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

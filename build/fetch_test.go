@@ -1,0 +1,385 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/lvsforge/lvsforge/internal/testenv"
+)
+
+// testKey makes a fresh signing key; RSA keeps it like kernel.org's.
+func testKey(t testing.TB, name string) *openpgp.Entity {
+	t.Helper()
+	e, err := openpgp.NewEntity(name, "test", name+"@example.invalid", &packet.Config{Algorithm: packet.PubKeyAlgoEdDSA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func clearsignText(t testing.TB, key *openpgp.Entity, text string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := clearsign.Encode(&buf, key.PrivateKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+// mirror is a loopback HTTP server with files under paths and knobs to break it.
+type mirror struct {
+	mu      sync.Mutex
+	files   map[string][]byte
+	cutOnce map[string]bool // serve half the body then drop the connection, once
+	ranges  []string        // Range headers seen on GET
+	hits    map[string]int
+	srv     *httptest.Server
+}
+
+func newMirror(t *testing.T) *mirror {
+	m := &mirror{files: map[string][]byte{}, cutOnce: map[string]bool{}, hits: map[string]int{}}
+	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
+	t.Cleanup(m.srv.Close)
+	return m
+}
+
+func (m *mirror) serve(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	data, ok := m.files[r.URL.Path]
+	cut := m.cutOnce[r.URL.Path] && r.Method == http.MethodGet
+	if cut {
+		delete(m.cutOnce, r.URL.Path)
+	}
+	if r.Method == http.MethodGet {
+		m.hits[r.URL.Path]++
+		if rg := r.Header.Get("Range"); rg != "" {
+			m.ranges = append(m.ranges, rg)
+		}
+	}
+	m.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	if cut {
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data[:len(data)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // the server drops the connection mid-body
+	}
+	http.ServeContent(w, r, filepath.Base(r.URL.Path), time.Unix(0, 0), bytes.NewReader(data))
+}
+
+func (m *mirror) url(p string) string { return m.srv.URL + p }
+
+func newTestFetcher(t *testing.T) *Fetcher {
+	c, err := NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Fetcher{Cache: c, Backoff: 10 * time.Millisecond, Rounds: 3}
+}
+
+// blobs lists what entered the verified store.
+func blobs(t *testing.T, c *Cache) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(c.Dir, "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func payload(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func TestKernelOrgVerifiedFetch(t *testing.T) {
+	key := testKey(t, "autosigner")
+	tarball := payload(3 << 20)
+	sums := fmt.Sprintf("%s  linux-6.1.99.tar.gz\n%s  linux-6.1.100.tar.xz\n", sha([]byte("x")), sha(tarball))
+
+	m1, m2 := newMirror(t), newMirror(t)
+	// The first mirror has neither file: the fetch must fall back to the second.
+	m2.files["/pub/v6.x/sha256sums.asc"] = clearsignText(t, key, sums)
+	m2.files["/pub/v6.x/linux-6.1.100.tar.xz"] = tarball
+
+	f := newTestFetcher(t)
+	var mu sync.Mutex
+	var last Progress
+	f.Progress = func(p Progress) { mu.Lock(); last = p; mu.Unlock() }
+	v := Verifier{Keyring: openpgp.EntityList{key}, RequireFingerprint: fmt.Sprintf("%X", key.PrimaryKey.Fingerprint)}
+	src, err := f.KernelOrgSource(context.Background(), "6.1.100", []string{m1.url("/pub"), m2.url("/pub")}, v, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.SHA256 != sha(tarball) {
+		t.Fatalf("sha256 from signed list = %s, want %s", src.SHA256, sha(tarball))
+	}
+	paths, err := f.Fetch(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(paths[0])
+	if err != nil || !bytes.Equal(got, tarball) {
+		t.Fatalf("cached file differs from the served one (err %v)", err)
+	}
+	if !last.Done || last.Err != nil || last.Bytes != int64(len(tarball)) {
+		t.Errorf("last progress = %+v, want done with %d bytes", last, len(tarball))
+	}
+	// Already cached: no second download.
+	before := m2.hits["/pub/v6.x/linux-6.1.100.tar.xz"]
+	if _, err := f.Fetch(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if after := m2.hits["/pub/v6.x/linux-6.1.100.tar.xz"]; after != before {
+		t.Errorf("cached source downloaded again (%d -> %d GETs)", before, after)
+	}
+	// A spec pin that disagrees with the signed list is refused.
+	if _, err := f.KernelOrgSource(context.Background(), "6.1.100", []string{m2.url("/pub")}, v, sha([]byte("other"))); !errors.Is(err, ErrChecksum) {
+		t.Errorf("conflicting pin: err = %v, want ErrChecksum", err)
+	}
+}
+
+func TestKernelOrgBadSignature(t *testing.T) {
+	good, evil := testKey(t, "autosigner"), testKey(t, "mallory")
+	tarball := payload(1 << 16)
+	sums := fmt.Sprintf("%s  linux-6.1.100.tar.xz\n", sha(tarball))
+	signed := clearsignText(t, good, sums)
+	tampered := bytes.Replace(signed, []byte(sha(tarball)), []byte(sha([]byte("evil"))), 1)
+
+	cases := map[string][]byte{
+		"signed by an unknown key":   clearsignText(t, evil, sums),
+		"text changed after signing": tampered,
+		"not signed at all":          []byte(sums),
+	}
+	for name, asc := range cases {
+		t.Run(name, func(t *testing.T) {
+			m := newMirror(t)
+			m.files["/v6.x/sha256sums.asc"] = asc
+			m.files["/v6.x/linux-6.1.100.tar.xz"] = tarball
+			f := newTestFetcher(t)
+			_, err := f.KernelOrgSource(context.Background(), "6.1.100", []string{m.url("")}, Verifier{Keyring: openpgp.EntityList{good}}, "")
+			if !errors.Is(err, ErrBadSignature) {
+				t.Fatalf("err = %v, want ErrBadSignature", err)
+			}
+			if b := blobs(t, f.Cache); len(b) != 0 {
+				t.Errorf("cache holds %v after a bad signature", b)
+			}
+		})
+	}
+	// A good signature by a key that is in the keyring but is not the pinned fingerprint.
+	m := newMirror(t)
+	m.files["/v6.x/sha256sums.asc"] = clearsignText(t, evil, sums)
+	f := newTestFetcher(t)
+	v := Verifier{Keyring: openpgp.EntityList{good, evil}, RequireFingerprint: fmt.Sprintf("%X", good.PrimaryKey.Fingerprint)}
+	if _, err := f.KernelOrgSource(context.Background(), "6.1.100", []string{m.url("")}, v, ""); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("wrong signer accepted: err = %v", err)
+	}
+}
+
+func TestFetchCorruptedByte(t *testing.T) {
+	data := payload(1 << 20)
+	bad := bytes.Clone(data)
+	bad[len(bad)/3] ^= 0x01
+	m := newMirror(t)
+	m.files["/f.tar.xz"] = bad
+	f := newTestFetcher(t)
+	_, err := f.Fetch(context.Background(), Source{Name: "f.tar.xz", URLs: []string{m.url("/f.tar.xz")}, SHA256: sha(data)})
+	if !errors.Is(err, ErrChecksum) {
+		t.Fatalf("err = %v, want ErrChecksum", err)
+	}
+	if b := blobs(t, f.Cache); len(b) != 0 {
+		t.Errorf("corrupted file entered the cache: %v", b)
+	}
+	parts, _ := filepath.Glob(filepath.Join(f.Cache.Dir, "downloads", "*.part"))
+	if len(parts) != 0 {
+		t.Errorf("corrupted partial kept for resume: %v", parts)
+	}
+	// The same source from a good second mirror succeeds: corruption on one
+	// mirror is not fatal.
+	m2 := newMirror(t)
+	m2.files["/f.tar.xz"] = data
+	p, err := f.Fetch(context.Background(), Source{Name: "f.tar.xz", URLs: []string{m.url("/f.tar.xz"), m2.url("/f.tar.xz")}, SHA256: sha(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
+		t.Fatal("cached bytes differ")
+	}
+}
+
+func TestFetchResumesAfterCut(t *testing.T) {
+	data := payload(4 << 20)
+	m := newMirror(t)
+	m.files["/big.tar.xz"] = data
+	m.cutOnce["/big.tar.xz"] = true
+	f := newTestFetcher(t)
+	p, err := f.Fetch(context.Background(), Source{Name: "big.tar.xz", URLs: []string{m.url("/big.tar.xz")}, SHA256: sha(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
+		t.Fatal("resumed file differs")
+	}
+	want := fmt.Sprintf("bytes=%d-", len(data)/2)
+	if len(m.ranges) != 1 || m.ranges[0] != want {
+		t.Errorf("Range requests = %q, want one %q (a resume, not a restart)", m.ranges, want)
+	}
+}
+
+func TestFetch404FallsBackAndSeveralAtOnce(t *testing.T) {
+	m1, m2 := newMirror(t), newMirror(t)
+	var srcs []Source
+	for i := range 5 {
+		data := payload(100_000 + i)
+		name := fmt.Sprintf("/p%d.patch", i)
+		m2.files[name] = data
+		srcs = append(srcs, Source{Name: name[1:], URLs: []string{m1.url(name), m2.url(name)}, SHA256: sha(data)})
+	}
+	// The same file twice (a patch shared by two sets) is fetched once.
+	srcs = append(srcs, srcs[0])
+	f := newTestFetcher(t)
+	f.Parallel = 3
+	paths, err := f.Fetch(context.Background(), srcs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if paths[5] != paths[0] || m2.hits["/p0.patch"] != 1 {
+		t.Errorf("duplicate source: paths %s %s, %d GETs", paths[0], paths[5], m2.hits["/p0.patch"])
+	}
+	for i, p := range paths {
+		if got, _ := FileSHA256(p); got != srcs[i].SHA256 {
+			t.Errorf("%s: cached sha %s, want %s", srcs[i].Name, got, srcs[i].SHA256)
+		}
+	}
+	for path, n := range m1.hits {
+		if n != 1 {
+			t.Errorf("404 mirror asked %d times for %s; a 404 should drop it", n, path)
+		}
+	}
+	// Every mirror 404: a clear error naming the file.
+	_, err = f.Fetch(context.Background(), Source{Name: "gone.tar", URLs: []string{m1.url("/gone.tar")}, SHA256: sha([]byte("gone"))})
+	if err == nil || !strings.Contains(err.Error(), "gone.tar") || !strings.Contains(err.Error(), "404") {
+		t.Errorf("err = %v, want a 404 naming gone.tar", err)
+	}
+}
+
+func TestImportNeedsPin(t *testing.T) {
+	c, err := NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "local.tar.xz")
+	data := payload(5000)
+	os.WriteFile(p, data, 0o644)
+	if _, err := c.Import(p, ""); err == nil {
+		t.Error("unpinned local file accepted")
+	}
+	if _, err := c.Import(p, sha([]byte("nope"))); !errors.Is(err, ErrChecksum) {
+		t.Errorf("wrong pin: err = %v, want ErrChecksum", err)
+	}
+	if b := blobs(t, c); len(b) != 0 {
+		t.Errorf("cache holds %v", b)
+	}
+	got, err := c.Import(p, sha(data))
+	if err != nil || got != c.BlobPath(sha(data)) {
+		t.Fatalf("Import = %q, %v", got, err)
+	}
+}
+
+// TestFetchRealKernelTarball serves Debian's linux-source tarball over
+// loopback with a sha256sums.asc signed by a test key, so the real
+// verification path runs over 130 MB of real data.
+func TestFetchRealKernelTarball(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	const path = "/usr/src/linux-source-6.1.tar.xz"
+	if _, err := os.Stat(path); err != nil {
+		testenv.Missing(t, path, "apt-get install -y linux-source-6.1")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t, "autosigner")
+	m := newMirror(t)
+	m.files["/v6.x/sha256sums.asc"] = clearsignText(t, key, sha(data)+"  linux-6.1.0.tar.xz\n")
+	m.files["/v6.x/linux-6.1.0.tar.xz"] = data
+	m.cutOnce["/v6.x/linux-6.1.0.tar.xz"] = true
+	f := newTestFetcher(t)
+	src, err := f.KernelOrgSource(context.Background(), "6.1.0", []string{m.url("")}, Verifier{Keyring: openpgp.EntityList{key}}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := f.Fetch(context.Background(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := FileSHA256(paths[0]); got != sha(data) {
+		t.Fatal("cached tarball differs")
+	}
+}
+
+func TestVerifyTarSign(t *testing.T) {
+	signer, other := testKey(t, "gregkh"), testKey(t, "mallory")
+	raw := makeTar(t, goodEntries)
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "linux.tar.xz")
+	os.WriteFile(tarball, compress(t, FormatXZ, raw), 0o644)
+	sign := func(key *openpgp.Entity, data []byte) string {
+		var buf bytes.Buffer
+		if err := openpgp.ArmoredDetachSign(&buf, key, bytes.NewReader(data), nil); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("sig-%d", buf.Len()))
+		os.WriteFile(p, buf.Bytes(), 0o644)
+		return p
+	}
+	// The signature covers the uncompressed tar, as kernel.org's does.
+	if _, err := VerifyTarSign(context.Background(), tarball, sign(signer, raw), openpgp.EntityList{signer}); err != nil {
+		t.Fatalf("good signature: %v", err)
+	}
+	if _, err := VerifyTarSign(context.Background(), tarball, sign(other, raw), openpgp.EntityList{signer}); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("unknown signer: err = %v", err)
+	}
+	tampered := bytes.Clone(raw)
+	tampered[600] ^= 1
+	if _, err := VerifyTarSign(context.Background(), tarball, sign(signer, tampered), openpgp.EntityList{signer}); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("signature over other bytes: err = %v", err)
+	}
+}

@@ -1,0 +1,612 @@
+package build
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/patches"
+)
+
+// Builder runs kernel and ipvsadm builds whose inputs are already verified
+// and whose results it keeps in Cache, keyed by every input.
+type Builder struct {
+	Cache *Cache
+	// Jobs is make's -j (default: the number of CPUs).
+	Jobs int
+	// SystemXZ lets extraction use the system's xz.
+	SystemXZ bool
+	// NoCCache disables ccache even when it is installed.
+	NoCCache bool
+	// Status, when set, receives each step as it starts and compile
+	// progress ("step", "message"); the CLI turns it into a progress line or log lines.
+	Status func(step, msg string)
+}
+
+func (b *Builder) status(step, format string, args ...any) {
+	if b.Status != nil {
+		b.Status(step, fmt.Sprintf(format, args...))
+	}
+}
+
+func (b *Builder) jobs() int {
+	if b.Jobs > 0 {
+		return b.Jobs
+	}
+	return runtime.NumCPU()
+}
+
+// PatchInput is a verified patch with the sha256 it was verified against.
+type PatchInput struct {
+	patches.Patch
+	SHA256 string
+}
+
+// KernelInputs is everything a kernel build depends on. The CLI fills it
+// from the cluster spec after fetch; tests fill it directly.
+type KernelInputs struct {
+	Role    string
+	Version string
+	// Tarball is the verified source tarball (normally a cache blob) and
+	// TarballSHA256 its hash.
+	Tarball       string
+	TarballSHA256 string
+	Patches       []PatchInput
+	// Base is tinyconfig, defconfig, allnoconfig, or a path to a config file.
+	Base string
+	// Fragments are merged over the base in order (role fragment, vm, ...).
+	Fragments []Fragment
+	// IPVSSchedulers adds a fragment enabling every scheduler the tree defines.
+	IPVSSchedulers bool
+	// Options are the spec's own CONFIG_X=v lines, merged last.
+	Options      []string
+	LocalVersion string
+	BuildFarm    cluster.BuildFarm
+}
+
+// KernelArtifacts are the files of one kernel build.
+type KernelArtifacts struct {
+	Dir       string
+	BzImage   string
+	SystemMap string
+	Config    string
+	// Modules is a tar.gz of lib/modules/RELEASE, "" when CONFIG_MODULES is off.
+	Modules  string
+	Release  string
+	Log      string
+	Manifest Manifest
+	// Cached is true when the artifacts came from the cache without running make.
+	Cached bool
+}
+
+// Manifest is manifest.json, written beside the artifacts.
+type Manifest struct {
+	Kind         string             `json:"kind"`
+	Role         string             `json:"role,omitempty"`
+	Version      string             `json:"version,omitempty"`
+	Release      string             `json:"release,omitempty"`
+	Key          string             `json:"key"`
+	Inputs       any                `json:"inputs"`
+	ConfigSHA256 string             `json:"configSHA256,omitempty"`
+	Files        map[string]string  `json:"files"`
+	Toolchain    map[string]string  `json:"toolchain"`
+	Timings      map[string]float64 `json:"timingsSeconds"`
+	CCache       *CCacheStats       `json:"ccache,omitempty"`
+	Built        time.Time          `json:"built"`
+}
+
+// CCacheStats are ccache's hit and miss counts during one build.
+type CCacheStats struct {
+	Hits   int `json:"hits"`
+	Misses int `json:"misses"`
+}
+
+// kernelKey is hashed into the cache key; changing any field rebuilds.
+type kernelKey struct {
+	Schema        int
+	Arch          string
+	TarballSHA256 string
+	Patches       []string
+	Base          string
+	Fragments     []string
+	Schedulers    bool
+	Options       []string
+	LocalVersion  string
+	Toolchain     map[string]string
+	Targets       []string
+}
+
+func toolchain() map[string]string {
+	return map[string]string{
+		"gcc":  firstLine("gcc", "--version"),
+		"ld":   firstLine("ld", "--version"),
+		"make": firstLine("make", "--version"),
+	}
+}
+
+func hashJSON(v any) string {
+	data, _ := json.Marshal(v)
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
+}
+
+func hashBytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+var kernelTargets = []string{"bzImage", "modules"}
+
+var localVersionRe = regexp.MustCompile(`^[A-Za-z0-9._+-]*$`)
+
+func (in KernelInputs) key() (kernelKey, error) {
+	k := kernelKey{
+		Schema: 1, Arch: runtime.GOARCH, TarballSHA256: strings.ToLower(in.TarballSHA256),
+		Schedulers: in.IPVSSchedulers, LocalVersion: in.LocalVersion,
+		Toolchain: toolchain(), Targets: kernelTargets,
+	}
+	if !ValidSHA256(in.TarballSHA256) {
+		return k, fmt.Errorf("build kernel: tarball sha256 %q is not a sha256", in.TarballSHA256)
+	}
+	if !localVersionRe.MatchString(in.LocalVersion) {
+		return k, fmt.Errorf("build kernel: localVersion %q may only hold letters, digits and ._+-", in.LocalVersion)
+	}
+	for _, p := range in.Patches {
+		if !ValidSHA256(p.SHA256) {
+			return k, fmt.Errorf("build kernel: patch %s has no sha256", p.Name)
+		}
+		k.Patches = append(k.Patches, fmt.Sprintf("%s -p%d", strings.ToLower(p.SHA256), p.Strip))
+	}
+	switch in.Base {
+	case "tinyconfig", "defconfig", "allnoconfig":
+		k.Base = in.Base
+	case "":
+		return k, errors.New("build kernel: no base config (tinyconfig, defconfig or a file)")
+	default:
+		sum, err := FileSHA256(in.Base)
+		if err != nil {
+			return k, fmt.Errorf("build kernel: base config: %w", err)
+		}
+		k.Base = "file:" + sum
+	}
+	for _, f := range in.Fragments {
+		k.Fragments = append(k.Fragments, f.Name+":"+hashBytes(f.Data))
+	}
+	for _, o := range in.Options {
+		// Appended one by one so that nil and empty lists give one key.
+		k.Options = append(k.Options, strings.TrimSpace(o))
+		if _, _, ok := ParseOption(o); !ok {
+			return k, fmt.Errorf("build kernel: option %q is not CONFIG_NAME=value or \"# CONFIG_NAME is not set\"", o)
+		}
+	}
+	return k, nil
+}
+
+// CacheKey is the key a build of these inputs is cached under.
+func (in KernelInputs) CacheKey() (string, error) {
+	k, err := in.key()
+	if err != nil {
+		return "", err
+	}
+	return hashJSON(k), nil
+}
+
+// lock takes an exclusive flock on path, so two lvsforge processes do not
+// build into the same work directory at once.
+func lock(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+func loadManifest(dir string) (Manifest, bool) {
+	var m Manifest
+	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil || json.Unmarshal(data, &m) != nil {
+		return m, false
+	}
+	return m, true
+}
+
+func kernelArtifacts(dir string, m Manifest, cached bool) *KernelArtifacts {
+	a := &KernelArtifacts{
+		Dir: dir, BzImage: filepath.Join(dir, "bzImage"), SystemMap: filepath.Join(dir, "System.map"),
+		Config: filepath.Join(dir, "config"), Release: m.Release, Log: filepath.Join(dir, "build.log"),
+		Manifest: m, Cached: cached,
+	}
+	if _, ok := m.Files["modules.tar.gz"]; ok {
+		a.Modules = filepath.Join(dir, "modules.tar.gz")
+	}
+	return a
+}
+
+// Kernel builds a kernel, or returns the cached artifacts of an identical
+// earlier build without extracting or running make.
+func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts, error) {
+	start := time.Now()
+	k, err := in.key()
+	if err != nil {
+		return nil, err
+	}
+	key := hashJSON(k)
+	artDir := filepath.Join(b.Cache.Dir, "artifacts", "kernel", key)
+	if m, ok := loadManifest(artDir); ok {
+		b.status("cached", "%s kernel %s: cached (%s)", in.Role, m.Release, artDir)
+		return kernelArtifacts(artDir, m, true), nil
+	}
+	timings := map[string]float64{}
+	lap := func(name string, since time.Time) { timings[name] = time.Since(since).Seconds() }
+
+	// The source tree depends only on the tarball and the patches, so roles
+	// share it; each role has its own O= directory so its objects survive
+	// for incremental rebuilds.
+	srcKey := hashJSON([]any{k.TarballSHA256, k.Patches})[:20]
+	srcRoot := filepath.Join(b.Cache.Dir, "work", "src-"+srcKey)
+	t := time.Now()
+	if err := b.prepareSource(ctx, in, srcRoot); err != nil {
+		return nil, err
+	}
+	lap("extractAndPatch", t)
+	src := SingleTopDir(srcRoot)
+	role := in.Role
+	if role == "" {
+		role = "kernel"
+	}
+	outDir := filepath.Join(b.Cache.Dir, "work", "out-"+srcKey+"-"+role)
+	// One build at a time per O= directory, across processes.
+	unlock, err := lock(outDir + ".lock")
+	if err != nil {
+		return nil, fmt.Errorf("lock build: %w", err)
+	}
+	defer unlock()
+	if m, ok := loadManifest(artDir); ok { // built by another process while we waited
+		return kernelArtifacts(artDir, m, true), nil
+	}
+
+	if err := os.MkdirAll(filepath.Dir(artDir), 0o755); err != nil {
+		return nil, fmt.Errorf("build kernel: %w", err)
+	}
+	tmpArt, err := os.MkdirTemp(filepath.Dir(artDir), ".build-"+key[:16]+"-")
+	if err != nil {
+		return nil, fmt.Errorf("build kernel: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			// Keep the log of a failed build where the user can read it.
+			os.MkdirAll(filepath.Join(b.Cache.Dir, "logs"), 0o755)
+			os.Rename(filepath.Join(tmpArt, "build.log"), filepath.Join(b.Cache.Dir, "logs", "kernel-"+key[:16]+".log"))
+			os.RemoveAll(tmpArt)
+		}
+	}()
+	logPath := filepath.Join(b.Cache.Dir, "logs", "kernel-"+key[:16]+".log")
+	logf, err := os.Create(filepath.Join(tmpArt, "build.log"))
+	if err != nil {
+		return nil, fmt.Errorf("build kernel: %w", err)
+	}
+	defer logf.Close()
+
+	env, makeVars, ccache := b.makeEnv(src, in)
+	mk := command{dir: src, env: env, log: logf}
+
+	t = time.Now()
+	b.status("configure", "%s: configuring (%s + %d fragments + %d options)", role, in.Base, len(in.Fragments), len(in.Options))
+	frags := append([]Fragment(nil), in.Fragments...)
+	if in.IPVSSchedulers {
+		sf, err := SchedulerFragment(src)
+		if err != nil {
+			return nil, fmt.Errorf("build kernel: %w", err)
+		}
+		frags = append(frags, sf)
+	}
+	if err := Configure(ctx, mk, logPath, ConfigRequest{
+		SrcDir: src, OutDir: outDir, Base: in.Base, Fragments: frags,
+		Options: in.Options, LocalVersion: in.LocalVersion, MakeVars: makeVars,
+	}); err != nil {
+		return nil, err
+	}
+	lap("configure", t)
+	final, err := ReadConfig(filepath.Join(outDir, ".config"))
+	if err != nil {
+		return nil, err
+	}
+	modules := final["MODULES"] == "y"
+
+	var before CCacheStats
+	if ccache != "" {
+		before = ccacheStats(ccache)
+	}
+	t = time.Now()
+	targets := []string{"bzImage"}
+	if modules {
+		targets = append(targets, "modules")
+	}
+	objects := 0
+	mk.line = func(l string) {
+		if strings.HasPrefix(l, "  CC ") || strings.HasPrefix(l, "  AS ") {
+			objects++
+			if objects%50 == 0 {
+				b.status("compile", "%s: %d objects compiled", role, objects)
+			}
+		}
+	}
+	b.status("compile", "%s: make -j%d %s", role, b.jobs(), strings.Join(targets, " "))
+	args := append([]string{"O=" + outDir, fmt.Sprintf("-j%d", b.jobs())}, makeVars...)
+	if err := mk.run(ctx, logPath, "make", append(args, targets...)...); err != nil {
+		return nil, fmt.Errorf("build %s kernel: %w", role, err)
+	}
+	lap("compile", t)
+	mk.line = nil
+	release, err := output(ctx, src, env, "make", append([]string{"-s", "O=" + outDir}, append(makeVars, "kernelrelease")...)...)
+	if err != nil {
+		return nil, fmt.Errorf("build %s kernel: %w", role, err)
+	}
+
+	files := map[string]string{}
+	for name, from := range map[string]string{
+		"bzImage":    filepath.Join(outDir, "arch", "x86", "boot", "bzImage"),
+		"System.map": filepath.Join(outDir, "System.map"),
+		"config":     filepath.Join(outDir, ".config"),
+	} {
+		if err := copyFile(from, filepath.Join(tmpArt, name), 0o644); err != nil {
+			return nil, fmt.Errorf("collect kernel artifacts: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(tmpArt, "kernelrelease"), []byte(release+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("collect kernel artifacts: %w", err)
+	}
+	if modules {
+		t = time.Now()
+		b.status("modules", "%s: installing modules", role)
+		stage := filepath.Join(outDir, ".lvsforge-modules")
+		os.RemoveAll(stage)
+		if err := mk.run(ctx, logPath, "make", append(append([]string{"O=" + outDir, "INSTALL_MOD_PATH=" + stage}, makeVars...), "modules_install")...); err != nil {
+			return nil, fmt.Errorf("install %s modules: %w", role, err)
+		}
+		if err := writeTarGz(filepath.Join(tmpArt, "modules.tar.gz"), stage, kbuildTime(src)); err != nil {
+			return nil, fmt.Errorf("pack %s modules: %w", role, err)
+		}
+		lap("modules", t)
+	}
+	for _, name := range []string{"bzImage", "System.map", "config", "kernelrelease", "modules.tar.gz"} {
+		p := filepath.Join(tmpArt, name)
+		if _, err := os.Stat(p); err != nil {
+			continue
+		}
+		if files[name], err = FileSHA256(p); err != nil {
+			return nil, err
+		}
+	}
+	m := Manifest{
+		Kind: "kernel", Role: role, Version: in.Version, Release: release, Key: key, Inputs: k,
+		ConfigSHA256: files["config"], Files: files, Toolchain: k.Toolchain, Timings: timings, Built: time.Now().UTC(),
+	}
+	if ccache != "" {
+		after := ccacheStats(ccache)
+		m.CCache = &CCacheStats{Hits: after.Hits - before.Hits, Misses: after.Misses - before.Misses}
+	}
+	timings["total"] = time.Since(start).Seconds()
+	data, _ := json.MarshalIndent(m, "", "  ")
+	if err := os.WriteFile(filepath.Join(tmpArt, "manifest.json"), append(data, '\n'), 0o644); err != nil {
+		return nil, fmt.Errorf("write manifest: %w", err)
+	}
+	logf.Close()
+	if err := os.Chmod(tmpArt, 0o755); err != nil {
+		return nil, fmt.Errorf("store kernel artifacts: %w", err)
+	}
+	if err := os.Rename(tmpArt, artDir); err != nil {
+		return nil, fmt.Errorf("store kernel artifacts: %w", err)
+	}
+	ok = true
+	// A readable name per role and release, pointing at the keyed directory.
+	link := filepath.Join(b.Cache.Dir, "artifacts", "kernel", role+"-"+release)
+	os.Remove(link)
+	os.Symlink(key, link)
+	b.status("done", "%s kernel %s built in %.0fs (%s)", role, release, timings["total"], artDir)
+	return kernelArtifacts(artDir, m, false), nil
+}
+
+// prepareSource extracts and patches the tree once per (tarball, patches);
+// it appears at srcRoot only when complete.
+func (b *Builder) prepareSource(ctx context.Context, in KernelInputs, srcRoot string) error {
+	if _, err := os.Stat(srcRoot); err == nil {
+		return nil
+	}
+	unlock, err := lock(srcRoot + ".lock")
+	if err != nil {
+		return fmt.Errorf("lock source tree: %w", err)
+	}
+	defer unlock()
+	if _, err := os.Stat(srcRoot); err == nil {
+		return nil
+	}
+	tmp := srcRoot + ".tmp"
+	os.RemoveAll(tmp)
+	b.status("extract", "extracting linux %s source", in.Version)
+	if err := Extract(ctx, in.Tarball, tmp, ExtractOptions{SystemXZ: b.SystemXZ}); err != nil {
+		return err
+	}
+	if len(in.Patches) > 0 {
+		b.status("patch", "applying %d patches", len(in.Patches))
+		var series []patches.Patch
+		for _, p := range in.Patches {
+			series = append(series, p.Patch)
+		}
+		if _, err := patches.Apply(ctx, SingleTopDir(tmp), series); err != nil {
+			os.RemoveAll(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, srcRoot); err != nil {
+		return fmt.Errorf("store source tree: %w", err)
+	}
+	return nil
+}
+
+// kbuildTime is the timestamp embedded in the kernel: the source's top
+// Makefile mtime, so it is fixed by the tarball rather than the build date.
+func kbuildTime(src string) time.Time {
+	if st, err := os.Stat(filepath.Join(src, "Makefile")); err == nil {
+		return st.ModTime().UTC()
+	}
+	return time.Unix(0, 0).UTC()
+}
+
+// makeEnv returns the environment and make variables of a reproducible
+// build, and the ccache binary in use ("" when none).
+func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccache string) {
+	env = append(os.Environ(),
+		"LC_ALL=C",
+		"KBUILD_BUILD_TIMESTAMP="+kbuildTime(src).Format("Mon Jan _2 15:04:05 UTC 2006"),
+		"KBUILD_BUILD_USER=lvsforge",
+		"KBUILD_BUILD_HOST=lvsforge",
+		"KBUILD_BUILD_VERSION=1",
+		// The work directory's name must not leak into the image.
+		"KCFLAGS=-ffile-prefix-map="+src+"/=",
+	)
+	var farm string
+	switch in.BuildFarm.Engine {
+	case "distcc":
+		if p, err := exec.LookPath("distcc"); err == nil {
+			farm = p
+			env = append(env, "DISTCC_HOSTS="+strings.Join(in.BuildFarm.Hosts, " "))
+		}
+	case "icecc":
+		if p, err := exec.LookPath("icecc"); err == nil {
+			farm = p
+			if len(in.BuildFarm.Hosts) > 0 {
+				env = append(env, "ICECC_SCHEDULER_HOST="+in.BuildFarm.Hosts[0])
+			}
+		}
+	}
+	if !b.NoCCache {
+		if p, err := exec.LookPath("ccache"); err == nil {
+			ccache = p
+			// Paths under the cache differ per source key; relative paths
+			// let ccache hit across them.
+			env = append(env, "CCACHE_BASEDIR="+filepath.Join(b.Cache.Dir, "work"))
+			if farm != "" {
+				env = append(env, "CCACHE_PREFIX="+farm)
+			}
+			return env, []string{"CC=" + ccache + " gcc"}, ccache
+		}
+	}
+	if farm != "" {
+		return env, []string{"CC=" + farm + " gcc"}, ""
+	}
+	return env, nil, ""
+}
+
+var ccacheStatRe = regexp.MustCompile(`(?m)^(direct_cache_hit|preprocessed_cache_hit|cache_miss)\s+(\d+)`)
+
+func ccacheStats(ccache string) CCacheStats {
+	out, err := exec.Command(ccache, "--print-stats").Output()
+	if err != nil {
+		return CCacheStats{}
+	}
+	var s CCacheStats
+	for _, m := range ccacheStatRe.FindAllStringSubmatch(string(out), -1) {
+		n, _ := strconv.Atoi(m[2])
+		if m[1] == "cache_miss" {
+			s.Misses += n
+		} else {
+			s.Hits += n
+		}
+	}
+	return s
+}
+
+// writeTarGz packs dir into a tar.gz with sorted names, root ownership and
+// one fixed mtime, so the same tree always gives the same bytes.
+func writeTarGz(path, dir string, mtime time.Time) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	var names []string
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			names = append(names, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, p := range names {
+		info, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		hdr.Name = filepath.ToSlash(rel)
+		if info.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = mtime, time.Time{}, time.Time{}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "root", "root"
+		hdr.Format = tar.FormatPAX
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			in, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, in)
+			in.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
