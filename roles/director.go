@@ -188,7 +188,7 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	}
 	res := []string{ha.Primary}
 	for _, a := range floatingAddrs(s) {
-		res = append(res, "IPaddr::"+vipOnDirector(r.h, a))
+		res = append(res, "IPaddr2::"+vipOnDirector(r.h, a))
 	}
 	res = append(res, "lvs-director", "ldirectord::ldirectord.cf")
 	if err := r.add("/etc/ha.d/haresources", 0o644, "haresources.tmpl", map[string]any{

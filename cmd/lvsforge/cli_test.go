@@ -38,7 +38,7 @@ func TestInitValidateRender(t *testing.T) {
 		t.Fatalf("render: %d %s", code, errOut)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "linuxha1", "etc", "ha.d", "haresources"))
-	if err != nil || !strings.Contains(string(b), "linuxha1 IPaddr::192.168.7.110/24/eth0/192.168.7.255 lvs-director ldirectord::ldirectord.cf") {
+	if err != nil || !strings.Contains(string(b), "linuxha1 IPaddr2::192.168.7.110/24/eth0/192.168.7.255 lvs-director ldirectord::ldirectord.cf") {
 		t.Errorf("haresources: %q %v", b, err)
 	}
 }
