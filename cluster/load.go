@@ -191,3 +191,15 @@ func defDur(p *Duration, v time.Duration) {
 		*p = Duration(v)
 	}
 }
+
+// Validate checks a spec built or changed in code (the VM scenarios derive
+// variants of the spec they are given) with the same rules as Parse; the
+// errors carry field paths but no positions.
+func Validate(s *Spec) error {
+	v := &validator{s: s, pos: map[string]Pos{}, skip: map[string]bool{}}
+	v.validate()
+	if len(v.errs) > 0 {
+		return v.errs
+	}
+	return nil
+}

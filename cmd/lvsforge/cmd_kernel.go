@@ -71,7 +71,7 @@ func init() {
 					Flags: append(sshFlags(),
 						&cli.StringFlag{Name: "release", Usage: "kernel `RELEASE` to confirm (default: the role's kernel from the spec)"}),
 					Action: func(c *cli.Context) error {
-						spec, hosts, opts, err := a.pushSetup(c)
+						spec, hosts, opts, err := a.pushSetup(c, false)
 						if err != nil {
 							return err
 						}
@@ -91,7 +91,7 @@ func init() {
 					ArgsUsage: " ",
 					Flags:     sshFlags(),
 					Action: func(c *cli.Context) error {
-						_, hosts, opts, err := a.pushSetup(c)
+						_, hosts, opts, err := a.pushSetup(c, false)
 						if err != nil {
 							return err
 						}

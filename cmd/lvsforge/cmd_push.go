@@ -9,7 +9,6 @@ import (
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
-	"github.com/lvsforge/lvsforge/roles"
 )
 
 // sshFlags are the connection flags of every command that reaches the hosts.
@@ -40,22 +39,17 @@ func init() {
 				&cli.BoolFlag{Name: "diff", Usage: "print unified diffs of changed files (never of secrets)"},
 				&cli.IntFlag{Name: "upload-concurrency", Value: 4, Usage: "concurrent uploads of files of 1 MiB or more, across hosts"},
 				&cli.IntFlag{Name: "backups", Value: 3, Usage: "previous versions kept per replaced file under " + deploy.DefaultBackupDir + " (0: none)"},
+				&cli.StringFlag{Name: "ipvsadm", Usage: "also install this ipvsadm `BINARY` (from lvsforge build ipvsadm --static) on the directors, as " + deploy.IpvsadmPath},
 			), kernelPushFlags()...),
 			Action: func(c *cli.Context) error {
-				spec, hosts, opts, err := a.pushSetup(c)
+				spec, hosts, opts, err := a.pushSetup(c, true)
 				if err != nil {
 					return err
 				}
-				rendered, err := roles.Render(spec)
-				if err != nil {
-					return err
-				}
-				byName := map[string]roles.HostFiles{}
-				for _, r := range rendered {
-					byName[r.Host.Name] = r
-				}
-				for i := range hosts {
-					addRendered(&hosts[i], byName[hosts[i].Target.Name])
+				if p := c.String("ipvsadm"); p != "" {
+					if err := deploy.AddIpvsadm(spec, hosts, p); err != nil {
+						return err
+					}
 				}
 				if err := addKernels(c, spec, hosts); err != nil {
 					return err
@@ -72,8 +66,9 @@ func init() {
 	})
 }
 
-// pushSetup loads the spec, selects the hosts and resolves how to reach them.
-func (a *App) pushSetup(c *cli.Context) (*cluster.Spec, []deploy.Host, deploy.Options, error) {
+// pushSetup loads the spec, selects the hosts and resolves how to reach
+// them; with render, it also renders their files.
+func (a *App) pushSetup(c *cli.Context, render bool) (*cluster.Spec, []deploy.Host, deploy.Options, error) {
 	var o deploy.Options
 	s, err := a.loadSpec(c)
 	if err != nil {
@@ -101,12 +96,18 @@ func (a *App) pushSetup(c *cli.Context) (*cluster.Spec, []deploy.Host, deploy.Op
 		return nil, nil, o, err
 	}
 	var hosts []deploy.Host
-	for _, h := range selected {
-		t, err := deploy.ResolveTarget(*h, sc)
-		if err != nil {
+	if render {
+		if hosts, err = deploy.FromSpec(s, selected, sc); err != nil {
 			return nil, nil, o, err
 		}
-		hosts = append(hosts, deploy.Host{Target: t})
+	} else {
+		for _, h := range selected {
+			t, err := deploy.ResolveTarget(*h, sc)
+			if err != nil {
+				return nil, nil, o, err
+			}
+			hosts = append(hosts, deploy.Host{Target: t})
+		}
 	}
 	o = deploy.Options{
 		Dial:        deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: policy, Files: []string{known}}},
@@ -147,16 +148,6 @@ func selectHosts(s *cluster.Spec, names, role string) ([]*cluster.Host, error) {
 		return nil, errors.New("select hosts: no host matches --hosts and --role")
 	}
 	return out, nil
-}
-
-// addRendered converts the roles package's output into deploy's input.
-func addRendered(h *deploy.Host, r roles.HostFiles) {
-	for _, f := range r.Files {
-		h.Files = append(h.Files, deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Units: f.Units})
-	}
-	for _, u := range r.Units {
-		h.Units = append(h.Units, deploy.Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload})
-	}
 }
 
 // report prints the summary (or JSON) and turns host failures into the exit status.

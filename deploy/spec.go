@@ -1,0 +1,63 @@
+package deploy
+
+import (
+	"fmt"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/roles"
+)
+
+// IpvsadmPath is where push installs the ipvsadm lvsforge built, over the
+// distro's: ldirectord, keepalived's checks and the rendered scripts all run
+// /sbin/ipvsadm, which is this file on merged-/usr systems.
+const IpvsadmPath = "/usr/sbin/ipvsadm"
+
+// FromSpec renders the spec and turns the files and units of the selected
+// hosts into push inputs, each with how it is reached (spec first, then
+// ssh_config). `lvsforge push` and the VM tests both start here, so the VMs
+// get exactly what a real host gets.
+func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host, error) {
+	rendered, err := roles.Render(s)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]roles.HostFiles{}
+	for _, r := range rendered {
+		byName[r.Host.Name] = r
+	}
+	var hosts []Host
+	for _, h := range selected {
+		t, err := ResolveTarget(*h, sc)
+		if err != nil {
+			return nil, err
+		}
+		r, ok := byName[h.Name]
+		if !ok {
+			return nil, fmt.Errorf("push %s: not a host of the spec", h.Name)
+		}
+		host := Host{Target: t}
+		for _, f := range r.Files {
+			host.Files = append(host.Files, File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Units: f.Units})
+		}
+		for _, u := range r.Units {
+			host.Units = append(host.Units, Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload})
+		}
+		hosts = append(hosts, host)
+	}
+	return hosts, nil
+}
+
+// AddIpvsadm installs the ipvsadm binary at path (a `lvsforge build
+// ipvsadm` artifact) on every director among hosts.
+func AddIpvsadm(s *cluster.Spec, hosts []Host, path string) error {
+	art, err := OpenArtifact(path)
+	if err != nil {
+		return err
+	}
+	for i := range hosts {
+		if h := s.Host(hosts[i].Target.Name); h != nil && h.Role == cluster.RoleDirector {
+			hosts[i].Files = append(hosts[i].Files, File{Path: IpvsadmPath, Mode: 0o755, Artifact: art})
+		}
+	}
+	return nil
+}
