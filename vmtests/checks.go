@@ -1,0 +1,175 @@
+package vmtests
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/roles"
+)
+
+// ActiveDirector returns the director that holds the service's VIP, and
+// fails if none or more than one does.
+func (c *Cluster) ActiveDirector(ctx context.Context, vip string) (string, error) {
+	var holders []string
+	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
+		out, err := c.Exec(ctx, d.Name, "ip -4 -o addr show")
+		if err != nil {
+			return "", err
+		}
+		if holdsAddr(out, vip) {
+			holders = append(holders, d.Name)
+		}
+	}
+	if len(holders) != 1 {
+		return "", fmt.Errorf("%d directors hold the VIP %s (%s), want exactly one", len(holders), vip, strings.Join(holders, ", "))
+	}
+	return holders[0], nil
+}
+
+// holdsAddr reports whether `ip -o addr show` output lists addr.
+func holdsAddr(ipOut, addr string) bool {
+	for _, f := range strings.Fields(ipOut) {
+		if strings.HasPrefix(f, addr+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// expectedSplit checks a tally of n sequential requests from one client
+// against what sv's scheduler and the real servers' weights promise, and
+// returns what is wrong ("" when it is right). Only promises that hold for
+// every run are checked: rr and wrr split exactly by weight (within 5 %),
+// persistence and the hashing schedulers send one client to one server, lc
+// and wlc reach every server; the rest only have to answer.
+func expectedSplit(spec *cluster.Spec, sv *cluster.Service, t Tally) string {
+	if t.Failed > 0 {
+		return fmt.Sprintf("%d of %d requests failed", t.Failed, t.N)
+	}
+	weights := map[string]int{}
+	total := 0
+	for _, h := range spec.RealServers(sv) {
+		if w := cluster.Weight(h, sv.Name); w > 0 {
+			weights[h.Name] = w
+			total += w
+		}
+	}
+	for name := range t.By {
+		if _, ok := weights[name]; !ok {
+			return fmt.Sprintf("%s answered %d requests, but it is not a real server of %s with a weight above 0", name, t.By[name], sv.Name)
+		}
+	}
+	one := func() string {
+		if len(t.By) != 1 {
+			return fmt.Sprintf("answers came from %d servers (%s), want one: %s sends one client to one server", len(t.By), t, sv.Scheduler)
+		}
+		return ""
+	}
+	if sv.Persistence != nil {
+		return one()
+	}
+	switch sv.Scheduler {
+	case "rr", "wrr":
+		tol := max(1, t.N*5/100)
+		for name, w := range weights {
+			want := t.N * w / total
+			if sv.Scheduler == "rr" {
+				want, tol = t.N/len(weights), 1
+			}
+			if d := t.By[name] - want; d > tol || d < -tol {
+				return fmt.Sprintf("%s answered %d of %d, want %d ± %d (%s, weights %v)", name, t.By[name], t.N, want, tol, sv.Scheduler, weights)
+			}
+		}
+	case "sh", "dh", "mh", "lblc", "lblcr":
+		return one()
+	case "fo":
+		if s := one(); s != "" {
+			return s
+		}
+		for name := range t.By {
+			for other, w := range weights {
+				if w > weights[name] {
+					return fmt.Sprintf("fo sent everything to %s (weight %d), but %s has weight %d", name, weights[name], other, w)
+				}
+			}
+		}
+	case "lc", "wlc":
+		if t.N >= 2*len(weights) {
+			for name := range weights {
+				if t.By[name] == 0 {
+					return fmt.Sprintf("%s got none of %d requests (%s)", name, t.N, sv.Scheduler)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// normalizedRules turns `ipvsadm -S -n` lines into a sorted set; the
+// rendered rules and the kernel's table must then be equal.
+func normalizedRules(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if l = strings.Join(strings.Fields(l), " "); l != "" {
+			out = append(out, l)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CheckRules compares the active director's IPVS table with the rules
+// lvsforge rendered for spec.
+func (c *Cluster) CheckRules(ctx context.Context, director string, spec *cluster.Spec) error {
+	out, err := c.Exec(ctx, director, "ipvsadm -S -n")
+	if err != nil {
+		return err
+	}
+	got := normalizedRules(strings.Split(out, "\n"))
+	want := normalizedRules(roles.IPVSRules(spec))
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		return fmt.Errorf("ipvsadm -S -n on %s differs from the rendered rules:\n got:\n\t%s\nwant:\n\t%s", director,
+			strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	}
+	return nil
+}
+
+// checkedServices are spec's services the client can send requests to.
+func checkedServices(spec *cluster.Spec) []*cluster.Service {
+	var out []*cluster.Service
+	for i := range spec.Services {
+		if kindOf(&spec.Services[i]) != "" {
+			out = append(out, &spec.Services[i])
+		}
+	}
+	return out
+}
+
+// trafficCheck sends n requests to the first HTTP service (or the first
+// service), at most 20 to each other one, and checks each split.
+func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
+	svcs := checkedServices(r.Spec)
+	sort.SliceStable(svcs, func(i, j int) bool { return kindOf(svcs[i]) == kindHTTP && kindOf(svcs[j]) != kindHTTP })
+	for i, sv := range svcs {
+		count := n
+		if i > 0 {
+			count = min(n, 20)
+		}
+		t, err := r.C.Requests(ctx, sv, count, src)
+		if err != nil {
+			return err
+		}
+		r.Logf("%s (%s): %s", sv.Name, sv.Scheduler, t)
+		for _, name := range sortedNames(t.By) {
+			r.Figure(sv.Name+" "+name, float64(t.By[name]), "req")
+		}
+		if msg := expectedSplit(r.Spec, sv, t); msg != "" {
+			r.Errorf("%s through %s:%d: %s", sv.Name, sv.VIP, sv.Port, msg)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,598 @@
+package vmtests
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lvsforge/lvsforge/build"
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/vmtests/guestimage"
+	"github.com/lvsforge/lvsforge/vmtests/initramfs"
+	"github.com/lvsforge/lvsforge/vmtests/qemu"
+	"github.com/lvsforge/lvsforge/vmtests/serialcable"
+	"github.com/lvsforge/lvsforge/vmtests/vlan"
+)
+
+// Options say how a spec's cluster is brought up in VMs.
+type Options struct {
+	// CacheDir is lvsforge's cache: sources, kernels, ipvsadm, guest images.
+	CacheDir string
+	// Out receives every console log, lan.pcap, hb.pcap and the build log.
+	Out string
+	// Log receives progress lines; nil discards them.
+	Log io.Writer
+	// Accel forces an accelerator; the default probes KVM and falls back to TCG.
+	Accel qemu.Accel
+	// Verifier checks kernel.org sources (see build.NewVerifier).
+	Verifier build.Verifier
+}
+
+// Node is one VM of a cluster: a host of the spec, or the client.
+type Node struct {
+	Name string
+	// Host is the spec's host; nil for the client.
+	Host *cluster.Host
+	VM   *qemu.VM
+	// MAC is the NIC on the cluster LAN.
+	MAC string
+	// SSHPort is the loopback port forwarded to the guest's sshd (hosts only).
+	SSHPort int
+
+	mu  sync.Mutex
+	ssh *ssh.Client
+}
+
+// Cluster is a spec's hosts booted as VMs from lvsforge's own kernels, with
+// a client VM that is also the site's router, on a Go switch (lan.pcap),
+// the directors' heartbeat link on a second switch (hb.pcap) and their
+// null-modem cable, if the spec has them.
+type Cluster struct {
+	Spec   *cluster.Spec
+	Art    *build.SpecArtifacts
+	LAN    *vlan.Switch
+	HB     *vlan.Switch // nil when no director has a heartbeat interface
+	Cable  *serialcable.Cable
+	Nodes  map[string]*Node // hosts by name
+	Client *Node
+	// Started is when Up began; Timings records the phases of Up.
+	Started time.Time
+	Timings map[string]time.Duration
+
+	opts    Options
+	plan    *netPlan
+	dir     string // sockets, overlays, keys: short, for unix socket paths
+	hostKey ssh.PublicKey
+	signer  ssh.Signer
+	keyFile string
+	known   string
+	base    string // the guest image's base root
+	closed  bool
+}
+
+// Guest paths of the harness files the image carries besides the packages.
+const (
+	guestBusybox = "/usr/local/lib/lvsforge/busybox"
+	guestTestSvc = "/usr/local/sbin/lvsforge-testsvc"
+	guestHello   = "/usr/local/sbin/lvsforge-hello"
+)
+
+const (
+	// guestMemoryMB fits systemd, heartbeat (which locks itself in memory)
+	// and ldirectord's perl.
+	guestMemoryMB = 512
+	mgmtIface     = "lvsmgmt"
+	// bootTimeout bounds one boot under TCG on a loaded 2-core machine; it
+	// only keeps a broken guest from hanging the run.
+	bootTimeout = 4 * time.Minute
+	// vmLifetime kills any VM left running this long, whatever happens.
+	vmLifetime = 90 * time.Minute
+)
+
+func (o Options) logf(format string, args ...any) {
+	if o.Log != nil {
+		fmt.Fprintf(o.Log, format+"\n", args...)
+	}
+}
+
+// Up builds (or takes from the cache) the role kernels, ipvsadm and the
+// guest image, and boots every host of s and the client. It returns once
+// every host's sshd answers and the client's shell is ready; nothing of
+// lvsforge's is on the hosts yet (see Push). On error everything started is
+// torn down.
+func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error) {
+	if o.Out == "" {
+		return nil, errors.New("start cluster: no output directory")
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+	plan, err := planNetwork(s)
+	if err != nil {
+		return nil, err
+	}
+	c = &Cluster{Spec: s, Nodes: map[string]*Node{}, opts: o, plan: plan, Started: time.Now(), Timings: map[string]time.Duration{}}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	if c.dir, err = os.MkdirTemp("", "lvsvm"); err != nil {
+		return c, fmt.Errorf("start cluster: %w", err)
+	}
+
+	t := time.Now()
+	buildLog, err := os.Create(filepath.Join(o.Out, "build.log"))
+	if err != nil {
+		return c, fmt.Errorf("start cluster: %w", err)
+	}
+	defer buildLog.Close()
+	cache, err := build.NewCache(o.CacheDir)
+	if err != nil {
+		return c, err
+	}
+	b := &build.Builder{Cache: cache, SystemXZ: true, Status: func(step, msg string) {
+		fmt.Fprintln(buildLog, msg)
+		if step != "compile" {
+			o.logf("build: %s", msg)
+		}
+	}}
+	f := &build.Fetcher{Cache: cache}
+	c.Art, err = b.BuildSpec(ctx, f, s, build.FetchOptions{Verifier: o.Verifier},
+		build.SpecBuild{Roles: build.Roles, VM: true, Ipvsadm: true, Static: true})
+	if err != nil {
+		return c, err
+	}
+	c.Timings["build"] = time.Since(t)
+
+	t = time.Now()
+	img, err := c.image(ctx, buildLog)
+	if err != nil {
+		return c, err
+	}
+	c.Timings["image"] = time.Since(t)
+	if err := c.keys(); err != nil {
+		return c, err
+	}
+
+	t = time.Now()
+	if c.LAN, err = vlan.New(c.dir, vlan.WithPcap(filepath.Join(o.Out, "lan.pcap"))); err != nil {
+		return c, err
+	}
+	if c.needsHBLink() {
+		hbDir := filepath.Join(c.dir, "hb")
+		if err := os.Mkdir(hbDir, 0o755); err != nil {
+			return c, fmt.Errorf("start cluster: %w", err)
+		}
+		if c.HB, err = vlan.New(hbDir, vlan.WithPcap(filepath.Join(o.Out, "hb.pcap"))); err != nil {
+			return c, err
+		}
+	}
+	if dev := c.serialDevice(); dev >= 0 {
+		if c.Cable, err = serialcable.New(c.dir, "hb"); err != nil {
+			return c, err
+		}
+	}
+	if err := c.startAll(ctx, img); err != nil {
+		return c, err
+	}
+	c.Timings["boot"] = time.Since(t)
+	if err := c.writeKnownHosts(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// image builds the guest image: the Debian base plus both role kernels'
+// modules, a static busybox and the real servers' test services.
+func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
+	gb := &guestimage.Builder{CacheDir: c.opts.CacheDir, Log: log}
+	spec := guestimage.DefaultSpec()
+	c.opts.logf("image: Debian %s with %s (first run: debootstrap)", spec.Suite, strings.Join(spec.Packages, " "))
+	base, err := gb.Root(ctx, spec)
+	if err != nil {
+		return "", err
+	}
+	c.base = base
+	bb, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return "", fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
+	}
+	extra := guestimage.Extra{Files: []guestimage.File{
+		{Path: guestBusybox, Data: bb, Mode: 0o755},
+		{Path: guestTestSvc, Data: testSvcScript, Mode: 0o755},
+		{Path: guestHello, Data: []byte("#!/bin/sh\necho \"$(hostname)\"\n"), Mode: 0o755},
+	}}
+	for _, role := range build.Roles {
+		if m := c.Art.Kernels[role].Modules; m != "" {
+			extra.Modules = append(extra.Modules, m)
+		}
+	}
+	return gb.Image(ctx, spec, extra)
+}
+
+// busyboxPath is Debian busybox-static's binary: the client's whole
+// userland, and the real servers' HTTP and TCP test services.
+const busyboxPath = "/bin/busybox"
+
+// keys makes the harness's SSH key (root's authorized key in every VM) and
+// reads the host key every VM of the image presents.
+func (c *Cluster) keys() error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate ssh key: %w", err)
+	}
+	if c.signer, err = ssh.NewSignerFromKey(priv); err != nil {
+		return fmt.Errorf("generate ssh key: %w", err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "lvsforge vmtest")
+	if err != nil {
+		return fmt.Errorf("write ssh key: %w", err)
+	}
+	c.keyFile = filepath.Join(c.dir, "id_ed25519")
+	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
+		return fmt.Errorf("write ssh key: %w", err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("write ssh key: %w", err)
+	}
+	if err := os.WriteFile(c.keyFile+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil {
+		return fmt.Errorf("write ssh key: %w", err)
+	}
+	hk, err := guestimage.HostKey(c.base)
+	if err != nil {
+		return err
+	}
+	if c.hostKey, _, _, _, err = ssh.ParseAuthorizedKey(hk); err != nil {
+		return fmt.Errorf("parse image host key: %w", err)
+	}
+	return nil
+}
+
+// writeKnownHosts lists every VM's forwarded port with the image's host
+// key, so push checks host keys strictly, as against real hosts.
+func (c *Cluster) writeKnownHosts() error {
+	var b strings.Builder
+	for _, h := range c.Spec.Hosts {
+		n := c.Nodes[h.Name]
+		b.WriteString("[127.0.0.1]:" + strconv.Itoa(n.SSHPort) + " " + string(ssh.MarshalAuthorizedKey(c.hostKey)))
+	}
+	c.known = filepath.Join(c.dir, "known_hosts")
+	if err := os.WriteFile(c.known, []byte(b.String()), 0o600); err != nil {
+		return fmt.Errorf("write known_hosts: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) needsHBLink() bool {
+	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
+		if d.Interfaces.Heartbeat != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// serialDevice is N of the heartbeat's serial medium /dev/ttySN, or -1.
+func (c *Cluster) serialDevice() int {
+	if c.Spec.HA.Backend != cluster.BackendHeartbeat {
+		return -1
+	}
+	for _, m := range c.Spec.HA.Media {
+		if m.Type == cluster.MediumSerial {
+			if n, err := strconv.Atoi(strings.TrimPrefix(m.Device, "/dev/ttyS")); err == nil && n >= 0 && n < 4 {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// mac is a stable MAC per VM: 52:54:00 (QEMU's), then the VM's index.
+func mac(i, nic int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", nic, i/256, i%256) }
+
+// startAll starts every VM, then waits for all of them.
+func (c *Cluster) startAll(ctx context.Context, img string) error {
+	director := c.Art.Kernels[cluster.RoleDirector]
+	accel := c.opts.Accel
+	if accel == qemu.AccelAuto {
+		var why string
+		accel, why = qemu.DetectAccel(ctx, "qemu-system-x86_64", director.BzImage)
+		c.opts.logf("qemu: %s (%s)", accel, why)
+	}
+	serialN := c.serialDevice()
+	directors := c.Spec.HostsByRole(cluster.RoleDirector)
+	for i := range c.Spec.Hosts {
+		h := &c.Spec.Hosts[i]
+		n := &Node{Name: h.Name, Host: h, MAC: mac(i+1, 0)}
+		overlay := filepath.Join(c.dir, h.Name+".qcow2")
+		if err := guestimage.Overlay(ctx, img, overlay); err != nil {
+			return err
+		}
+		kernel := c.Art.Kernels[h.Role]
+		args := []string{"root=/dev/vda", "rw", "lvs.hostname=" + h.Name,
+			"lvs.sshkey=" + base64.StdEncoding.EncodeToString(ssh.MarshalAuthorizedKey(c.signer.PublicKey()))}
+		port, err := c.LAN.AddPort(h.Name)
+		if err != nil {
+			return err
+		}
+		opts := []qemu.Option{qemu.WithNIC(port, n.MAC)}
+		args = append(args, "lvs.ifname="+n.MAC+","+h.Interfaces.Public, "lvs.ip="+h.Interfaces.Public+","+h.Address)
+		if gw := c.plan.Gateway[h.Name]; gw.IsValid() {
+			args = append(args, "lvs.gw="+gw.String())
+		}
+		if h.Role == cluster.RoleDirector && h.Interfaces.Heartbeat != "" {
+			hbPort, err := c.HB.AddPort(h.Name)
+			if err != nil {
+				return err
+			}
+			hbMAC := mac(i+1, 1)
+			opts = append(opts, qemu.WithNIC(hbPort, hbMAC))
+			args = append(args, "lvs.ifname="+hbMAC+","+h.Interfaces.Heartbeat)
+			if h.Interfaces.HeartbeatAddress != "" {
+				args = append(args, "lvs.ip="+h.Interfaces.Heartbeat+","+h.Interfaces.HeartbeatAddress)
+			}
+		}
+		if serialN >= 0 && h.Role == cluster.RoleDirector {
+			end := c.Cable.EndA()
+			if h == directors[1] {
+				end = c.Cable.EndB()
+			}
+			console := 0
+			if serialN == 0 {
+				console = 1
+			}
+			opts = append(opts, qemu.WithSerialSocketAt(serialN, end), qemu.WithConsolePort(console))
+		}
+		mgmtMAC := mac(i+1, 2)
+		args = append(args, "lvs.ifname="+mgmtMAC+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
+		opts = append(opts,
+			qemu.WithHostForward(0, 22), qemu.WithManagementMAC(mgmtMAC),
+			qemu.WithKernel(kernel.BzImage),
+			qemu.WithDisk(overlay, "qcow2"),
+			qemu.WithAppend(args...),
+			qemu.WithMemory(guestMemoryMB))
+		if err := c.start(ctx, n, accel, opts...); err != nil {
+			return err
+		}
+		n.SSHPort, _ = n.VM.HostPort(22)
+		c.Nodes[h.Name] = n
+	}
+
+	initrd, err := clientInitrd(c.opts.CacheDir)
+	if err != nil {
+		return err
+	}
+	port, err := c.LAN.AddPort("client")
+	if err != nil {
+		return err
+	}
+	c.Client = &Node{Name: "client", MAC: mac(0, 0)}
+	if err := c.start(ctx, c.Client, accel, qemu.WithNIC(port, c.Client.MAC), qemu.WithKernel(director.BzImage),
+		qemu.WithInitrd(initrd), qemu.WithAppend("lvs.hostname=client")); err != nil {
+		return err
+	}
+
+	// Wait for all: a host is up when its console service runs (after
+	// multi-user.target, so sshd is up) and an SSH login works.
+	bootCtx, cancel := context.WithTimeout(ctx, bootTimeoutX)
+	defer cancel()
+	errs := make(chan error, len(c.Nodes)+1)
+	for _, n := range c.Nodes {
+		go func() {
+			if err := n.VM.ExpectString(bootCtx, guestimage.ReadyMarker); err != nil {
+				errs <- err
+				return
+			}
+			if _, err := c.Exec(bootCtx, n.Name, "true"); err != nil {
+				errs <- fmt.Errorf("%w\n%s", err, n.diagnose(ctx))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		if err := c.Client.VM.ExpectString(bootCtx, initramfs.ReadyMarker); err != nil {
+			errs <- err
+			return
+		}
+		for _, cmd := range c.plan.clientSetup(c.Spec, "eth0") {
+			if _, err := c.ClientRun(bootCtx, cmd); err != nil {
+				errs <- err
+				return
+			}
+		}
+		errs <- nil
+	}()
+	var all []error
+	for range len(c.Nodes) + 1 {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	return errors.Join(all...)
+}
+
+// diagnose asks a host over its console (which needs no network) for the
+// state of its network and sshd, for the error of a host SSH cannot reach.
+func (n *Node) diagnose(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	out, _, err := n.VM.Run(ctx, "ip -o addr; ip route; ss -tan; systemctl --no-pager status ssh | tail -5")
+	if err != nil {
+		return fmt.Sprintf("%s: no answer on the console either: %v", n.Name, err)
+	}
+	return n.Name + " says on its console:\n\t" + strings.ReplaceAll(out, "\n", "\n\t")
+}
+
+func (c *Cluster) start(ctx context.Context, n *Node, accel qemu.Accel, opts ...qemu.Option) error {
+	all := append([]qemu.Option{
+		qemu.WithName(n.Name),
+		qemu.WithAccel(accel),
+		qemu.WithConsoleLog(filepath.Join(c.opts.Out, n.Name+".console")),
+		qemu.WithDir(c.dir),
+		qemu.WithTimeout(vmLifetime),
+	}, opts...)
+	vm, err := qemu.Start(ctx, all...)
+	if err != nil {
+		return err
+	}
+	n.VM = vm
+	return nil
+}
+
+// clientInitrd is the busybox guest the client and router runs, cached by
+// content.
+func clientInitrd(cacheDir string) (string, error) {
+	a, err := initramfs.Busybox(initramfs.BusyboxOptions{Busybox: busyboxPath})
+	if err != nil {
+		return "", err
+	}
+	return cacheFile(cacheDir, "initramfs", a.Bytes(), ".cpio")
+}
+
+// Close powers every VM off and removes the sockets, overlays and keys;
+// consoles and pcaps stay in Options.Out.
+func (c *Cluster) Close() error {
+	if c == nil || c.closed {
+		return nil
+	}
+	c.closed = true
+	var errs []error
+	for _, n := range c.allNodes() {
+		n.mu.Lock()
+		if n.ssh != nil {
+			n.ssh.Close()
+		}
+		n.mu.Unlock()
+		if n.VM != nil {
+			n.VM.Close()
+		}
+	}
+	for _, sw := range []*vlan.Switch{c.LAN, c.HB} {
+		if sw != nil {
+			if err := sw.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if c.Cable != nil {
+		c.Cable.Close()
+	}
+	if c.dir != "" {
+		os.RemoveAll(c.dir)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Cluster) allNodes() []*Node {
+	var out []*Node
+	for _, h := range c.Spec.Hosts {
+		if n := c.Nodes[h.Name]; n != nil {
+			out = append(out, n)
+		}
+	}
+	if c.Client != nil {
+		out = append(out, c.Client)
+	}
+	return out
+}
+
+// ConsoleTails returns the last lines of every VM's console, for failure
+// reports.
+func (c *Cluster) ConsoleTails(n int) string {
+	var b strings.Builder
+	for _, node := range c.allNodes() {
+		if node.VM == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "--- %s console (%s):\n\t%s\n", node.Name, filepath.Join(c.opts.Out, node.Name+".console"),
+			strings.Join(node.VM.ConsoleTail(n), "\n\t"))
+	}
+	return b.String()
+}
+
+// Push installs spec's rendered files (spec is the cluster's or a variant
+// of it with the same hosts) and the ipvsadm lvsforge built on every host,
+// through the same code as `lvsforge push`, with strict host key checking.
+func (c *Cluster) Push(ctx context.Context, spec *cluster.Spec) (*deploy.Report, error) {
+	sp := *spec
+	sp.Hosts = append([]cluster.Host(nil), spec.Hosts...)
+	var selected []*cluster.Host
+	for i := range sp.Hosts {
+		h := &sp.Hosts[i]
+		n := c.Nodes[h.Name]
+		if n == nil {
+			return nil, fmt.Errorf("push: host %s is not a VM of this cluster", h.Name)
+		}
+		h.SSH = cluster.SSH{User: "root", Address: "127.0.0.1", Port: n.SSHPort, Key: c.keyFile}
+		selected = append(selected, h)
+	}
+	hosts, err := deploy.FromSpec(&sp, selected, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := deploy.AddIpvsadm(&sp, hosts, c.Art.Ipvsadm.Binary); err != nil {
+		return nil, err
+	}
+	out, err := os.OpenFile(filepath.Join(c.opts.Out, "push.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	defer out.Close()
+	rep := deploy.Push(ctx, hosts, deploy.Options{
+		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true},
+		Out:  out,
+	})
+	rep.WriteTable(out)
+	return rep, rep.Err()
+}
+
+// KeyFile and KnownHosts are the harness's SSH identity and known_hosts,
+// for `lvsforge vm ssh`.
+func (c *Cluster) KeyFile() string    { return c.keyFile }
+func (c *Cluster) KnownHosts() string { return c.known }
+
+// ClientRun runs a shell command line on the client's console.
+func (c *Cluster) ClientRun(ctx context.Context, cmd string) (string, error) {
+	out, st, err := c.Client.VM.Run(ctx, cmd)
+	if err != nil {
+		return out, err
+	}
+	if st != 0 {
+		return out, fmt.Errorf("client: %q exited %d: %s", cmd, st, lastLines(out, 10))
+	}
+	return out, nil
+}
+
+// Plan accessors for scenarios.
+
+// ClientAddr is the source address of the client's requests.
+func (c *Cluster) ClientAddr() netip.Addr { return c.plan.Client }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+var bootTimeoutX = 90 * time.Second

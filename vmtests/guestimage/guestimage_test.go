@@ -1,0 +1,147 @@
+package guestimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// modulesTarball writes a tar.gz holding the given files (name -> content).
+func modulesTarball(t *testing.T, files map[string]string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, d := range []string{"lib/", "lib/modules/", "lib/modules/6.1.192-lvs/"} {
+		tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o755})
+	}
+	tw.WriteHeader(&tar.Header{Name: "lib/modules/6.1.192-lvs/build", Typeflag: tar.TypeSymlink, Linkname: "/usr/src/linux"})
+	for name, data := range files {
+		tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data))})
+		tw.Write([]byte(data))
+	}
+	tw.Close()
+	zw.Close()
+	p := filepath.Join(t.TempDir(), "modules.tar.gz")
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestKeysFollowInputs(t *testing.T) {
+	base := DefaultSpec()
+	k1 := base.Key()
+	reordered := base
+	reordered.Packages = nil
+	for i := len(base.Packages) - 1; i >= 0; i-- {
+		reordered.Packages = append(reordered.Packages, base.Packages[i])
+	}
+	if reordered.Key() != k1 {
+		t.Error("the key depends on the order of the packages")
+	}
+	more := base
+	more.Packages = append(append([]string(nil), base.Packages...), "tcpdump")
+	if more.Key() == k1 {
+		t.Error("adding a package did not change the key")
+	}
+
+	mods := modulesTarball(t, map[string]string{"lib/modules/6.1.192-lvs/modules.dep": "a.ko:\n"})
+	e := Extra{Modules: []string{mods}, Files: []File{{Path: "/usr/local/bin/x", Data: []byte("x"), Mode: 0o755}}}
+	e1, err := e.key(k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebuilt := Extra{Modules: []string{modulesTarball(t, map[string]string{"lib/modules/6.1.192-lvs/modules.dep": "b.ko:\n"})}, Files: e.Files}
+	if k, _ := rebuilt.key(k1); k == e1 {
+		t.Error("a rebuilt kernel's modules did not change the image key")
+	}
+	if k, _ := e.key(more.Key()); k == e1 {
+		t.Error("another base did not change the image key")
+	}
+	mode := Extra{Modules: e.Modules, Files: []File{{Path: "/usr/local/bin/x", Data: []byte("x"), Mode: 0o644}}}
+	if k, _ := mode.key(k1); k == e1 {
+		t.Error("a file mode did not change the image key")
+	}
+	if _, err := (Extra{Modules: []string{filepath.Join(t.TempDir(), "missing")}}).key(k1); err == nil {
+		t.Error("a missing modules tarball was accepted")
+	}
+}
+
+// TestImageLayerLeavesBaseAlone unpacks modules and adds files into a tree
+// of hard links to a "base", as Image does, and checks the base is untouched.
+func TestImageLayerLeavesBaseAlone(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "base")
+	os.MkdirAll(filepath.Join(base, "etc"), 0o755)
+	os.WriteFile(filepath.Join(base, "etc/motd"), []byte("base\n"), 0o644)
+	root := filepath.Join(t.TempDir(), "root")
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	if err := os.Link(filepath.Join(base, "etc/motd"), filepath.Join(root, "etc/motd")); err != nil {
+		t.Fatal(err)
+	}
+	if err := addFile(root, File{Path: "/etc/motd", Data: []byte("image\n"), Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(base, "etc/motd")); string(b) != "base\n" {
+		t.Errorf("the base's file became %q", b)
+	}
+	st, err := os.Stat(filepath.Join(root, "etc/motd"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("added file: %v, %v", st, err)
+	}
+	mods := modulesTarball(t, map[string]string{
+		"lib/modules/6.1.192-lvs/modules.dep":                        "kernel/net/netfilter/ipvs/ip_vs.ko:\n",
+		"lib/modules/6.1.192-lvs/kernel/net/netfilter/ipvs/ip_vs.ko": "ELF",
+	})
+	if err := unpackModules(mods, root); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "lib/modules/6.1.192-lvs/kernel/net/netfilter/ipvs/ip_vs.ko")); err != nil || string(b) != "ELF" {
+		t.Errorf("module: %q, %v", b, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "lib/modules/6.1.192-lvs/build")); err == nil {
+		t.Error("the build symlink was unpacked")
+	}
+	if err := addFile(root, File{Path: "relative/x"}); err == nil {
+		t.Error("a relative path was accepted")
+	}
+	evil := modulesTarball(t, map[string]string{"etc/passwd": "root::0:0::/:/bin/sh\n"})
+	if err := unpackModules(evil, root); err == nil || !strings.Contains(err.Error(), "outside lib/modules") {
+		t.Errorf("a file outside lib/modules: %v", err)
+	}
+}
+
+func TestCustomize(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "var/cache/apt/archives"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deb := filepath.Join(root, "var/cache/apt/archives/x.deb")
+	if err := os.WriteFile(deb, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := customize(root); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(root, "usr/local/sbin/lvsforge-console"))
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("console script: %v, %v", st, err)
+	}
+	unit, err := os.ReadFile(filepath.Join(root, "etc/systemd/system/lvsforge-console.service"))
+	if err != nil || !strings.Contains(string(unit), "TTYPath=/dev/console") {
+		t.Fatalf("console unit: %q, %v", unit, err)
+	}
+	if _, err := os.Stat(deb); !os.IsNotExist(err) {
+		t.Error("the apt archive cache was not emptied")
+	}
+}
+
+func TestUnmountUnderWithoutMounts(t *testing.T) {
+	if err := unmountUnder(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
+}

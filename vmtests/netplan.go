@@ -1,0 +1,159 @@
+package vmtests
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+// ExternalClient is the client's source address when a spec has LVS-NAT
+// services: a NAT real server answers through the director only if the
+// client is not on its own subnet, so the client stands for a host beyond
+// the router. 198.51.100.0/24 is TEST-NET-2: it never leaves the VM LAN.
+var ExternalClient = netip.MustParsePrefix("198.51.100.10/32")
+
+// ClientAddrs are the extra source addresses the client holds for checks
+// that need several clients (the sh scheduler), from the same TEST-NET-2.
+var ClientAddrs = func() []netip.Addr {
+	var out []netip.Addr
+	for i := 21; i <= 28; i++ {
+		out = append(out, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+	}
+	return out
+}()
+
+// netPlan is how a spec's hosts sit on the VM LAN. Everything the spec
+// says (addresses, interfaces, gateways) is kept; what a real site has
+// besides the cluster, a router and a client, is one VM: the client holds a
+// "router leg" address on every subnet the hosts use (the hosts' own
+// gateway address where the spec names one outside the cluster, as the
+// seed's 192.168.7.254, which the article calls both CIP and SGW) and
+// forwards between them.
+type netPlan struct {
+	// Gateway is each host's default route: the spec's, or the router leg
+	// of its subnet for hosts that have none.
+	Gateway map[string]netip.Addr
+	// Legs are the router's addresses, with their prefix lengths.
+	Legs []netip.Prefix
+	// Client is the source address of the client's requests; External says
+	// it is ExternalClient rather than a router leg.
+	Client   netip.Addr
+	External bool
+}
+
+// planNetwork lays a spec out on one Ethernet segment.
+func planNetwork(s *cluster.Spec) (*netPlan, error) {
+	taken := map[netip.Addr]bool{}
+	for _, h := range s.Hosts {
+		taken[h.Prefix().Addr()] = true
+		if h.Interfaces.HeartbeatAddress != "" {
+			taken[netip.MustParsePrefix(h.Interfaces.HeartbeatAddress).Addr()] = true
+		}
+	}
+	for _, v := range s.VIPs() {
+		taken[netip.MustParseAddr(v)] = true
+	}
+	if s.HA.FloatingGateway != "" {
+		taken[netip.MustParsePrefix(s.HA.FloatingGateway).Addr()] = true
+	}
+
+	// One leg per subnet the hosts are on, in spec order.
+	var subnets []netip.Prefix
+	seen := map[netip.Prefix]bool{}
+	for _, h := range s.Hosts {
+		p := h.Prefix().Masked()
+		if !seen[p] {
+			seen[p] = true
+			subnets = append(subnets, p)
+		}
+	}
+	plan := &netPlan{Gateway: map[string]netip.Addr{}}
+	legOf := map[netip.Prefix]netip.Addr{}
+	for _, p := range subnets {
+		var leg netip.Addr
+		for _, h := range s.Hosts {
+			if gw, err := netip.ParseAddr(h.Gateway); err == nil && p.Contains(gw) && !taken[gw] {
+				leg = gw
+				break
+			}
+		}
+		if !leg.IsValid() {
+			var err error
+			if leg, err = freeAddr(p, taken); err != nil {
+				return nil, err
+			}
+		}
+		taken[leg] = true
+		legOf[p] = leg
+		plan.Legs = append(plan.Legs, netip.PrefixFrom(leg, p.Bits()))
+	}
+	for _, h := range s.Hosts {
+		if gw, err := netip.ParseAddr(h.Gateway); err == nil {
+			plan.Gateway[h.Name] = gw
+		} else {
+			plan.Gateway[h.Name] = legOf[h.Prefix().Masked()]
+		}
+	}
+
+	nat := false
+	for _, sv := range s.Services {
+		nat = nat || sv.Forwarding == cluster.ForwardNAT
+	}
+	vip := netip.MustParseAddr(s.Services[0].VIP)
+	for _, p := range plan.Legs {
+		if !nat && p.Contains(vip) {
+			plan.Client = p.Addr()
+		}
+	}
+	if !plan.Client.IsValid() {
+		plan.Client, plan.External = ExternalClient.Addr(), true
+	}
+	return plan, nil
+}
+
+// freeAddr returns the highest host address of p that is not taken: .254
+// on a /24, where routers usually sit.
+func freeAddr(p netip.Prefix, taken map[netip.Addr]bool) (netip.Addr, error) {
+	if !p.Addr().Is4() || p.Bits() > 30 {
+		return netip.Addr{}, fmt.Errorf("plan the VM network: subnet %s has no room for a router address", p)
+	}
+	b := p.Masked().Addr().As4()
+	base := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	size := uint32(1) << (32 - p.Bits())
+	for off := size - 2; off >= 1; off-- {
+		v := base + off
+		a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+		if !taken[a] {
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("plan the VM network: every address of %s is taken", p)
+}
+
+// clientSetup is the client VM's network configuration as shell commands:
+// the router legs, forwarding, the source addresses, and a host route to
+// every VIP that says which source the requests come from.
+func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
+	cmds := []string{"ip link set " + dev + " up"}
+	for _, l := range p.Legs {
+		cmds = append(cmds, "ip addr add "+l.String()+" dev "+dev)
+	}
+	cmds = append(cmds, "echo 1 > /proc/sys/net/ipv4/ip_forward")
+	if p.External {
+		cmds = append(cmds, "ip addr add "+ExternalClient.String()+" dev "+dev)
+	}
+	for _, a := range ClientAddrs {
+		cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
+	}
+	for _, v := range s.VIPs() {
+		cmds = append(cmds, p.vipRoute(v, dev, p.Client))
+	}
+	return cmds
+}
+
+// vipRoute is the client's route to vip, sending from src. A host route on
+// the link: the VIP's owner, the active director, answers ARP for it.
+func (p *netPlan) vipRoute(vip, dev string, src netip.Addr) string {
+	return "ip route replace " + vip + "/32 dev " + dev + " src " + src.String()
+}

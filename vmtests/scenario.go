@@ -1,0 +1,344 @@
+package vmtests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+// Scenario is one check of a cluster in VMs; each is a Go test of this
+// package and a `lvsforge vmtest --scenario` name.
+type Scenario struct {
+	Name string
+	Doc  string
+	// Spec derives the spec the scenario runs on from the one it is given
+	// (a copy; nil keeps it as it is).
+	Spec func(*cluster.Spec) error
+	Run  func(ctx context.Context, r *Run) error
+}
+
+// Figure is one measured value of a scenario.
+type Figure struct {
+	Name  string  `json:"name"`
+	Value float64 `json:"value"`
+	Unit  string  `json:"unit"`
+}
+
+func (f Figure) String() string {
+	v := strconv64(f.Value)
+	if f.Unit == "" {
+		return f.Name + " " + v
+	}
+	return f.Name + " " + v + " " + f.Unit
+}
+
+func strconv64(v float64) string {
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d", int64(v))
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// Result is the outcome of one scenario.
+type Result struct {
+	Scenario string   `json:"scenario"`
+	Pass     bool     `json:"pass"`
+	Failures []string `json:"failures,omitempty"`
+	Figures  []Figure `json:"figures"`
+	Seconds  float64  `json:"seconds"`
+}
+
+// Run is what a scenario works with: the running cluster, its own spec,
+// and the result it fills in. Errorf records a failed check and lets the
+// scenario go on; returning an error ends it.
+type Run struct {
+	C    *Cluster
+	Spec *cluster.Spec
+	res  *Result
+	log  io.Writer
+}
+
+// Errorf records a failed check.
+func (r *Run) Errorf(format string, args ...any) {
+	r.res.Failures = append(r.res.Failures, fmt.Sprintf(format, args...))
+}
+
+// Figure records a measured value.
+func (r *Run) Figure(name string, v float64, unit string) {
+	r.res.Figures = append(r.res.Figures, Figure{Name: name, Value: v, Unit: unit})
+}
+
+// Logf writes a progress line.
+func (r *Run) Logf(format string, args ...any) {
+	if r.log != nil {
+		fmt.Fprintf(r.log, "%s: %s\n", r.res.Scenario, fmt.Sprintf(format, args...))
+	}
+}
+
+// Suite runs scenarios on as few clusters as it can: a scenario whose
+// spec keeps the hosts, their network and the HA backend of the running
+// cluster converges it by a push; any other starts a new cluster.
+type Suite struct {
+	Base *cluster.Spec
+	Opts Options
+	c    *Cluster
+	// Up is when the first cluster came up; FirstRequest the time from the
+	// start of its Up to the first answer through the VIP.
+	FirstRequest time.Duration
+}
+
+// Close stops the running cluster.
+func (s *Suite) Close() error {
+	err := s.c.Close()
+	s.c = nil
+	return err
+}
+
+// Scenarios lists every scenario, in the order `--scenario all` runs them.
+var Scenarios []*Scenario
+
+// Lookup returns the named scenarios; "all" is every one.
+func Lookup(names []string) ([]*Scenario, error) {
+	var out []*Scenario
+	for _, n := range names {
+		if n == "all" {
+			return Scenarios, nil
+		}
+		found := false
+		for _, sc := range Scenarios {
+			if sc.Name == n {
+				out, found = append(out, sc), true
+			}
+		}
+		if !found {
+			var all []string
+			for _, sc := range Scenarios {
+				all = append(all, sc.Name)
+			}
+			return nil, fmt.Errorf("no scenario %q: want one of %s, or all", n, strings.Join(all, " "))
+		}
+	}
+	return out, nil
+}
+
+// Run runs one scenario and returns its result; the error is for a
+// scenario that could not run at all (the cluster did not come up).
+func (s *Suite) Run(ctx context.Context, sc *Scenario) (*Result, error) {
+	res := &Result{Scenario: sc.Name}
+	start := time.Now()
+	defer func() { res.Seconds = time.Since(start).Seconds() }()
+	spec, err := deriveSpec(s.Base, sc.Spec)
+	if err != nil {
+		return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	if s.c != nil && !s.c.compatible(spec) {
+		s.c.Close()
+		s.c = nil
+	}
+	first := s.c == nil
+	if first {
+		s.Opts.logf("%s: starting the cluster's VMs", sc.Name)
+		if s.c, err = Up(ctx, spec, s.Opts); err != nil {
+			return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
+		}
+	}
+	r := &Run{C: s.c, Spec: spec, res: res, log: s.Opts.Log}
+	served, err := s.c.Converge(ctx, spec)
+	if err == nil && first {
+		d := served.Sub(s.c.Started)
+		if s.FirstRequest == 0 {
+			s.FirstRequest = d
+		}
+		for _, phase := range []string{"build", "image", "boot", "push"} {
+			r.Figure(phase, s.c.Timings[phase].Seconds(), "s")
+		}
+		r.Figure("first request after start", d.Seconds(), "s")
+	}
+	if err == nil {
+		err = sc.Run(ctx, r)
+	}
+	if err != nil {
+		r.Errorf("%v", err)
+	}
+	res.Pass = len(res.Failures) == 0
+	if !res.Pass {
+		res.Failures = append(res.Failures, "consoles:\n"+s.c.ConsoleTails(15))
+		// The cluster's state is unknown after a failure: the next
+		// scenario starts a fresh one.
+		s.c.Close()
+		s.c = nil
+	}
+	return res, nil
+}
+
+// deriveSpec copies base (deep enough for the variants to edit hosts and
+// services) and applies f.
+func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec, error) {
+	s := *base
+	s.Services = append([]cluster.Service(nil), base.Services...)
+	s.Hosts = make([]cluster.Host, len(base.Hosts))
+	for i, h := range base.Hosts {
+		s.Hosts[i] = h
+		if h.Weights != nil {
+			s.Hosts[i].Weights = map[string]int{}
+			for k, v := range h.Weights {
+				s.Hosts[i].Weights[k] = v
+			}
+		}
+	}
+	s.HA.Media = append([]cluster.Medium(nil), base.HA.Media...)
+	if f != nil {
+		if err := f(&s); err != nil {
+			return nil, err
+		}
+		if err := cluster.Validate(&s); err != nil {
+			return nil, fmt.Errorf("derive the scenario's spec: %w", err)
+		}
+	}
+	return &s, nil
+}
+
+// compatible says whether spec can run on c by a push: same hosts with the
+// same addresses, interfaces and gateways, same network plan, same HA
+// backend and heartbeat links.
+func (c *Cluster) compatible(spec *cluster.Spec) bool {
+	if len(spec.Hosts) != len(c.Spec.Hosts) || spec.HA.Backend != c.Spec.HA.Backend {
+		return false
+	}
+	for i, h := range spec.Hosts {
+		o := c.Spec.Hosts[i]
+		if h.Name != o.Name || h.Role != o.Role || h.Address != o.Address || h.Interfaces != o.Interfaces || h.Gateway != o.Gateway {
+			return false
+		}
+	}
+	plan, err := planNetwork(spec)
+	if err != nil || !reflect.DeepEqual(plan, c.plan) {
+		return false
+	}
+	ns := (&Cluster{Spec: spec}).serialDevice()
+	return ns == c.serialDevice() && c.needsHBLink() == (&Cluster{Spec: spec}).needsHBLink()
+}
+
+// ServiceTimeout bounds the wait for the first answer through a VIP after
+// a push: heartbeat's initdead when the peer is not heard yet, plus
+// ldirectord's first checks, with room for a loaded machine.
+func ServiceTimeout(s *cluster.Spec) time.Duration {
+	d := 90 * time.Second
+	if s.HA.Backend == cluster.BackendHeartbeat {
+		d += time.Duration(s.HA.Initdead) + time.Duration(s.HA.Deadtime)
+	}
+	return d
+}
+
+// Converge brings the cluster to spec: the real servers' test services,
+// then `lvsforge push` of spec, then it waits until every checked service
+// answers through its VIP. It returns when the first one did.
+func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, error) {
+	if err := c.StartServices(ctx, spec); err != nil {
+		return time.Time{}, err
+	}
+	t := time.Now()
+	if _, err := c.Push(ctx, spec); err != nil {
+		return time.Time{}, err
+	}
+	c.Timings["push"] = time.Since(t)
+	c.Spec = spec
+	var first time.Time
+	for i := range spec.Services {
+		sv := &spec.Services[i]
+		if kindOf(sv) == "" {
+			continue
+		}
+		t, err := c.WaitServing(ctx, sv, ServiceTimeout(spec))
+		if err != nil {
+			return time.Time{}, err
+		}
+		if first.IsZero() {
+			first = t
+		}
+	}
+	return first, nil
+}
+
+// RunAll runs the scenarios in order on spec and returns every result.
+func RunAll(ctx context.Context, spec *cluster.Spec, scenarios []*Scenario, o Options) ([]*Result, *Suite, error) {
+	s := &Suite{Base: spec, Opts: o}
+	defer s.Close()
+	var out []*Result
+	for _, sc := range scenarios {
+		res, err := s.Run(ctx, sc)
+		if err != nil {
+			res.Failures = append(res.Failures, err.Error())
+		}
+		out = append(out, res)
+		if ctx.Err() != nil {
+			return out, s, ctx.Err()
+		}
+	}
+	return out, s, nil
+}
+
+// WriteTable prints the results as a table: scenario, result, seconds, figures.
+func WriteTable(w io.Writer, results []*Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SCENARIO\tRESULT\tTIME\tFIGURES")
+	for _, r := range results {
+		state := "pass"
+		if !r.Pass {
+			state = "FAIL"
+		}
+		var figs []string
+		for _, f := range r.Figures {
+			figs = append(figs, f.String())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0fs\t%s\n", r.Scenario, state, r.Seconds, strings.Join(figs, "; "))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range results {
+		for _, f := range r.Failures {
+			fmt.Fprintf(w, "\n%s: %s\n", r.Scenario, f)
+		}
+	}
+	return nil
+}
+
+// WriteJSON prints the results as one JSON document.
+func WriteJSON(w io.Writer, results []*Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(map[string]any{"results": results})
+}
+
+// Failed returns the names of the failed scenarios.
+func Failed(results []*Result) []string {
+	var out []string
+	for _, r := range results {
+		if !r.Pass {
+			out = append(out, r.Scenario)
+		}
+	}
+	return out
+}
+
+// ErrFailed is returned when a scenario failed.
+var ErrFailed = errors.New("vm scenarios failed")
+
+func sortedNames(m map[string]int) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

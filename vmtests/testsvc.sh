@@ -1,0 +1,60 @@
+#!/bin/sh
+# lvsforge-testsvc: the real servers' stand-in applications in the VM tests.
+# Every one answers with the host's name, so the client can tell which real
+# server served a request. Each runs as a transient systemd unit.
+#   lvsforge-testsvc start http PORT [PATH TEXT]  busybox httpd: GET / answers
+#                                                 NAME; GET PATH answers
+#                                                 NAME TEXT (a health check's
+#                                                 request and receive)
+#   lvsforge-testsvc start tcp PORT               writes NAME and closes
+#   lvsforge-testsvc start echo PORT              echoes every line back
+#   lvsforge-testsvc stop http|tcp|echo PORT
+set -eu
+BB=/usr/local/lib/lvsforge/busybox
+action=$1 kind=$2 port=$3
+unit="lvsforge-test-$kind-$port"
+case "$action" in
+start)
+	systemctl stop "$unit" 2>/dev/null || true
+	systemctl reset-failed "$unit" 2>/dev/null || true
+	case "$kind" in
+	http)
+		www="/run/lvsforge-www-$port"
+		mkdir -p "$www"
+		hostname >"$www/index.html"
+		if [ $# -ge 5 ] && [ "$4" != / ]; then
+			mkdir -p "$www$(dirname "$4")"
+			echo "$(hostname) $5" >"$www$4"
+		fi
+		systemd-run --quiet --unit="$unit" "$BB" httpd -f -p "$port" -h "$www"
+		;;
+	tcp)
+		systemd-run --quiet --unit="$unit" "$BB" nc -ll -p "$port" -e /usr/local/sbin/lvsforge-hello
+		;;
+	echo)
+		systemd-run --quiet --unit="$unit" "$BB" nc -ll -p "$port" -e /bin/cat
+		;;
+	*)
+		echo "lvsforge-testsvc: unknown kind $kind" >&2
+		exit 2
+		;;
+	esac
+	i=0
+	until ss -Hltn "sport = :$port" | grep -q .; do
+		i=$((i + 1))
+		if [ $i -gt 100 ]; then
+			echo "lvsforge-testsvc: nothing listens on $port" >&2
+			systemctl status "$unit" >&2 || true
+			exit 1
+		fi
+		sleep 0.1
+	done
+	;;
+stop)
+	systemctl stop "$unit"
+	;;
+*)
+	echo "usage: lvsforge-testsvc start|stop http|tcp|echo PORT [PATH TEXT]" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,183 @@
+package vmtests
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+// testSvcScript is lvsforge-testsvc, the real servers' stand-in
+// applications (see its header).
+//
+//go:embed testsvc.sh
+var testSvcScript []byte
+
+// Service kinds of the test applications.
+const (
+	kindHTTP = "http"
+	kindTCP  = "tcp"
+)
+
+// kindOf says which test application serves sv: busybox httpd where the
+// health check speaks HTTP, a TCP banner otherwise. UDP services are not
+// served (no check of them is made).
+func kindOf(sv *cluster.Service) string {
+	if sv.Protocol == "udp" {
+		return ""
+	}
+	if sv.Check.Type == "http" || sv.Check.Type == "negotiate" && (sv.Check.Service == "" || sv.Check.Service == "http") {
+		return kindHTTP
+	}
+	return kindTCP
+}
+
+// StartServices starts the test applications of spec on every real
+// server: each service's real port, and its check port if that differs.
+func (c *Cluster) StartServices(ctx context.Context, spec *cluster.Spec) error {
+	errs := make(chan error, len(spec.Hosts))
+	rss := spec.HostsByRole(cluster.RoleRealServer)
+	for _, h := range rss {
+		go func() {
+			var cmds []string
+			seen := map[string]bool{}
+			for _, sv := range spec.ServicesOf(h) {
+				kind := kindOf(sv)
+				if kind == "" {
+					continue
+				}
+				ports := []int{sv.RealPort}
+				if sv.Check.Port != 0 && sv.Check.Port != sv.RealPort {
+					ports = append(ports, sv.Check.Port)
+				}
+				for _, p := range ports {
+					cmd := fmt.Sprintf("%s start %s %d", guestTestSvc, kind, p)
+					if kind == kindHTTP && sv.Check.Request != "" {
+						cmd += " " + shellQuote("/"+strings.TrimPrefix(sv.Check.Request, "/")) + " " + shellQuote(sv.Check.Receive)
+					}
+					if !seen[cmd] {
+						seen[cmd] = true
+						cmds = append(cmds, cmd)
+					}
+				}
+			}
+			if len(cmds) == 0 {
+				errs <- nil
+				return
+			}
+			_, err := c.Exec(ctx, h.Name, strings.Join(cmds, " && "))
+			errs <- err
+		}()
+	}
+	var all []error
+	for range rss {
+		if err := <-errs; err != nil {
+			all = append(all, err)
+		}
+	}
+	if len(all) > 0 {
+		return fmt.Errorf("start test services: %v", all)
+	}
+	return nil
+}
+
+// shellQuote quotes s for the guest's shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Tally counts which real server answered each request; "" is a failure.
+type Tally struct {
+	N      int
+	By     map[string]int
+	Failed int
+}
+
+func (t Tally) String() string {
+	var names []string
+	for n := range t.By {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %d", n, t.By[n]))
+	}
+	if t.Failed > 0 {
+		parts = append(parts, fmt.Sprintf("failed %d", t.Failed))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// requestCmd is the client's shell command for one request to sv, printing
+// the answering host's name, or nothing when the request fails.
+func requestCmd(sv *cluster.Service, timeout int) string {
+	addr := sv.VIP + ":" + strconv.Itoa(sv.Port)
+	if kindOf(sv) == kindHTTP {
+		// Not wget -T: Debian 12's busybox-static wget segfaults with it.
+		return fmt.Sprintf("timeout %d wget -q -O - http://%s/ 2>/dev/null", timeout, addr)
+	}
+	return fmt.Sprintf("nc -w %d %s %d </dev/null 2>/dev/null", timeout, sv.VIP, sv.Port)
+}
+
+// Requests sends n requests to sv from the client, one after the other,
+// from src (the zero Addr: the client's own address), and tallies the
+// answers.
+func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src netip.Addr) (Tally, error) {
+	if kindOf(sv) == "" {
+		return Tally{}, fmt.Errorf("requests to %s: %s services are not checked", sv.Name, sv.Protocol)
+	}
+	if src.IsValid() {
+		if _, err := c.ClientRun(ctx, c.plan.vipRoute(sv.VIP, "eth0", src)); err != nil {
+			return Tally{}, err
+		}
+		defer c.ClientRun(context.WithoutCancel(ctx), c.plan.vipRoute(sv.VIP, "eth0", c.plan.Client))
+	}
+	// One line per request, "R:" then the answer: a failed request is an
+	// empty answer, not a missing line.
+	cmd := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "R:$(%s)"; i=$((i+1)); done`, n, requestCmd(sv, 3))
+	out, err := c.ClientRun(ctx, cmd)
+	if err != nil {
+		return Tally{}, err
+	}
+	t := Tally{By: map[string]int{}}
+	for _, l := range strings.Split(out, "\n") {
+		l = strings.TrimSpace(l)
+		if !strings.HasPrefix(l, "R:") {
+			continue
+		}
+		t.N++
+		name := strings.Fields(strings.TrimPrefix(l, "R:"))
+		if len(name) == 0 {
+			t.Failed++
+			continue
+		}
+		t.By[name[0]]++
+	}
+	if t.N != n {
+		return t, fmt.Errorf("requests to %s: %d answers for %d requests:\n%s", sv.Name, t.N, n, lastLines(out, 20))
+	}
+	return t, nil
+}
+
+// WaitServing polls sv through the VIP until a request succeeds, and
+// returns when it did.
+func (c *Cluster) WaitServing(ctx context.Context, sv *cluster.Service, limit time.Duration) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		out, err := c.ClientRun(ctx, requestCmd(sv, 2)+" || true")
+		if err == nil && strings.TrimSpace(lastLines(out, 1)) != "" {
+			return time.Now(), nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%s at %s:%d did not answer through the VIP within %s", sv.Name, sv.VIP, sv.Port, limit)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
