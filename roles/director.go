@@ -93,7 +93,13 @@ func (r *renderer) director() error {
 		nat = nat || sv.Forwarding == cluster.ForwardNAT
 	}
 	rules := RulesPath(h.OS)
-	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", IPVSRules(s)); err != nil {
+	// With heartbeat, lvs-director loads the rules on the active director:
+	// a change reloads them there. keepalived keeps its own table.
+	var rulesUnits []string
+	if s.HA.Backend == cluster.BackendHeartbeat {
+		rulesUnits = []string{"lvs-director"}
+	}
+	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", IPVSRules(s), rulesUnits...); err != nil {
 		return err
 	}
 	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
@@ -129,9 +135,14 @@ func (r *renderer) director() error {
 	}
 	script["Manager"] = "heartbeat runs it from haresources on the active director only."
 	script["Rules"] = rules
-	if err := r.add("/etc/ha.d/resource.d/lvs-director", 0o755, "lvs-director.sh.tmpl", script, "heartbeat"); err != nil {
+	// A resource script is read when heartbeat acquires the resources, so a
+	// new one needs no heartbeat restart (which would fail the VIP over and
+	// back): it is re-run where it is active, and nowhere else.
+	const resource = "/etc/ha.d/resource.d/lvs-director"
+	if err := r.add(resource, 0o755, "lvs-director.sh.tmpl", script, "lvs-director"); err != nil {
 		return err
 	}
+	r.out.Units = append(r.out.Units, Unit{Name: "lvs-director", Restart: [][]string{{resource, "condrestart"}}})
 	return r.heartbeat(svcs)
 }
 

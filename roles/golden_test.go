@@ -162,3 +162,26 @@ func TestDeterministic(t *testing.T) {
 }
 
 func testNonce() int { return os.Getpid() }
+
+// TestTunnelSysctlsAfterIPIP: tunl0's rp_filter exists only once ipip is
+// loaded, so on a TUN real server the sysctl unit loads it first (found by
+// the tun VM scenario, where sysctl -p failed on a fresh host).
+func TestTunnelSysctlsAfterIPIP(t *testing.T) {
+	hosts, err := Render(loadVariant(t, "tun"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if h.Host.Role != cluster.RoleRealServer {
+			continue
+		}
+		for _, u := range h.Units {
+			if u.Name != "sysctl" {
+				continue
+			}
+			if len(u.Restart) != 2 || strings.Join(u.Restart[0], " ") != "modprobe ipip" || u.Restart[1][0] != "sysctl" {
+				t.Errorf("%s: sysctl unit runs %v, want modprobe ipip, then sysctl", h.Host.Name, u.Restart)
+			}
+		}
+	}
+}

@@ -54,7 +54,7 @@ func (r *renderer) realServer() error {
 		vips = append(vips, v)
 	}
 	keys := []string{"net/ipv4/ip_forward"}
-	var arp, rp, sysctlLines []string
+	var arp, rp, sysctlLines, modules []string
 	sysctlLines = append(sysctlLines, sysctlLine("net/ipv4/ip_forward", "0", false))
 	if len(vips) > 0 {
 		if hidden {
@@ -80,16 +80,19 @@ func (r *renderer) realServer() error {
 		}
 		if err := r.add("/etc/modules-load.d/lvsforge.conf", 0o644, "sysctl.conf.tmpl", map[string]any{
 			"Path": "/etc/modules-load.d/lvsforge.conf", "Why": "LVS-TUN needs the ipip module (tunl0) at boot",
-			"Host": h.Name, "Cluster": s.Metadata.Name, "Lines": []string{"ipip"},
-		}); err != nil {
+			"Host": h.Name, "Cluster": s.Metadata.Name, "Lines": []string{"ipip"}, "Optional": false,
+		}, "sysctl"); err != nil {
 			return err
 		}
+		// tunl0's settings exist only once ipip is loaded: at boot
+		// systemd-modules-load runs before systemd-sysctl; on push, this.
+		modules = append(modules, "ipip")
 	}
 	gw, gwWhy := h.Gateway, "LVS-DR/TUN: replies leave through the router, not the director."
 	if nat {
 		gwWhy = "LVS-NAT: replies must return through the director, which rewrites them."
 	}
-	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-realserver.conf", "LVS real server kernel settings ("+methodsOf(svcs)+")", sysctlLines); err != nil {
+	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-realserver.conf", "LVS real server kernel settings ("+methodsOf(svcs)+")", sysctlLines, modules...); err != nil {
 		return err
 	}
 	data := map[string]any{

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"sort"
+	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/templates"
@@ -143,14 +144,23 @@ func (r *renderer) daemon(name string) {
 	r.out.Units = append(r.out.Units, u)
 }
 
-// sysctl writes a sysctl.d drop-in and the unit that applies it.
-func (r *renderer) sysctl(path, why string, lines []string) error {
+// sysctl writes a sysctl.d drop-in and the unit that applies it, after
+// loading the modules whose settings it holds.
+func (r *renderer) sysctl(path, why string, lines []string, modules ...string) error {
+	optional := false
+	for _, l := range lines {
+		optional = optional || strings.HasPrefix(l, "-")
+	}
 	if err := r.add(path, 0o644, "sysctl.conf.tmpl", map[string]any{
-		"Path": path, "Why": why, "Host": r.h.Name, "Cluster": r.s.Metadata.Name, "Lines": lines,
+		"Path": path, "Why": why, "Host": r.h.Name, "Cluster": r.s.Metadata.Name, "Lines": lines, "Optional": optional,
 	}, "sysctl"); err != nil {
 		return err
 	}
-	r.out.Units = append(r.out.Units, Unit{Name: "sysctl", Restart: [][]string{{"sysctl", "-q", "-p", path}}})
+	var restart [][]string
+	for _, m := range modules {
+		restart = append(restart, []string{"modprobe", m})
+	}
+	r.out.Units = append(r.out.Units, Unit{Name: "sysctl", Restart: append(restart, []string{"sysctl", "-q", "-p", path})})
 	return nil
 }
 

@@ -110,11 +110,14 @@ func expectedSplit(spec *cluster.Spec, sv *cluster.Service, t Tally) string {
 }
 
 // normalizedRules turns `ipvsadm -S -n` lines into a sorted set; the
-// rendered rules and the kernel's table must then be equal.
+// rendered rules and the kernel's table must then be equal. ipvsadm 1.31
+// saves tunnel entries with their default "--tun-type ipip", which the
+// rendered rules leave out so that older ipvsadm can restore them.
 func normalizedRules(lines []string) []string {
 	var out []string
 	for _, l := range lines {
-		if l = strings.Join(strings.Fields(l), " "); l != "" {
+		l = strings.TrimSuffix(strings.Join(strings.Fields(l), " "), " --tun-type ipip")
+		if l != "" {
 			out = append(out, l)
 		}
 	}

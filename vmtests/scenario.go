@@ -266,7 +266,30 @@ func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, 
 			first = t
 		}
 	}
-	return first, nil
+	// A change inside a virtual service reaches the kernel when
+	// ldirectord (or keepalived) has reloaded: wait for the active
+	// director's table to be the rendered one before anything is measured.
+	return first, c.waitRules(ctx, spec, time.Minute)
+}
+
+// waitRules polls until the active director's IPVS table equals the rules
+// rendered for spec.
+func (c *Cluster) waitRules(ctx context.Context, spec *cluster.Spec, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for {
+		active, err := c.ActiveDirector(ctx, spec.Services[0].VIP)
+		if err == nil {
+			if err = c.CheckRules(ctx, active, spec); err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the IPVS table did not become the rendered one within %s: %w", limit, err)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // RunAll runs the scenarios in order on spec and returns every result.

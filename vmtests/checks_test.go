@@ -1,0 +1,138 @@
+package vmtests
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+func TestHoldsAddr(t *testing.T) {
+	out := `2: eth0    inet 192.168.7.9/24 scope global eth0\       valid_lft forever preferred_lft forever
+2: eth0    inet 192.168.7.110/24 brd 192.168.7.255 scope global secondary eth0\       valid_lft forever preferred_lft forever`
+	if !holdsAddr(out, "192.168.7.110") || holdsAddr(out, "192.168.7.11") || holdsAddr(out, "192.168.7.1") {
+		t.Error("holdsAddr matched the wrong addresses")
+	}
+}
+
+func TestNormalizedRules(t *testing.T) {
+	saved := []string{"-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.11:80 -i -w 1 --tun-type ipip", ""}
+	rendered := []string{"-a -t 10.0.0.1:80  -r 10.0.0.11:80 -i -w 1", "-A -t 10.0.0.1:80 -s rr"}
+	if a, b := strings.Join(normalizedRules(saved), "|"), strings.Join(normalizedRules(rendered), "|"); a != b {
+		t.Errorf("%q != %q", a, b)
+	}
+	gre := normalizedRules([]string{"-a -t 10.0.0.1:80 -r 10.0.0.11:80 -i -w 1 --tun-type gre"})
+	if !strings.Contains(gre[0], "gre") {
+		t.Error("a non-default tunnel type was dropped")
+	}
+}
+
+func TestExpectedSplit(t *testing.T) {
+	spec := func(sched string, weights ...int) (*cluster.Spec, *cluster.Service) {
+		s := &cluster.Spec{Services: []cluster.Service{{Name: "http", Scheduler: sched}}}
+		for i, w := range weights {
+			s.Hosts = append(s.Hosts, cluster.Host{Name: "rs" + string(rune('1'+i)), Role: cluster.RoleRealServer, Weights: map[string]int{"http": w}})
+		}
+		return s, &s.Services[0]
+	}
+	tally := func(by map[string]int, failed int) Tally {
+		n := failed
+		for _, c := range by {
+			n += c
+		}
+		return Tally{N: n, By: by, Failed: failed}
+	}
+	cases := []struct {
+		sched   string
+		weights []int
+		t       Tally
+		ok      bool
+	}{
+		{"rr", []int{1, 1}, tally(map[string]int{"rs1": 100, "rs2": 100}, 0), true},
+		{"rr", []int{1, 1}, tally(map[string]int{"rs1": 102, "rs2": 98}, 0), false},
+		{"rr", []int{1, 1}, tally(map[string]int{"rs1": 100, "rs2": 99}, 1), false},
+		{"rr", []int{1, 0}, tally(map[string]int{"rs1": 200}, 0), true},
+		{"rr", []int{1, 0}, tally(map[string]int{"rs1": 199, "rs2": 1}, 0), false},
+		{"wrr", []int{3, 1}, tally(map[string]int{"rs1": 150, "rs2": 50}, 0), true},
+		{"wrr", []int{3, 1}, tally(map[string]int{"rs1": 141, "rs2": 59}, 0), true},
+		{"wrr", []int{3, 1}, tally(map[string]int{"rs1": 139, "rs2": 61}, 0), false},
+		{"sh", []int{1, 1}, tally(map[string]int{"rs2": 10}, 0), true},
+		{"sh", []int{1, 1}, tally(map[string]int{"rs1": 1, "rs2": 9}, 0), false},
+		{"fo", []int{1, 5}, tally(map[string]int{"rs2": 10}, 0), true},
+		{"fo", []int{1, 5}, tally(map[string]int{"rs1": 10}, 0), false},
+		{"wlc", []int{1, 1}, tally(map[string]int{"rs1": 10}, 0), false},
+		{"wlc", []int{1, 1}, tally(map[string]int{"rs1": 6, "rs2": 4}, 0), true},
+		{"nq", []int{1, 1}, tally(map[string]int{"rs1": 10}, 0), true},
+		{"nq", []int{1, 1}, tally(map[string]int{"rs3": 10}, 0), false},
+	}
+	for _, tc := range cases {
+		s, sv := spec(tc.sched, tc.weights...)
+		msg := expectedSplit(s, sv, tc.t)
+		if (msg == "") != tc.ok {
+			t.Errorf("%s %v %s: got %q, want ok=%v", tc.sched, tc.weights, tc.t, msg, tc.ok)
+		}
+	}
+}
+
+func TestPlanNetworkSeed(t *testing.T) {
+	s := exampleSpec(t)
+	p, err := planNetwork(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The article's CIP = SGW: the client is the real servers' router .254.
+	if len(p.Legs) != 1 || p.Legs[0].String() != "192.168.7.254/24" || p.Client.String() != "192.168.7.254" || p.External {
+		t.Errorf("legs %v client %v external %v", p.Legs, p.Client, p.External)
+	}
+	for _, h := range s.Hosts {
+		if p.Gateway[h.Name].String() != "192.168.7.254" {
+			t.Errorf("%s: gateway %v", h.Name, p.Gateway[h.Name])
+		}
+	}
+	nat, err := deriveSpec(s, natSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	np, err := planNetwork(nat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !np.External || np.Client != ExternalClient.Addr() {
+		t.Errorf("NAT: client %v external %v, want the external address", np.Client, np.External)
+	}
+	if gw := netip.MustParsePrefix(nat.HA.FloatingGateway).Addr(); np.Gateway["rs1"] != gw || gw.String() != "192.168.7.1" {
+		t.Errorf("NAT: rs1 routes via %v, floating gateway %v", np.Gateway["rs1"], gw)
+	}
+	if np.Gateway["linuxha1"].String() != "192.168.7.254" {
+		t.Errorf("NAT: a director routes via %v, want the router", np.Gateway["linuxha1"])
+	}
+}
+
+// TestPlanNetworkOtherSubnet: a TUN real server on another subnet gets a
+// router leg there, and a host without a gateway routes through the leg of
+// its own subnet.
+func TestPlanNetworkOtherSubnet(t *testing.T) {
+	s := &cluster.Spec{
+		Services: []cluster.Service{{Name: "web", VIP: "10.1.0.100", Forwarding: cluster.ForwardTUN}},
+		Hosts: []cluster.Host{
+			{Name: "lb1", Role: cluster.RoleDirector, Address: "10.1.0.2/24"},
+			{Name: "web1", Role: cluster.RoleRealServer, Address: "10.1.0.21/24", Gateway: "10.1.0.1"},
+			{Name: "web2", Role: cluster.RoleRealServer, Address: "10.2.0.22/24", Gateway: "10.2.0.1"},
+		},
+	}
+	p, err := planNetwork(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var legs []string
+	for _, l := range p.Legs {
+		legs = append(legs, l.String())
+	}
+	if strings.Join(legs, " ") != "10.1.0.1/24 10.2.0.1/24" {
+		t.Errorf("legs %v", legs)
+	}
+	if p.Gateway["lb1"].String() != "10.1.0.1" || p.Client.String() != "10.1.0.1" {
+		t.Errorf("lb1 gateway %v, client %v", p.Gateway["lb1"], p.Client)
+	}
+}
