@@ -41,4 +41,3 @@ func cacheFile(cacheDir, kind string, data []byte, ext string) (string, error) {
 	}
 	return path, nil
 }
-

@@ -396,4 +396,3 @@ func lowFreeAddr(p netip.Prefix, taken map[netip.Addr]bool) (netip.Addr, error) 
 func isBroadcast(p netip.Prefix, a netip.Addr) bool {
 	return !p.Contains(a.Next()) || a.Next() == (netip.Addr{})
 }
-

@@ -91,7 +91,7 @@ func (c *Cluster) sshClient(ctx context.Context, n *Node) (*ssh.Client, error) {
 		HostKeyCallback: ssh.FixedHostKey(c.hostKey),
 		// The image has keys of every type; ask for the one we know.
 		HostKeyAlgorithms: []string{c.hostKey.Type()},
-		Timeout:         20 * time.Second,
+		Timeout:           20 * time.Second,
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.SSHPort))
 	for {
