@@ -216,10 +216,12 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	}
 	r.daemon("heartbeat")
 	// heartbeat starts and stops ldirectord on the active director only, so
-	// it is never enabled at boot; a changed config is applied where it runs.
+	// it must not start at boot (Debian's package enables it); a changed
+	// config is applied where it runs.
 	cfg := LdirectordPath
 	r.out.Units = append(r.out.Units, Unit{
 		Name:    "ldirectord",
+		Enable:  disableAtBoot(r.h, "ldirectord"),
 		Restart: [][]string{{"sh", "-c", "if ldirectord " + cfg + " status >/dev/null 2>&1; then ldirectord " + cfg + " restart; fi"}},
 		Reload:  [][]string{{"sh", "-c", "if ldirectord " + cfg + " status >/dev/null 2>&1; then ldirectord " + cfg + " reload; fi"}},
 	})

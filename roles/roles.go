@@ -29,7 +29,8 @@ type File struct {
 // Unit is a daemon or set-up step on a host and the commands that manage it.
 type Unit struct {
 	Name string
-	// Enable makes it start at boot; empty for what heartbeat starts itself.
+	// Enable sets how it starts at boot, idempotently: on for the daemons
+	// and scripts, off for ldirectord, which heartbeat starts itself.
 	Enable [][]string
 	// Restart applies changed files; Reload, when set, applies changes that
 	// need no restart (ldirectord: inside an existing virtual block).
@@ -111,8 +112,10 @@ func (r *renderer) initScript(name, tmpl string, data any, description, before s
 		}, name); err != nil {
 			return err
 		}
-		unit.Enable = [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "enable", name + ".service"}}
-		unit.Restart = [][]string{{"systemctl", "daemon-reload"}, {"systemctl", "restart", name + ".service"}}
+		// A changed file runs Enable, then Restart: one daemon-reload there
+		// covers both.
+		unit.Enable = [][]string{{"systemctl", "daemon-reload"}, enableSystemd(name)}
+		unit.Restart = [][]string{{"systemctl", "restart", name + ".service"}}
 	} else {
 		if err := r.add("/etc/init.d/"+name, 0o755, tmpl, data, name); err != nil {
 			return err
@@ -122,6 +125,25 @@ func (r *renderer) initScript(name, tmpl string, data any, description, before s
 	}
 	r.out.Units = append(r.out.Units, unit)
 	return nil
+}
+
+// enableSystemd enables a unit unless it already is: `systemctl enable` of a
+// unit with a SysV script beside it (heartbeat) runs update-rc.d and a
+// daemon-reload, seconds on a small host, on every push otherwise.
+func enableSystemd(name string) []string {
+	return []string{"sh", "-c", "systemctl is-enabled -q " + name + ".service || systemctl enable " + name + ".service"}
+}
+
+// disableAtBoot keeps a daemon from starting at boot (idempotently): for
+// what heartbeat starts on the active director only.
+func disableAtBoot(h *cluster.Host, name string) [][]string {
+	switch {
+	case h.Init == cluster.InitSystemd:
+		return [][]string{{"sh", "-c", "if systemctl is-enabled -q " + name + ".service; then systemctl disable " + name + ".service; fi"}}
+	case h.OS == cluster.OSRedHat:
+		return [][]string{{"sh", "-c", "if chkconfig " + name + "; then chkconfig " + name + " off; fi"}}
+	}
+	return [][]string{{"update-rc.d", name, "disable"}}
 }
 
 func enableSysV(osFamily, name string) [][]string {
@@ -135,7 +157,7 @@ func enableSysV(osFamily, name string) [][]string {
 func (r *renderer) daemon(name string) {
 	u := Unit{Name: name}
 	if r.h.Init == cluster.InitSystemd {
-		u.Enable = [][]string{{"systemctl", "enable", name + ".service"}}
+		u.Enable = [][]string{enableSystemd(name)}
 		u.Restart = [][]string{{"systemctl", "restart", name + ".service"}}
 	} else {
 		u.Enable = enableSysV(r.h.OS, name)

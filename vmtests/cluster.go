@@ -204,7 +204,9 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
 	gb := &guestimage.Builder{CacheDir: c.opts.CacheDir, Log: log}
 	spec := guestimage.DefaultSpec()
-	c.opts.logf("image: Debian %s with %s (first run: debootstrap)", spec.Suite, strings.Join(spec.Packages, " "))
+	if !gb.HasRoot(spec) {
+		c.opts.logf("image: debootstrap of Debian %s with %s (once; then cached)", spec.Suite, strings.Join(spec.Packages, " "))
+	}
 	base, err := gb.Root(ctx, spec)
 	if err != nil {
 		return "", err

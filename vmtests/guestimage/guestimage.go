@@ -37,7 +37,7 @@ const ReadyMarker = "lvsforge-guest: ready"
 
 // formatVersion changes whenever the customisation below changes, so cached
 // bases built by older code are not reused.
-const formatVersion = "guestimage-v5"
+const formatVersion = "guestimage-v7"
 
 // Spec says what goes into the base; its Key is the cache key.
 type Spec struct {
@@ -114,6 +114,12 @@ type Builder struct {
 	CacheDir string
 	// Log receives the tools' output; nil discards it.
 	Log io.Writer
+}
+
+// HasRoot reports whether the base for spec is in the cache already.
+func (b *Builder) HasRoot(spec Spec) bool {
+	_, err := os.Stat(filepath.Join(b.CacheDir, "images", "base-"+spec.Key()))
+	return err == nil
 }
 
 // Root returns the directory of the base system for spec, building it if the
@@ -351,26 +357,32 @@ func (b *Builder) run(ctx context.Context, tool string, args ...string) error {
 	return nil
 }
 
-// systemctl enables the console service and keeps the cluster daemons from
-// starting at boot: they start when a scenario has pushed their
-// configuration, as on a freshly installed host.
+// systemctl enables the harness's services and trims the boot: under TCG
+// every unit costs seconds. The cluster daemons keep Debian's defaults
+// (heartbeat and keepalived enabled, as on a freshly installed host, so
+// push finds them enabled), except ldirectord, which heartbeat starts and
+// lvsforge push disables at boot.
 func (b *Builder) systemctl(ctx context.Context, root string) error {
 	if err := b.run(ctx, "chroot", root, "systemctl", "enable", "lvsforge-cmdline.service", "lvsforge-console.service"); err != nil {
 		return err
 	}
-	// sshd stays enabled: push needs it from the first boot.
-	for _, unit := range []string{"heartbeat.service", "logd.service", "ldirectord.service", "keepalived.service"} {
-		if _, err := os.Stat(filepath.Join(root, "lib/systemd/system", unit)); err != nil {
-			continue // not installed in this spec
-		}
-		if err := b.run(ctx, "chroot", root, "systemctl", "disable", unit); err != nil {
+	if _, err := os.Stat(filepath.Join(root, "lib/systemd/system/ldirectord.service")); err == nil {
+		if err := b.run(ctx, "chroot", root, "systemctl", "disable", "ldirectord.service"); err != nil {
 			return err
 		}
 	}
 	// Masked: the console, whichever serial port it is on, belongs to
-	// lvsforge-console, and timers that wake apt would only slow a TCG
-	// guest down.
-	return b.run(ctx, "chroot", root, "systemctl", "mask", "serial-getty@.service", "apt-daily.timer", "apt-daily-upgrade.timer")
+	// lvsforge-console; the rest is work a test VM never needs: timers,
+	// filesystem scrubs, a getty on tty1 that no one sees, Debian's
+	// ipvsadm rules loader (lvs-director loads the rules), and udev with
+	// its early module loads (every driver is built in, the harness names
+	// the NICs, and the kernel runs modprobe itself for ip_vs and ipip).
+	return b.run(ctx, "chroot", root, "systemctl", "mask", "serial-getty@.service", "getty-static.service",
+		"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer", "logrotate.timer",
+		"e2scrub_all.timer", "e2scrub_reap.service", "ipvsadm.service", "systemd-udev-trigger.service",
+		"systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+		"modprobe@dm_mod.service", "modprobe@efi_pstore.service", "modprobe@fuse.service", "modprobe@loop.service",
+		"modprobe@configfs.service", "modprobe@drm.service", "systemd-random-seed.service")
 }
 
 // consoleScript is the guest side of qemu.VM.Run: the same contract as the
@@ -408,7 +420,7 @@ WantedBy=multi-user.target
 const cmdlineUnit = `[Unit]
 Description=lvsforge settings from the kernel command line
 DefaultDependencies=no
-After=systemd-udev-trigger.service local-fs.target
+After=local-fs.target
 Before=network-pre.target ssh.service lvsforge-console.service
 Wants=network-pre.target
 

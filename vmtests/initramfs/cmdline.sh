@@ -32,7 +32,7 @@ for arg in $(cat /proc/cmdline); do
 		dev=
 		while [ -z "$dev" ] && [ $i -lt 300 ]; do
 			for d in /sys/class/net/*; do
-				[ "$(cat "$d/address" 2>/dev/null)" = "$mac" ] && dev="${d##*/}"
+				read -r a <"$d/address" && [ "$a" = "$mac" ] && dev="${d##*/}"
 			done
 			[ -n "$dev" ] || sleep 0.1
 			i=$((i + 1))
