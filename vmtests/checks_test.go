@@ -136,3 +136,22 @@ func TestPlanNetworkOtherSubnet(t *testing.T) {
 		t.Errorf("lb1 gateway %v, client %v", p.Gateway["lb1"], p.Client)
 	}
 }
+
+// TestScenarioSpecsValidate derives every scenario's spec from the example:
+// each must pass the same validation as a spec file.
+func TestScenarioSpecsValidate(t *testing.T) {
+	base := exampleSpec(t)
+	for _, sc := range Scenarios {
+		s, err := deriveSpec(base, sc.Spec)
+		if err != nil {
+			t.Errorf("%s: %v", sc.Name, err)
+			continue
+		}
+		if sc == connSyncScenario && len(s.RealServers(&s.Services[len(s.Services)-1])) != 2 {
+			t.Errorf("conn-sync: the echo service has no real servers")
+		}
+		if base.Hosts[2].Weights["echo"] != 0 {
+			t.Errorf("%s: deriving changed the base spec's weights", sc.Name)
+		}
+	}
+}

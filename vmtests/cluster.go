@@ -56,6 +56,12 @@ type Node struct {
 
 	mu  sync.Mutex
 	ssh *ssh.Client
+
+	// What start needs to boot the node again after a power-off.
+	accel qemu.Accel
+	opts  []qemu.Option
+	mgmt  bool // has the management NIC with sshd forwarded
+	boots int
 }
 
 // Cluster is a spec's hosts booted as VMs from lvsforge's own kernels, with
@@ -365,16 +371,16 @@ func (c *Cluster) startAll(ctx context.Context, img string) error {
 		}
 		mgmtMAC := mac(i+1, 2)
 		args = append(args, "lvs.ifname="+mgmtMAC+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
-		opts = append(opts,
-			qemu.WithHostForward(0, 22), qemu.WithManagementMAC(mgmtMAC),
+		n.mgmt, n.accel = true, accel
+		n.opts = append(opts,
+			qemu.WithManagementMAC(mgmtMAC),
 			qemu.WithKernel(kernel.BzImage),
 			qemu.WithDisk(overlay, "qcow2"),
 			qemu.WithAppend(args...),
 			qemu.WithMemory(guestMemoryMB))
-		if err := c.start(ctx, n, accel, opts...); err != nil {
+		if err := c.start(ctx, n); err != nil {
 			return err
 		}
-		n.SSHPort, _ = n.VM.HostPort(22)
 		c.Nodes[h.Name] = n
 	}
 
@@ -386,9 +392,10 @@ func (c *Cluster) startAll(ctx context.Context, img string) error {
 	if err != nil {
 		return err
 	}
-	c.Client = &Node{Name: "client", MAC: mac(0, 0)}
-	if err := c.start(ctx, c.Client, accel, qemu.WithNIC(port, c.Client.MAC), qemu.WithKernel(director.BzImage),
-		qemu.WithInitrd(initrd), qemu.WithAppend("lvs.hostname=client")); err != nil {
+	c.Client = &Node{Name: "client", MAC: mac(0, 0), accel: accel, opts: []qemu.Option{
+		qemu.WithNIC(port, mac(0, 0)), qemu.WithKernel(director.BzImage),
+		qemu.WithInitrd(initrd), qemu.WithAppend("lvs.hostname=client")}}
+	if err := c.start(ctx, c.Client); err != nil {
 		return err
 	}
 
@@ -444,19 +451,34 @@ func (n *Node) diagnose(ctx context.Context) string {
 	return n.Name + " says on its console:\n\t" + strings.ReplaceAll(out, "\n", "\n\t")
 }
 
-func (c *Cluster) start(ctx context.Context, n *Node, accel qemu.Accel, opts ...qemu.Option) error {
+// start boots n: the first time, or again after a power-off, from the
+// same disk, on the same switch ports and serial cable, with sshd on the
+// same loopback port (so known_hosts stays true); each boot's console has
+// its own log.
+func (c *Cluster) start(ctx context.Context, n *Node) error {
+	log := filepath.Join(c.opts.Out, n.Name+".console")
+	if n.boots > 0 {
+		log = filepath.Join(c.opts.Out, fmt.Sprintf("%s.boot%d.console", n.Name, n.boots+1))
+	}
 	all := append([]qemu.Option{
 		qemu.WithName(n.Name),
-		qemu.WithAccel(accel),
-		qemu.WithConsoleLog(filepath.Join(c.opts.Out, n.Name+".console")),
+		qemu.WithAccel(n.accel),
+		qemu.WithConsoleLog(log),
 		qemu.WithDir(c.dir),
 		qemu.WithTimeout(vmLifetime),
-	}, opts...)
+	}, n.opts...)
+	if n.mgmt {
+		all = append(all, qemu.WithHostForward(n.SSHPort, 22))
+	}
 	vm, err := qemu.Start(ctx, all...)
 	if err != nil {
 		return err
 	}
 	n.VM = vm
+	n.boots++
+	if n.mgmt {
+		n.SSHPort, _ = vm.HostPort(22)
+	}
 	return nil
 }
 

@@ -103,8 +103,13 @@ func (s *Suite) Close() error {
 	return err
 }
 
-// Scenarios lists every scenario, in the order `--scenario all` runs them.
-var Scenarios []*Scenario
+// Scenarios lists every scenario, in the order `--scenario all` runs them:
+// those that keep the spec's network and backend first (one cluster, pushed
+// to), then the other forwarding methods and backends.
+var Scenarios = []*Scenario{
+	seedDR, arpScenario, rsScript, wrrScenario, rsDownScenario, linksScenario, failoverScenario,
+	tunScenario, natScenario, keepalivedScenario, connSyncScenario,
+}
 
 // Lookup returns the named scenarios; "all" is every one.
 func Lookup(names []string) ([]*Scenario, error) {

@@ -100,10 +100,6 @@ var (
 	}
 )
 
-func init() {
-	Scenarios = append(Scenarios, seedDR, arpScenario, rsScript, wrrScenario, tunScenario, natScenario)
-}
-
 // setWeight gives real server rs weight w for service sv; a real server
 // that had no weights served every service with weight 1 and keeps doing so.
 func setWeight(s *cluster.Spec, rs, sv string, w int) {

@@ -60,7 +60,9 @@ for arg in $(cat /proc/cmdline); do
 		dev="${v%%,*}"
 		wait_iface "$dev"
 		ip link set "$dev" up || echo "lvsforge-cmdline: no interface $dev"
-		ip addr add "${v#*,}" dev "$dev" || echo "lvsforge-cmdline: cannot add ${v#*,} to $dev"
+		# brd +: heartbeat's bcast medium sends to the interface's broadcast
+		# address, which ip(8) leaves unset otherwise.
+		ip addr add "${v#*,}" brd + dev "$dev" || echo "lvsforge-cmdline: cannot add ${v#*,} to $dev"
 		;;
 	lvs.gw=*)
 		gw="${arg#lvs.gw=}"

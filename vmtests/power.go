@@ -1,0 +1,250 @@
+package vmtests
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/vmtests/guestimage"
+	"github.com/lvsforge/lvsforge/vmtests/vlan"
+)
+
+// PowerOff pulls a host's plug: QEMU quits, the guest gets no shutdown.
+func (c *Cluster) PowerOff(ctx context.Context, host string) error {
+	n := c.Nodes[host]
+	if n == nil {
+		return fmt.Errorf("power off %s: no such VM", host)
+	}
+	n.mu.Lock()
+	if n.ssh != nil {
+		n.ssh.Close()
+		n.ssh = nil
+	}
+	n.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return n.VM.PowerOff(ctx)
+}
+
+// PowerOn boots a powered-off host again from its disk and waits until it
+// is up: what was pushed to it is still there, and the daemons push
+// enabled start at boot, as after a real power failure.
+func (c *Cluster) PowerOn(ctx context.Context, host string) error {
+	n := c.Nodes[host]
+	if n == nil {
+		return fmt.Errorf("power on %s: no such VM", host)
+	}
+	select {
+	case <-n.VM.Done():
+	default:
+		return fmt.Errorf("power on %s: it is running", host)
+	}
+	n.VM.Close()
+	if err := c.start(ctx, n); err != nil {
+		return err
+	}
+	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
+	defer cancel()
+	if err := n.VM.ExpectString(bootCtx, guestimage.ReadyMarker); err != nil {
+		return err
+	}
+	if _, err := c.Exec(bootCtx, host, "true"); err != nil {
+		return fmt.Errorf("%w\n%s", err, n.diagnose(ctx))
+	}
+	return nil
+}
+
+// Holders returns the directors that hold vip now, asking each running one.
+func (c *Cluster) Holders(ctx context.Context, vip string) ([]string, error) {
+	var out []string
+	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
+		n := c.Nodes[d.Name]
+		select {
+		case <-n.VM.Done():
+			continue // powered off
+		default:
+		}
+		ip, err := c.Exec(ctx, d.Name, "ip -4 -o addr show")
+		if err != nil {
+			return nil, err
+		}
+		if holdsAddr(ip, vip) {
+			out = append(out, d.Name)
+		}
+	}
+	return out, nil
+}
+
+// WaitHolder waits until exactly director want holds vip (and no other
+// does), and returns how long that took.
+func (c *Cluster) WaitHolder(ctx context.Context, vip, want string, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var got []string
+	for {
+		var err error
+		got, err = c.Holders(ctx, vip)
+		if err == nil && len(got) == 1 && got[0] == want {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%s did not become the only holder of %s within %s (holders: %v)", want, vip, limit, got)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// otherDirector is the director of a pair that is not name.
+func otherDirector(s *cluster.Spec, name string) string {
+	for _, d := range s.HostsByRole(cluster.RoleDirector) {
+		if d.Name != name {
+			return d.Name
+		}
+	}
+	return ""
+}
+
+// Probe is a background request loop on the client: a request to one
+// service every 100 ms, each line "UPTIME NAME" or "UPTIME -" for a
+// failure, and an ARP request for the VIP every half second, whose answers
+// the switch records.
+type Probe struct {
+	c    *Cluster
+	sv   *cluster.Service
+	file string
+	mark int
+}
+
+// StartProbe starts the client's probe loops for sv.
+func (c *Cluster) StartProbe(ctx context.Context, sv *cluster.Service) (*Probe, error) {
+	p := &Probe{c: c, sv: sv, file: "/tmp/probe-" + sv.Name, mark: c.LAN.Mark()}
+	// Each loop is a script of its own, started in the background with
+	// its pid kept, so Stop can end it.
+	loops := map[string]string{
+		"req": fmt.Sprintf(`while :; do read -r t _ </proc/uptime; r=$(%s); echo "$t ${r:--}"; sleep 0.1; done`, requestCmd(sv, 1)),
+		"arp": fmt.Sprintf(`while :; do arping -q -c 1 -w 1 -I eth0 %s; sleep 0.5; done`, sv.VIP),
+	}
+	for _, name := range []string{"req", "arp"} {
+		script := "/tmp/probe-" + name + ".sh"
+		out := "/dev/null"
+		if name == "req" {
+			out = p.file
+		}
+		for _, cmd := range []string{
+			fmt.Sprintf(`printf '%%s\n' '%s' >%s`, loops[name], script),
+			fmt.Sprintf(`sh %s >%s 2>/dev/null & echo $! >%s.pid`, script, out, script),
+		} {
+			if _, err := c.ClientRun(ctx, cmd); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return p, nil
+}
+
+// Now is the client's uptime, the probe's clock.
+func (p *Probe) Now(ctx context.Context) (float64, error) {
+	out, err := p.c.ClientRun(ctx, "cut -d' ' -f1 /proc/uptime")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseFloat(strings.TrimSpace(lastLines(out, 1)), 64)
+}
+
+// ProbeLine is one request of the probe.
+type ProbeLine struct {
+	T      float64
+	Server string // "" for a failed request
+}
+
+// Stop ends the loops and returns the requests made.
+func (p *Probe) Stop(ctx context.Context) ([]ProbeLine, error) {
+	if _, err := p.c.ClientRun(ctx, "kill $(cat /tmp/probe-req.sh.pid /tmp/probe-arp.sh.pid) 2>/dev/null; true"); err != nil {
+		return nil, err
+	}
+	out, err := p.c.ClientRun(ctx, "cat "+p.file)
+	if err != nil {
+		return nil, err
+	}
+	var lines []ProbeLine
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		t, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		pl := ProbeLine{T: t}
+		if f[1] != "-" {
+			pl.Server = f[1]
+		}
+		lines = append(lines, pl)
+	}
+	return lines, nil
+}
+
+// Outage measures the gap in service around t0: the last answered request
+// at or before t0, the first answered one after it, and the failed
+// requests between.
+func Outage(lines []ProbeLine, t0 float64) (last, first float64, failed int, err error) {
+	last, first = -1, -1
+	for _, l := range lines {
+		switch {
+		case l.T <= t0 && l.Server != "":
+			last = l.T
+		case l.T > t0 && l.Server != "" && first < 0:
+			first = l.T
+		}
+	}
+	if last < 0 || first < 0 {
+		return last, first, 0, fmt.Errorf("no answered request before (%v) or after (%v) t=%.2f among %d requests", last >= 0, first >= 0, t0, len(lines))
+	}
+	for _, l := range lines {
+		if l.T > last && l.T < first && l.Server == "" {
+			failed++
+		}
+	}
+	return last, first, failed, nil
+}
+
+// DoubleHolders returns the ARP requests for ip since mark that more than
+// one MAC answered: two hosts held the address at the same moment.
+func DoubleHolders(sw *vlan.Switch, mark int, ip netip.Addr) []string {
+	var out []string
+	var req *vlan.Frame
+	macs := map[string]bool{}
+	flush := func() {
+		if req != nil && len(macs) > 1 {
+			var m []string
+			for k := range macs {
+				m = append(m, k)
+			}
+			out = append(out, fmt.Sprintf("%s answered by %s", req, strings.Join(m, " and ")))
+		}
+		macs = map[string]bool{}
+	}
+	for _, f := range sw.FramesSince(mark) {
+		a, ok := f.ARP()
+		if !ok || f.Dropped {
+			continue
+		}
+		switch {
+		case a.Op == vlan.ARPRequest && a.TargetIP == ip && !a.Gratuitous():
+			flush()
+			fr := f
+			req = &fr
+		case a.Op == vlan.ARPReply && a.SenderIP == ip && !a.Gratuitous():
+			macs[a.SenderMAC.String()] = true
+		}
+	}
+	flush()
+	return out
+}
