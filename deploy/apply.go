@@ -137,6 +137,10 @@ func apply(ctx context.Context, c *Conn, p *Plan, env applyEnv) (leftover []stri
 			}
 			stage = stage[1:]
 		}
+		// And the renames themselves, before anything is restarted.
+		if _, err := c.output(ctx, "sync"); err != nil {
+			return nil, fmt.Errorf("sync renames: %w", err)
+		}
 	}
 	for _, op := range p.Ops {
 		switch op.Kind {
@@ -226,9 +230,13 @@ func writeTemp(ctx context.Context, c *Conn, op Op, env applyEnv, created func(s
 	return nil
 }
 
-// verifyRemote hashes every staged temporary with one remote command.
+// verifyRemote flushes every staged temporary to disk and hashes it, with
+// one remote command. The flush comes before the renames: ext4 may
+// otherwise commit a rename before the data, and a host that loses power
+// then boots with an empty file where the new one should be (seen in the
+// VM tests: an empty keepalived.conf after a power-off soon after a push).
 func verifyRemote(ctx context.Context, c *Conn, tmps, sums []string) error {
-	cmd := "sha256sum --"
+	cmd := "sync && sha256sum --"
 	for _, t := range tmps {
 		cmd += " " + shellQuote(t)
 	}

@@ -195,7 +195,7 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 	if failback {
 		d, err := r.C.WaitHolder(ctx, vip, primary, takeoverLimit(spec))
 		if err != nil {
-			r.Errorf("%sauto_failback on: %v", label, err)
+			r.Errorf("%sauto_failback on: %v\n%s", label, err, r.C.haState(ctx, spec, primary))
 		} else {
 			r.Figure(label+"failback to "+primary+" after its boot", d.Seconds(), "s")
 		}
@@ -225,6 +225,17 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 		r.Errorf("%sboth directors answered ARP for %s at once: %s", label, vip, strings.Join(d, "; "))
 	}
 	return nil
+}
+
+// haState is a director's HA daemon status and last log lines, for the
+// failure message of a check about where the VIP went.
+func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) string {
+	unit := "heartbeat"
+	if spec.HA.Backend == cluster.BackendKeepalived {
+		unit = "keepalived"
+	}
+	out, _ := c.Exec(ctx, host, "systemctl --no-pager status "+unit+" | head -4; journalctl --no-pager -b -u "+unit+" | tail -25")
+	return host + ":\n\t" + strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t")
 }
 
 // waitRejoined waits until a director that came back has joined its peer
