@@ -39,8 +39,9 @@ var ErrNotRunning = errors.New("host is not running the kernel")
 
 var releaseRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*$`)
 
-// modulesDir is where the modules tarball is kept on the host: its hash is
-// how a re-push knows the modules are already unpacked.
+// modulesDir is where the modules tarball is kept on the host (its hash is
+// how a re-push knows the modules are already unpacked), beside a
+// release-RELEASE marker per installed kernel.
 const modulesDir = "/var/lib/lvsforge/kernel"
 
 // LoadKernel opens the artifacts of one kernel build directory (the build
@@ -88,6 +89,11 @@ func (k *Kernel) files() []File {
 			fs = append(fs, File{Path: p, Mode: 0o644, Artifact: a})
 		}
 	}
+	if k.Image != nil {
+		// The marker by which /etc/grub.d/42_lvsforge lists every kernel
+		// lvsforge installed, whatever local version the spec has now.
+		fs = append(fs, File{Path: k.marker(), Mode: 0o644, Data: []byte(k.Release + "\n")})
+	}
 	add("/boot/vmlinuz-"+k.Release, k.Image)
 	add("/boot/System.map-"+k.Release, k.SystemMap)
 	add("/boot/config-"+k.Release, k.Config)
@@ -96,6 +102,9 @@ func (k *Kernel) files() []File {
 }
 
 func (k *Kernel) modulesTarball() string { return modulesDir + "/modules-" + k.Release + ".tar.gz" }
+
+// marker says lvsforge installed this kernel; 42_lvsforge reads it.
+func (k *Kernel) marker() string { return modulesDir + "/release-" + k.Release }
 
 // Bootloader facts: which GRUB tools the host has.
 const (
@@ -132,7 +141,7 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool) (install, activat
 		ops = append(ops, Op{Kind: OpRun, Argv: []string{"depmod", "-a", "-F", "/boot/System.map-" + k.Release, k.Release}})
 	}
 	installed := false
-	for _, p := range []string{"/boot/vmlinuz-" + k.Release, "/boot/System.map-" + k.Release, "/etc/grub.d/42_lvsforge", grubLegacyStanza} {
+	for _, p := range []string{"/boot/vmlinuz-" + k.Release, "/boot/System.map-" + k.Release, k.marker(), "/etc/grub.d/42_lvsforge", grubLegacyStanza} {
 		installed = installed || changed(p)
 	}
 	var cfg string
@@ -195,6 +204,18 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool) (install, activat
 		return fmt.Errorf("plan kernel %s: no grub-%s or grub2-%s on the host", k.Release, verb, verb)
 	}
 	if k.ActivateOnce {
+		// A one-time boot falls back to the saved default; on a host where
+		// none was ever saved, GRUB's default is the first entry, which may
+		// well be the new kernel itself: pin the running kernel's entry first.
+		for _, p := range []string{"grub", "grub2"} {
+			if has(p+"-set-default") && has(p+"-editenv") {
+				run(fmt.Sprintf(`if ! %s list 2>/dev/null | grep -q '^saved_entry='; then `+
+					`cur=$(awk -v k="/boot/vmlinuz-$(uname -r)" %s %s); `+
+					`if [ -n "$cur" ]; then %s-set-default "$cur"; else echo "no GRUB entry for the running kernel $(uname -r) in %s: nothing to fall back to" >&2; exit 1; fi; fi`,
+					p+"-editenv", shellQuote(runningEntryAwk), cfg, p, cfg))
+				break
+			}
+		}
 		if err := pick("reboot"); err != nil {
 			return nil, nil, err
 		}
@@ -209,6 +230,18 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool) (install, activat
 	}
 	return ops[:nInstall:nInstall], ops[nInstall:], nil
 }
+
+// runningEntryAwk finds, in a grub.cfg, the id GRUB's saved_entry takes
+// for the last entry that boots the kernel k: "SUBMENU>ENTRY" for the
+// entries update-grub's 10_linux puts in its submenu, "lvsforge-RELEASE"
+// for 42_lvsforge's. The last match, because 10_linux's first, top-level
+// entry always boots the newest kernel, whichever that becomes.
+const runningEntryAwk = `function id(l, s) { if (match(l, /(--id|menuentry_id_option)[ \t]+\047[^\047]*\047/)) { s = substr(l, RSTART, RLENGTH); sub(/^[^\047]*\047/, "", s); sub(/\047$/, "", s); return s } return "" } ` +
+	`/^submenu / { sub_id = id($0); next } ` +
+	`/^menuentry / { sub_id = ""; cur = id($0); next } ` +
+	`/^[ \t]+menuentry / { cur = sub_id ">" id($0); next } ` +
+	`/^[ \t]*linux(16)?[ \t]/ { for (i = 2; i <= NF; i++) if ($i == k) found = cur } ` +
+	`END { if (found != "") print found }`
 
 // KernelStatus is what `kernel status` shows for a host.
 type KernelStatus struct {

@@ -21,11 +21,21 @@ import (
 )
 
 // fakeUpdateGrub stands in for update-grub on the test hosts: grub-mkconfig
-// cannot probe the root device of an overlay in a namespace, so it runs
-// only lvsforge's /etc/grub.d script, as grub-mkconfig would, after a header.
+// cannot probe the root device of an overlay in a namespace, so it writes
+// what Debian's 10_linux would for the running kernel (its submenu entry),
+// then runs lvsforge's /etc/grub.d script, as grub-mkconfig would.
 const fakeUpdateGrub = `#!/bin/sh
 set -e
-{ echo 'set default=0'; /etc/grub.d/42_lvsforge; } > /boot/grub/grub.cfg.new
+r=$(uname -r)
+{
+	echo 'set default="${saved_entry}"'
+	echo "submenu 'Advanced options' \$menuentry_id_option 'gnulinux-advanced-test' {"
+	echo "	menuentry 'Linux $r' \$menuentry_id_option 'gnulinux-$r-advanced-test' {"
+	echo "		linux /boot/vmlinuz-$r root=/dev/sda1 ro"
+	echo "	}"
+	echo "}"
+	/etc/grub.d/42_lvsforge
+} > /boot/grub/grub.cfg.new
 mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg
 `
 
@@ -135,7 +145,7 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 
 	r := mustPush(t, []deploy.Host{host}, e.opts)
 	t.Logf("plan:\n%s", strings.Join(r.Hosts[0].Plan, "\n"))
-	for _, p := range []string{"/boot/vmlinuz-" + release, "/boot/System.map-" + release, "/lib/modules/" + release + "/modules.dep", "/lib/modules/" + release + "/modules.builtin"} {
+	for _, p := range []string{"/boot/vmlinuz-" + release, "/boot/System.map-" + release, "/var/lib/lvsforge/kernel/release-" + release, "/lib/modules/" + release + "/modules.dep", "/lib/modules/" + release + "/modules.builtin"} {
 		if _, err := os.Stat(h.Path(p)); err != nil {
 			t.Errorf("after install: %v", err)
 		}
@@ -147,13 +157,21 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	if b, _ := os.ReadFile(cfg); !strings.Contains(string(b), "--id 'lvsforge-"+release+"'") || !strings.Contains(string(b), "panic=") {
 		t.Errorf("grub.cfg lacks the lvsforge entry with panic=:\n%s", b)
 	}
-	if env := grubenv(t, h); !strings.Contains(env, "next_entry=lvsforge-"+release) || strings.Contains(env, "saved_entry") {
-		t.Errorf("grubenv after --activate once = %q, want only next_entry", env)
+	// No default was ever saved: the running kernel's entry is pinned
+	// first, so that the one-time boot has somewhere to fall back to.
+	running, err := exec.Command("uname", "-r").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := "saved_entry=gnulinux-advanced-test>gnulinux-" + strings.TrimSpace(string(running)) + "-advanced-test"
+	if env := grubenv(t, h); !strings.Contains(env, "next_entry=lvsforge-"+release) || !strings.Contains(env, pinned) {
+		t.Errorf("grubenv after --activate once = %q, want next_entry and %s", env, pinned)
 	}
 
-	// Re-push: nothing is transferred, only the one-time activation repeats.
+	// Re-push: nothing is transferred, only the one-time activation (and
+	// its check for a saved default) repeats.
 	r = mustPush(t, []deploy.Host{host}, e.opts)
-	if hr := r.Hosts[0]; len(hr.Changed) != 0 || len(hr.Commands) != 1 || !strings.Contains(hr.Commands[0], "grub-reboot") {
+	if hr := r.Hosts[0]; len(hr.Changed) != 0 || len(hr.Commands) != 2 || !strings.Contains(hr.Commands[1], "grub-reboot") {
 		t.Errorf("re-push: changed %v, commands %q", hr.Changed, hr.Commands)
 	}
 

@@ -66,19 +66,26 @@ func TestGrubEntriesPassGrubScriptCheck(t *testing.T) {
 	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == Grub2Path }) {
 		variant := strings.SplitN(name, "/", 2)[0]
 		s := loadVariant(t, variant)
-		boot := t.TempDir()
-		for _, f := range []string{"vmlinuz-" + Release(s, "director"), "vmlinuz-" + Release(s, "realserver"),
-			"initrd.img-" + Release(s, "director"), "vmlinuz-6.1.0-13-amd64"} {
+		boot, state := t.TempDir(), t.TempDir()
+		// Two kernels lvsforge installed (markers), one the distro's (no
+		// marker), a marker whose kernel is gone.
+		for _, f := range []string{"vmlinuz-" + Release(s, "realserver"), "vmlinuz-6.1.150-older",
+			"initrd.img-6.1.150-older", "vmlinuz-6.1.0-13-amd64"} {
 			os.WriteFile(filepath.Join(boot, f), nil, 0o644)
 		}
+		for _, rel := range []string{Release(s, "realserver"), "6.1.150-older", "6.1.100-removed"} {
+			os.WriteFile(filepath.Join(state, "release-"+rel), []byte(rel+"\n"), 0o644)
+		}
 		cmd := exec.Command("sh", path)
-		cmd.Env = append(os.Environ(), "LVSFORGE_BOOT_DIR="+boot, "GRUB_DEVICE_BOOT=")
+		cmd.Env = append(os.Environ(), "LVSFORGE_BOOT_DIR="+boot, "LVSFORGE_STATE_DIR="+state, "GRUB_DEVICE_BOOT=")
 		cfg, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if strings.Count(string(cfg), "menuentry ") != 1 || !strings.Contains(string(cfg), "panic=") || strings.Contains(string(cfg), "6.1.0-13-amd64") {
-			t.Errorf("%s: want exactly one lvsforge entry with panic=, for this role's kernel only:\n%s", name, cfg)
+		c := string(cfg)
+		if strings.Count(c, "menuentry ") != 2 || strings.Count(c, "panic=") != 2 || !strings.Contains(c, "--id 'lvsforge-"+Release(s, "realserver")+"'") ||
+			!strings.Contains(c, "initrd /boot/initrd.img-6.1.150-older") || strings.Contains(c, "6.1.0-13-amd64") || strings.Contains(c, "removed") {
+			t.Errorf("%s: want an entry with panic= for each kernel lvsforge installed, and no other:\n%s", name, cfg)
 		}
 		p := filepath.Join(t.TempDir(), "grub.cfg")
 		os.WriteFile(p, cfg, 0o644)
