@@ -237,12 +237,23 @@ func TestExtractKernelSystemXZIdentical(t *testing.T) {
 	}
 }
 
-// BenchmarkExtractKernel measures Extract on Debian's kernel tarball; compare
-// with: time sh -c 'xz -dc /usr/src/linux-source-6.1.tar.xz | tar -x -C DIR'.
+// BenchmarkExtractKernel measures Extract on Debian's kernel tarball, with
+// the system xz and with the pure-Go decoder, beside the peer it must keep
+// up with, `xz -dc | tar -x`, in the same run:
+//
+//	go test -run '^$' -bench ExtractKernel -benchtime 3x ./build
 func BenchmarkExtractKernel(b *testing.B) {
 	if _, err := os.Stat(debianKernelTarball); err != nil {
 		b.Skip("no " + debianKernelTarball)
 	}
+	b.Run("peer=xz|tar", func(b *testing.B) {
+		for b.Loop() {
+			dest := b.TempDir()
+			if out, err := exec.Command("sh", "-c", "xz -dc "+debianKernelTarball+" | tar -x -C "+dest).CombinedOutput(); err != nil {
+				b.Fatalf("%v: %s", err, out)
+			}
+		}
+	})
 	for _, sys := range []bool{true, false} {
 		b.Run(fmt.Sprintf("systemxz=%v", sys), func(b *testing.B) {
 			for i := 0; b.Loop(); i++ {

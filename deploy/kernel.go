@@ -235,12 +235,13 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool) (install, activat
 // for the last entry that boots the kernel k: "SUBMENU>ENTRY" for the
 // entries update-grub's 10_linux puts in its submenu, "lvsforge-RELEASE"
 // for 42_lvsforge's. The last match, because 10_linux's first, top-level
-// entry always boots the newest kernel, whichever that becomes.
+// entry always boots the newest kernel, whichever that becomes; never a
+// recovery entry (single-user mode is no place to fall back to).
 const runningEntryAwk = `function id(l, s) { if (match(l, /(--id|menuentry_id_option)[ \t]+\047[^\047]*\047/)) { s = substr(l, RSTART, RLENGTH); sub(/^[^\047]*\047/, "", s); sub(/\047$/, "", s); return s } return "" } ` +
 	`/^submenu / { sub_id = id($0); next } ` +
 	`/^menuentry / { sub_id = ""; cur = id($0); next } ` +
 	`/^[ \t]+menuentry / { cur = sub_id ">" id($0); next } ` +
-	`/^[ \t]*linux(16)?[ \t]/ { for (i = 2; i <= NF; i++) if ($i == k) found = cur } ` +
+	`/^[ \t]*linux(16)?[ \t]/ { for (i = 2; i <= NF; i++) if ($i == k && cur !~ /-recovery-/) found = cur } ` +
 	`END { if (found != "") print found }`
 
 // KernelStatus is what `kernel status` shows for a host.

@@ -33,6 +33,9 @@ r=$(uname -r)
 	echo "	menuentry 'Linux $r' \$menuentry_id_option 'gnulinux-$r-advanced-test' {"
 	echo "		linux /boot/vmlinuz-$r root=/dev/sda1 ro"
 	echo "	}"
+	echo "	menuentry 'Linux $r (recovery mode)' \$menuentry_id_option 'gnulinux-$r-recovery-test' {"
+	echo "		linux /boot/vmlinuz-$r root=/dev/sda1 ro single"
+	echo "	}"
 	echo "}"
 	/etc/grub.d/42_lvsforge
 } > /boot/grub/grub.cfg.new

@@ -2,10 +2,7 @@ package vmtests
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -58,10 +55,11 @@ type Node struct {
 	ssh *ssh.Client
 
 	// What start needs to boot the node again after a power-off.
-	accel qemu.Accel
-	opts  []qemu.Option
-	mgmt  bool // has the management NIC with sshd forwarded
-	boots int
+	accel   qemu.Accel
+	opts    []qemu.Option
+	mgmt    bool // has the management NIC with sshd forwarded
+	boots   int  // QEMU processes started
+	reboots int  // guest reboots within one
 }
 
 // Cluster is a spec's hosts booted as VMs from lvsforge's own kernels, with
@@ -239,30 +237,12 @@ func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
 // userland, and the real servers' HTTP and TCP test services.
 const busyboxPath = "/bin/busybox"
 
-// keys makes the harness's SSH key (root's authorized key in every VM) and
+// keys loads the harness's SSH key (root's authorized key in every VM) and
 // reads the host key every VM of the image presents.
 func (c *Cluster) keys() error {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return fmt.Errorf("generate ssh key: %w", err)
-	}
-	if c.signer, err = ssh.NewSignerFromKey(priv); err != nil {
-		return fmt.Errorf("generate ssh key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "lvsforge vmtest")
-	if err != nil {
-		return fmt.Errorf("write ssh key: %w", err)
-	}
-	c.keyFile = filepath.Join(c.dir, "id_ed25519")
-	if err := os.WriteFile(c.keyFile, pem.EncodeToMemory(block), 0o600); err != nil {
-		return fmt.Errorf("write ssh key: %w", err)
-	}
-	sshPub, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return fmt.Errorf("write ssh key: %w", err)
-	}
-	if err := os.WriteFile(c.keyFile+".pub", ssh.MarshalAuthorizedKey(sshPub), 0o644); err != nil {
-		return fmt.Errorf("write ssh key: %w", err)
+	var err error
+	if c.signer, c.keyFile, err = harnessKey(c.opts.CacheDir); err != nil {
+		return err
 	}
 	hk, err := guestimage.HostKey(c.base)
 	if err != nil {
@@ -279,8 +259,9 @@ func (c *Cluster) keys() error {
 func (c *Cluster) writeKnownHosts() error {
 	var b strings.Builder
 	for _, h := range c.Spec.Hosts {
-		n := c.Nodes[h.Name]
-		b.WriteString("[127.0.0.1]:" + strconv.Itoa(n.SSHPort) + " " + string(ssh.MarshalAuthorizedKey(c.hostKey)))
+		if n := c.Nodes[h.Name]; n != nil {
+			b.WriteString("[127.0.0.1]:" + strconv.Itoa(n.SSHPort) + " " + string(ssh.MarshalAuthorizedKey(c.hostKey)))
+		}
 	}
 	c.known = filepath.Join(c.dir, "known_hosts")
 	if err := os.WriteFile(c.known, []byte(b.String()), 0o600); err != nil {
@@ -557,36 +538,97 @@ func (c *Cluster) ConsoleTails(n int) string {
 // of it with the same hosts) and the ipvsadm lvsforge built on every host,
 // through the same code as `lvsforge push`, with strict host key checking.
 func (c *Cluster) Push(ctx context.Context, spec *cluster.Spec) (*deploy.Report, error) {
-	sp := *spec
-	sp.Hosts = append([]cluster.Host(nil), spec.Hosts...)
-	var selected []*cluster.Host
-	for i := range sp.Hosts {
-		h := &sp.Hosts[i]
-		n := c.Nodes[h.Name]
-		if n == nil {
-			return nil, fmt.Errorf("push: host %s is not a VM of this cluster", h.Name)
+	return c.push(ctx, spec, nil, func(sp *cluster.Spec, hosts []deploy.Host) error {
+		return deploy.AddIpvsadm(sp, hosts, c.Art.Ipvsadm.Binary)
+	})
+}
+
+// PushKernel is `lvsforge push --kernel [--activate once]` to one host:
+// its rendered files and the kernel build in dir.
+func (c *Cluster) PushKernel(ctx context.Context, spec *cluster.Spec, host, dir string, once bool) (*deploy.Report, error) {
+	return c.push(ctx, spec, []string{host}, func(_ *cluster.Spec, hosts []deploy.Host) error {
+		k, err := deploy.LoadKernel(dir)
+		if err != nil {
+			return err
 		}
-		h.SSH = cluster.SSH{User: "root", Address: "127.0.0.1", Port: n.SSHPort, Key: c.keyFile}
-		selected = append(selected, h)
-	}
-	hosts, err := deploy.FromSpec(&sp, selected, nil)
+		k.ActivateOnce = once
+		hosts[0].Kernel = k
+		return nil
+	})
+}
+
+// ConfirmKernel is `lvsforge kernel confirm --release RELEASE` on one host.
+func (c *Cluster) ConfirmKernel(ctx context.Context, spec *cluster.Spec, host, release string) (*deploy.Report, error) {
+	return c.push(ctx, spec, []string{host}, func(_ *cluster.Spec, hosts []deploy.Host) error {
+		hosts[0].Files, hosts[0].Units = nil, nil
+		hosts[0].Kernel = &deploy.Kernel{Release: release, MakeDefault: true}
+		return nil
+	})
+}
+
+// KernelStatus is `lvsforge kernel status` of one host.
+func (c *Cluster) KernelStatus(ctx context.Context, spec *cluster.Spec, host string) (*deploy.KernelStatus, error) {
+	_, hosts, err := c.pushInputs(spec, []string{host})
 	if err != nil {
 		return nil, err
 	}
-	if err := deploy.AddIpvsadm(&sp, hosts, c.Art.Ipvsadm.Binary); err != nil {
+	st := deploy.Status(ctx, []deploy.Target{hosts[0].Target}, c.deployOptions(io.Discard))[0]
+	return st, st.Err()
+}
+
+func (c *Cluster) deployOptions(out io.Writer) deploy.Options {
+	return deploy.Options{
+		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true},
+		Out:  out,
+	}
+}
+
+// push pushes spec to the named hosts (all when nil), after add changed
+// the push inputs, logging to push.log.
+func (c *Cluster) push(ctx context.Context, spec *cluster.Spec, only []string, add func(*cluster.Spec, []deploy.Host) error) (*deploy.Report, error) {
+	sp, hosts, err := c.pushInputs(spec, only)
+	if err != nil {
 		return nil, err
+	}
+	if add != nil {
+		if err := add(sp, hosts); err != nil {
+			return nil, err
+		}
 	}
 	out, err := os.OpenFile(filepath.Join(c.opts.Out, "push.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
 	defer out.Close()
-	rep := deploy.Push(ctx, hosts, deploy.Options{
-		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true},
-		Out:  out,
-	})
+	rep := deploy.Push(ctx, hosts, c.deployOptions(out))
 	rep.WriteTable(out)
 	return rep, rep.Err()
+}
+
+// pushInputs renders spec for the named hosts (all when nil), each reached
+// through its VM's forwarded sshd.
+func (c *Cluster) pushInputs(spec *cluster.Spec, only []string) (*cluster.Spec, []deploy.Host, error) {
+	sp := *spec
+	sp.Hosts = append([]cluster.Host(nil), spec.Hosts...)
+	want := map[string]bool{}
+	for _, n := range only {
+		want[n] = true
+	}
+	var selected []*cluster.Host
+	for i := range sp.Hosts {
+		h := &sp.Hosts[i]
+		if len(want) > 0 && !want[h.Name] {
+			continue
+		}
+		n := c.Nodes[h.Name]
+		if n == nil {
+			return nil, nil, fmt.Errorf("push: host %s is not a VM of this cluster", h.Name)
+		}
+		h.SSH = cluster.SSH{User: "root", Address: "127.0.0.1", Port: n.SSHPort, Key: c.keyFile}
+		selected = append(selected, h)
+	}
+	hosts, err := deploy.FromSpec(&sp, selected, nil)
+	return &sp, hosts, err
 }
 
 // KeyFile and KnownHosts are the harness's SSH identity and known_hosts,

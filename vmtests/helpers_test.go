@@ -17,19 +17,8 @@ import (
 // subdirectory per test); by default they go to a temporary directory.
 const outEnv = "LVSFORGE_VMTEST_OUT"
 
-// testCacheDir is the lvsforge cache the tests share with `lvsforge`
-// itself (LVSFORGE_TEST_CACHE overrides it): kernels and guest images are
-// built once per machine, not once per test run.
-func testCacheDir(t testing.TB) string {
-	if d := os.Getenv("LVSFORGE_TEST_CACHE"); d != "" {
-		return d
-	}
-	d, err := build.DefaultCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// testCacheDir is the lvsforge cache the tests share with lvsforge itself.
+func testCacheDir(t testing.TB) string { return testenv.CacheDir(t) }
 
 // vmPrereqs skips the test (fails it in CI) unless QEMU, a static busybox
 // and what the builds need are there.

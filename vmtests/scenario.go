@@ -23,7 +23,10 @@ type Scenario struct {
 	// Spec derives the spec the scenario runs on from the one it is given
 	// (a copy; nil keeps it as it is).
 	Spec func(*cluster.Spec) error
-	Run  func(ctx context.Context, r *Run) error
+	// Standalone scenarios boot their own VMs instead of the cluster (Run.C
+	// is nil).
+	Standalone bool
+	Run        func(ctx context.Context, r *Run) error
 }
 
 // Figure is one measured value of a scenario.
@@ -63,6 +66,7 @@ type Result struct {
 type Run struct {
 	C    *Cluster
 	Spec *cluster.Spec
+	Opts Options
 	res  *Result
 	log  io.Writer
 }
@@ -108,7 +112,7 @@ func (s *Suite) Close() error {
 // to), then the other forwarding methods and backends.
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, wrrScenario, rsDownScenario, linksScenario, failoverScenario,
-	tunScenario, natScenario, keepalivedScenario, connSyncScenario,
+	tunScenario, natScenario, keepalivedScenario, connSyncScenario, kernelFallback,
 }
 
 // Lookup returns the named scenarios; "all" is every one.
@@ -145,9 +149,17 @@ func (s *Suite) Run(ctx context.Context, sc *Scenario) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	if s.c != nil && !s.c.compatible(spec) {
+	if s.c != nil && (sc.Standalone || !s.c.compatible(spec)) {
 		s.c.Close()
 		s.c = nil
+	}
+	if sc.Standalone {
+		r := &Run{Spec: spec, Opts: s.Opts, res: res, log: s.Opts.Log}
+		if err := sc.Run(ctx, r); err != nil {
+			r.Errorf("%v", err)
+		}
+		res.Pass = len(res.Failures) == 0
+		return res, nil
 	}
 	first := s.c == nil
 	if first {
@@ -156,7 +168,7 @@ func (s *Suite) Run(ctx context.Context, sc *Scenario) (*Result, error) {
 			return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
 		}
 	}
-	r := &Run{C: s.c, Spec: spec, res: res, log: s.Opts.Log}
+	r := &Run{C: s.c, Spec: spec, Opts: s.Opts, res: res, log: s.Opts.Log}
 	served, err := s.c.Converge(ctx, spec)
 	if err == nil && first {
 		d := served.Sub(s.c.Started)

@@ -11,12 +11,12 @@ import (
 )
 
 // TestBuildKernelCLI runs "build kernel --role director" on Debian's 6.1
-// tarball twice; the second run must come from the cache. With
-// LVSFORGE_TEST_CACHE shared with the build package's kernel test, the
-// first run is a cache hit too, so CI compiles the director kernel once.
+// tarball twice; the second run must come from the cache. The cache is the
+// one the build package's kernel test and the VM tests share, so the first
+// run is usually a cache hit too and a test run compiles the kernel once.
 func TestBuildKernelCLI(t *testing.T) {
-	if os.Getenv("LVSFORGE_KERNEL_TESTS") != "1" {
-		t.Skip("set LVSFORGE_KERNEL_TESTS=1 to build a real kernel")
+	if testing.Short() {
+		t.Skip("short: builds a kernel")
 	}
 	const tarball = "/usr/src/linux-source-6.1.tar.xz"
 	if _, err := os.Stat(tarball); err != nil {
@@ -27,10 +27,7 @@ func TestBuildKernelCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := writeSpec(t, "6.1.192", "type: distro", "path: "+tarball, "sha256: "+sum)
-	cache := os.Getenv("LVSFORGE_TEST_CACHE")
-	if cache == "" {
-		cache = t.TempDir()
-	}
+	cache := testenv.CacheDir(t)
 	args := []string{"build", "kernel", "--role", "director", "-f", spec, "--cache-dir", cache, "--json"}
 	var first string
 	for i := range 2 {

@@ -58,6 +58,7 @@ var hostTools = []hostTool{
 	{"patch", "patch", "build: patch sets", onPath("patch")},
 	{"xz", "xz-utils", "build: fast tarball extraction", onPath("xz")},
 	{"make", "make", "build: kernel", onPath("make")},
+	{"ccache", "ccache", "build: kernel rebuilds (objects cached across roles and options)", onPath("ccache")},
 	{"gcc", "gcc", "build: kernel, ipvsadm", onPath("gcc")},
 	{"flex", "flex", "build: kernel", onPath("flex")},
 	{"bison", "bison", "build: kernel", onPath("bison")},

@@ -6,6 +6,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -45,4 +46,19 @@ func Root(t testing.TB) {
 	if os.Geteuid() != 0 {
 		Missing(t, "root privileges", "run the tests as root (sudo)")
 	}
+}
+
+// CacheDir is the lvsforge cache the tests that build kernels and guest
+// images share with each other and with lvsforge itself (build's
+// DefaultCacheDir), or LVSFORGE_TEST_CACHE: a kernel is then compiled once
+// per machine, not once per test or per run.
+func CacheDir(t testing.TB) string {
+	if d := os.Getenv("LVSFORGE_TEST_CACHE"); d != "" {
+		return d
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatalf("find the cache directory: %v", err)
+	}
+	return filepath.Join(d, "lvsforge")
 }

@@ -37,7 +37,7 @@ const ReadyMarker = "lvsforge-guest: ready"
 
 // formatVersion changes whenever the customisation below changes, so cached
 // bases built by older code are not reused.
-const formatVersion = "guestimage-v7"
+const formatVersion = "guestimage-v8"
 
 // Spec says what goes into the base; its Key is the cache key.
 type Spec struct {
@@ -51,6 +51,9 @@ type Spec struct {
 var ClusterPackages = []string{
 	"systemd-sysv", "udev", "kmod", "iproute2", "procps",
 	"openssh-server", "heartbeat", "ldirectord", "keepalived", "ipvsadm",
+	// GRUB's tools (update-grub, grub-reboot, grub-set-default) and BIOS
+	// modules, for push --kernel and the VM that boots through GRUB.
+	"grub2-common", "grub-pc-bin",
 	// debootstrap's resolver ignores virtual packages: ldirectord's perl SSL
 	// modules need perl-openssl-abi-3, which only this package provides.
 	"perl-openssl-defaults",

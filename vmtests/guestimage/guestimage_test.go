@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,5 +144,56 @@ func TestCustomize(t *testing.T) {
 func TestUnmountUnderWithoutMounts(t *testing.T) {
 	if err := unmountUnder(t.TempDir()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestInstallGRUB lays a boot track out as grub-bios-setup would and reads
+// it back: the partition table, boot.img pointing at sector 1, and core.img
+// whose blocklist covers its remaining sectors.
+func TestInstallGRUB(t *testing.T) {
+	dir := t.TempDir()
+	boot := make([]byte, 512)
+	for i := range boot {
+		boot[i] = 0xcc
+	}
+	core := make([]byte, 3*512+100) // four sectors once padded
+	for i := range core {
+		core[i] = 0xdd
+	}
+	disk := filepath.Join(dir, "disk.raw")
+	fsSize := int64(8 << 20)
+	os.WriteFile(filepath.Join(dir, "boot.img"), boot, 0o644)
+	os.WriteFile(filepath.Join(dir, "core.img"), core, 0o644)
+	if err := os.WriteFile(disk, make([]byte, partStart+fsSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := installGRUB(disk, filepath.Join(dir, "boot.img"), filepath.Join(dir, "core.img"), fsSize); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := os.ReadFile(disk)
+	u64 := func(b []byte) uint64 { return binary.LittleEndian.Uint64(b) }
+	u32 := func(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
+	u16 := func(b []byte) uint16 { return binary.LittleEndian.Uint16(b) }
+	if d[0] != 0xcc || d[bootNTMagic-1] != 0xcc {
+		t.Error("boot.img's code is not in the MBR")
+	}
+	if u64(d[bootKernelSector:]) != 1 || d[bootDrive] != 0xff || d[bootDriveCheck] != 0x90 || d[bootDriveCheck+1] != 0x90 {
+		t.Errorf("boot.img not pointed at core.img: sector %d drive %#x check % x", u64(d[bootKernelSector:]), d[bootDrive], d[bootDriveCheck:bootDriveCheck+2])
+	}
+	p := d[0x1be:]
+	if p[0] != 0x80 || p[4] != 0x83 || u32(p[8:]) != partStart/512 || int64(u32(p[12:])) != fsSize/512 || d[510] != 0x55 || d[511] != 0xaa {
+		t.Errorf("partition entry % x", p[:16])
+	}
+	bl := d[2*512-blocklistSize : 2*512]
+	if u64(bl) != 2 || u16(bl[8:]) != 3 || u16(bl[10:]) != 0x820 {
+		t.Errorf("core.img blocklist start %d len %d segment %#x, want 2 3 0x820", u64(bl), u16(bl[8:]), u16(bl[10:]))
+	}
+	if d[2*512] != 0xdd || d[4*512+99] != 0xdd || d[4*512+100] != 0 {
+		t.Error("core.img is not in sectors 1-4")
+	}
+	big := make([]byte, partStart)
+	os.WriteFile(filepath.Join(dir, "core.img"), big, 0o644)
+	if err := installGRUB(disk, filepath.Join(dir, "boot.img"), filepath.Join(dir, "core.img"), fsSize); err == nil {
+		t.Error("a core.img that overlaps the partition was accepted")
 	}
 }

@@ -1,7 +1,9 @@
 #!/bin/sh
 # lvsforge-cmdline: applies the lvs.* settings of the kernel command line, so
-# one image or initramfs serves every VM of a cluster. Shared by the busybox
-# guest's /init and the Debian guest image (initramfs.CmdlineScript).
+# one image or initramfs serves every VM of a cluster, and of
+# /etc/lvsforge/cmdline, for a VM that boots through GRUB, whose command line
+# is GRUB's. Shared by the busybox guest's /init and the Debian guest image
+# (initramfs.CmdlineScript).
 #   lvs.hostname=NAME          host name (heartbeat needs it to match ha.cf)
 #   lvs.ifname=MAC,NAME        name the NIC with this MAC as the spec does (repeatable)
 #   lvs.ip=IFACE,ADDR/PREFIX   an address (repeatable)
@@ -23,7 +25,7 @@ ip link set lo up
 # Renames first: the addresses below name interfaces by their new names.
 # Two passes through temporary names, so that swapping two names works.
 n=0
-for arg in $(cat /proc/cmdline); do
+for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
 	case "$arg" in
 	lvs.ifname=*)
 		v="${arg#lvs.ifname=}"
@@ -49,7 +51,7 @@ done
 for r in $renames; do
 	ip link set "${r%%,*}" name "${r#*,}" || echo "lvsforge-cmdline: cannot name ${r%%,*} ${r#*,}"
 done
-for arg in $(cat /proc/cmdline); do
+for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
 	case "$arg" in
 	lvs.hostname=*)
 		hostname "${arg#lvs.hostname=}"
