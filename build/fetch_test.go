@@ -383,3 +383,25 @@ func TestVerifyTarSign(t *testing.T) {
 		t.Errorf("signature over other bytes: err = %v", err)
 	}
 }
+
+// TestShippedAutosignerKey: the key lvsforge ships is kernel.org's checksum
+// autosigner (its fingerprint, a hash of the key, is the published one), it
+// can sign, and it is what NewVerifier uses when no keyring is given.
+func TestShippedAutosignerKey(t *testing.T) {
+	el, err := ShippedKeyring()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := el[0]
+	if _, ok := e.Identities["Kernel.org checksum autosigner <autosigner@kernel.org>"]; !ok {
+		t.Errorf("identities %v", e.Identities)
+	}
+	if keys := el.KeysByIdUsage(e.PrimaryKey.KeyId, packet.KeyFlagSign); len(keys) != 1 {
+		t.Errorf("the shipped key is not usable for signatures: %d keys", len(keys))
+	}
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	v, err := NewVerifier("", KernelOrgAutosignerFingerprint)
+	if err != nil || len(v.Keyring) != 1 || v.Keyring[0].PrimaryKey.KeyId != e.PrimaryKey.KeyId {
+		t.Errorf("NewVerifier without a keyring: %v, %v", v.Keyring, err)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -18,11 +20,26 @@ import (
 
 // KernelOrgAutosignerFingerprint is the primary-key fingerprint of the
 // "Kernel.org checksum autosigner <autosigner@kernel.org>" key that signs
-// every sha256sums.asc. lvsforge does not ship the key itself (no copy whose
-// bytes could be checked was at hand); users point --keyring at an export of
-// it (gpg --locate-keys autosigner@kernel.org; gpg --export B8868C80...) and
-// RequireFingerprint can pin it.
+// every sha256sums.asc. lvsforge ships the key (keys/, from kernel.org's own
+// pgpkeys repository) and refuses the shipped copy unless its fingerprint
+// is this one.
 const KernelOrgAutosignerFingerprint = "B8868C80BA62A1FFFAF5FDA9632D3A06589DA6B1"
+
+//go:embed keys/kernel.org-autosigner.asc
+var autosignerKey []byte
+
+// ShippedKeyring is the kernel.org autosigner key lvsforge ships, checked
+// against KernelOrgAutosignerFingerprint.
+func ShippedKeyring() (openpgp.EntityList, error) {
+	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(autosignerKey))
+	if err != nil {
+		return nil, fmt.Errorf("read the shipped kernel.org key: %w", err)
+	}
+	if len(el) != 1 || !strings.EqualFold(hex.EncodeToString(el[0].PrimaryKey.Fingerprint), KernelOrgAutosignerFingerprint) {
+		return nil, fmt.Errorf("read the shipped kernel.org key: it is not %s", KernelOrgAutosignerFingerprint)
+	}
+	return el, nil
+}
 
 // DefaultKernelOrgMirrors are the kernel.org bases under which v6.x/ etc. live.
 var DefaultKernelOrgMirrors = []string{

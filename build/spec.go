@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ProtonMail/go-crypto/openpgp"
-
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/patches"
 )
@@ -266,20 +264,22 @@ func DefaultKeyring() string {
 	return p
 }
 
-// NewVerifier loads keyring (DefaultKeyring when ""; none at all leaves
-// kernel.org sources unverifiable, and they then fail saying how to get the
-// key) and requires signatures by fingerprint unless it is "any".
+// NewVerifier loads keyring (DefaultKeyring when "", and when there is none
+// either, the kernel.org key lvsforge ships) and requires signatures by
+// fingerprint unless it is "any".
 func NewVerifier(keyring, fingerprint string) (Verifier, error) {
-	v := Verifier{Keyring: openpgp.EntityList{}}
+	var v Verifier
 	if keyring == "" {
 		keyring = DefaultKeyring()
 	}
+	var err error
 	if keyring != "" {
-		el, err := LoadKeyring(keyring)
-		if err != nil {
-			return v, err
-		}
-		v.Keyring = el
+		v.Keyring, err = LoadKeyring(keyring)
+	} else {
+		v.Keyring, err = ShippedKeyring()
+	}
+	if err != nil {
+		return v, err
 	}
 	if fingerprint != "any" {
 		v.RequireFingerprint = fingerprint

@@ -18,7 +18,7 @@ var (
 	cacheDirFlag = &cli.StringFlag{Name: "cache-dir", Usage: "cache and artifacts `DIR` (default $XDG_CACHE_HOME/lvsforge)"}
 	keyringFlag  = &cli.StringFlag{
 		Name:  "keyring",
-		Usage: "OpenPGP keyring `FILE` holding the kernel.org checksum autosigner key, for kernel.org sources (default $XDG_CONFIG_HOME/lvsforge/kernel.org-keyring.asc if present)",
+		Usage: "OpenPGP keyring `FILE` that verifies kernel.org's sha256sums.asc (default $XDG_CONFIG_HOME/lvsforge/kernel.org-keyring.asc if present, else the kernel.org autosigner key lvsforge ships)",
 	}
 	signerFlag = &cli.StringFlag{
 		Name:  "signer-fingerprint",
@@ -89,9 +89,8 @@ func (a *App) fetcher(c *cli.Context) (*build.Fetcher, error) {
 	return &build.Fetcher{Cache: cache, Progress: p.download}, nil
 }
 
-// fetchOptions loads the keyring. Without one, kernel.org sources cannot be
-// verified and fail with a message saying how to get the key; tarball and
-// distro sources need no keyring.
+// fetchOptions loads the keyring (see build.NewVerifier); tarball and
+// distro sources need none.
 func fetchOptions(c *cli.Context) (build.FetchOptions, error) {
 	v, err := build.NewVerifier(c.String("keyring"), c.String("signer-fingerprint"))
 	return build.FetchOptions{IpvsadmFile: c.String("ipvsadm-tarball"), Verifier: v}, err
