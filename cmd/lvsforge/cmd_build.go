@@ -78,15 +78,7 @@ type ipvsadmReport struct {
 // build fetches (a no-op for what is cached) and builds the roles' kernels
 // and, with ipvsadm, ipvsadm.
 func (a *App) build(c *cli.Context, roles []string, ipvsadm bool) error {
-	s, err := a.loadSpec(c)
-	if err != nil {
-		return err
-	}
-	f, err := a.fetcher(c)
-	if err != nil {
-		return err
-	}
-	opt, err := fetchOptions(c)
+	s, f, opt, err := a.fetchSetup(c)
 	if err != nil {
 		return err
 	}

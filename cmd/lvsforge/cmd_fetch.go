@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lvsforge/lvsforge/build"
+	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -37,15 +38,7 @@ func init() {
 			ArgsUsage: " ",
 			Flags:     []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag, ipvsadmFileFlag, buildJSONFlag},
 			Action: func(c *cli.Context) error {
-				s, err := a.loadSpec(c)
-				if err != nil {
-					return err
-				}
-				f, err := a.fetcher(c)
-				if err != nil {
-					return err
-				}
-				opt, err := fetchOptions(c)
+				s, f, opt, err := a.fetchSetup(c)
 				if err != nil {
 					return err
 				}
@@ -70,6 +63,21 @@ func writeBuildJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// fetchSetup is how fetch, build and vmtest start: the spec, the cache
+// with download progress on stderr, and the keyring.
+func (a *App) fetchSetup(c *cli.Context) (*cluster.Spec, *build.Fetcher, build.FetchOptions, error) {
+	s, err := a.loadSpec(c)
+	if err != nil {
+		return nil, nil, build.FetchOptions{}, err
+	}
+	f, err := a.fetcher(c)
+	if err != nil {
+		return nil, nil, build.FetchOptions{}, err
+	}
+	opt, err := fetchOptions(c)
+	return s, f, opt, err
 }
 
 // fetcher opens the cache and wires download progress to stderr.

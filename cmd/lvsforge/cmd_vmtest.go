@@ -15,7 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/lvsforge/lvsforge/build"
+	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/vmtests"
 )
 
@@ -74,20 +74,14 @@ func init() {
 	})
 }
 
-// vmOptions are the cluster options from the common flags.
-func (a *App) vmOptions(c *cli.Context, out string) (vmtests.Options, error) {
-	dir := c.String("cache-dir")
-	if dir == "" {
-		var err error
-		if dir, err = build.DefaultCacheDir(); err != nil {
-			return vmtests.Options{}, err
-		}
-	}
-	v, err := build.NewVerifier(c.String("keyring"), c.String("signer-fingerprint"))
+// vmSetup loads the spec and makes the cluster options from the common
+// flags; consoles, pcaps and logs go to out.
+func (a *App) vmSetup(c *cli.Context, out string) (*cluster.Spec, vmtests.Options, error) {
+	s, f, opt, err := a.fetchSetup(c)
 	if err != nil {
-		return vmtests.Options{}, err
+		return nil, vmtests.Options{}, err
 	}
-	return vmtests.Options{CacheDir: dir, Out: out, Log: a.Stderr, Verifier: v}, nil
+	return s, vmtests.Options{CacheDir: f.Cache.Dir, Out: out, Log: a.Stderr, Verifier: opt.Verifier}, nil
 }
 
 func (a *App) vmtest(c *cli.Context) error {
@@ -99,11 +93,7 @@ func (a *App) vmtest(c *cli.Context) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	s, err := a.loadSpec(c)
-	if err != nil {
-		return err
-	}
-	opts, err := a.vmOptions(c, c.String("out"))
+	s, opts, err := a.vmSetup(c, c.String("out"))
 	if err != nil {
 		return err
 	}
@@ -140,14 +130,10 @@ type vmState struct {
 func statePath(c *cli.Context) string { return filepath.Join(c.String("state"), "state.json") }
 
 func (a *App) vmUp(c *cli.Context) error {
-	s, err := a.loadSpec(c)
-	if err != nil {
-		return err
-	}
 	if old, err := readState(c); err == nil && syscall.Kill(old.PID, 0) == nil {
 		return fmt.Errorf("start vm cluster: one is already running (pid %d); `lvsforge vm down --state %s` first", old.PID, c.String("state"))
 	}
-	opts, err := a.vmOptions(c, c.String("state"))
+	s, opts, err := a.vmSetup(c, c.String("state"))
 	if err != nil {
 		return err
 	}

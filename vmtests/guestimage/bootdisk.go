@@ -59,28 +59,12 @@ func (b *Builder) BootDisk(ctx context.Context, spec Spec, d BootDisk) (string, 
 	if err != nil {
 		return "", err
 	}
-	imgDir := filepath.Join(b.CacheDir, "images")
-	img := filepath.Join(imgDir, "boot-"+key+".raw")
-	if _, err := os.Stat(img); err == nil {
-		return img, nil
-	}
-	unlock, err := lock(img + ".lock")
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if _, err := os.Stat(img); err == nil {
-		return img, nil
-	}
-	work, err := os.MkdirTemp(imgDir, ".boot-"+key+"-")
-	if err != nil {
-		return "", fmt.Errorf("create boot disk dir: %w", err)
-	}
-	defer removeBuildDir(work)
-	root := filepath.Join(work, "root")
-	if err := b.run(ctx, "cp", "-al", base, root); err != nil {
-		return "", err
-	}
+	img := filepath.Join(b.CacheDir, "images", "boot-"+key+".raw")
+	return b.layered(ctx, base, img, func(work, root string) (string, error) { return b.bootDisk(ctx, base, work, root, d) })
+}
+
+// bootDisk lays d out in root and makes the disk in work.
+func (b *Builder) bootDisk(ctx context.Context, base, work, root string, d BootDisk) (string, error) {
 	kernel, err := os.ReadFile(d.Kernel)
 	if err != nil {
 		return "", fmt.Errorf("read boot disk kernel: %w", err)
@@ -135,24 +119,17 @@ func (b *Builder) BootDisk(ctx context.Context, spec Spec, d BootDisk) (string, 
 	if err := os.Rename(filepath.Join(root, "core.img"), core); err != nil {
 		return "", fmt.Errorf("build GRUB core image: %w", err)
 	}
-	size, err := dirSize(root)
+	size, err := fsSize(root)
 	if err != nil {
 		return "", err
 	}
-	fsSize := (size*4/3/(1<<20) + 256) << 20
 	raw := filepath.Join(work, "disk.raw")
 	// The filesystem goes straight to its place in the disk file.
 	if err := b.run(ctx, "mke2fs", "-q", "-t", "ext4", "-L", "lvsroot", "-E", fmt.Sprintf("offset=%d", partStart),
-		"-d", root, raw, fmt.Sprintf("%dk", fsSize>>10)); err != nil {
+		"-d", root, raw, fmt.Sprintf("%dk", size>>10)); err != nil {
 		return "", err
 	}
-	if err := installGRUB(raw, filepath.Join(grubMods, "boot.img"), core, fsSize); err != nil {
-		return "", err
-	}
-	if err := os.Rename(raw, img); err != nil {
-		return "", fmt.Errorf("store boot disk: %w", err)
-	}
-	return img, nil
+	return raw, installGRUB(raw, filepath.Join(grubMods, "boot.img"), core, size)
 }
 
 // grubenv is an empty GRUB environment block: 1024 bytes, as grub-editenv

@@ -190,8 +190,33 @@ func (b *Builder) Image(ctx context.Context, spec Spec, extra Extra) (string, er
 	if err != nil {
 		return "", err
 	}
-	imgDir := filepath.Join(b.CacheDir, "images")
-	img := filepath.Join(imgDir, key+".ext4")
+	img := filepath.Join(b.CacheDir, "images", key+".ext4")
+	return b.layered(ctx, base, img, func(work, root string) (string, error) {
+		for _, m := range extra.Modules {
+			if err := unpackModules(m, root); err != nil {
+				return "", err
+			}
+		}
+		for _, f := range extra.Files {
+			if err := addFile(root, f); err != nil {
+				return "", err
+			}
+		}
+		size, err := fsSize(root)
+		if err != nil {
+			return "", err
+		}
+		out := filepath.Join(work, "root.ext4")
+		return out, b.run(ctx, "mke2fs", "-q", "-t", "ext4", "-L", "lvsroot", "-d", root, out, fmt.Sprintf("%dk", size>>10))
+	})
+}
+
+// layered returns img, building it when the cache lacks it: under a lock
+// (two processes build it once), make gets a work directory and root, a
+// tree of hard links to base (instant, and the base is never written to:
+// everything added is a new file, addFile unlinks before it writes), and
+// returns the file that is renamed to img.
+func (b *Builder) layered(ctx context.Context, base, img string, make func(work, root string) (string, error)) (string, error) {
 	if _, err := os.Stat(img); err == nil {
 		return img, nil
 	}
@@ -203,44 +228,34 @@ func (b *Builder) Image(ctx context.Context, spec Spec, extra Extra) (string, er
 	if _, err := os.Stat(img); err == nil {
 		return img, nil
 	}
-	work, err := os.MkdirTemp(imgDir, ".image-"+key+"-")
+	work, err := os.MkdirTemp(filepath.Dir(img), "."+filepath.Base(img)+"-")
 	if err != nil {
 		return "", fmt.Errorf("create image build dir: %w", err)
 	}
 	defer removeBuildDir(work)
-	// A tree of hard links to the base: instant, and the base is never
-	// written to, because everything added below is a new file (addFile
-	// unlinks before it writes).
 	root := filepath.Join(work, "root")
 	if err := b.run(ctx, "cp", "-al", base, root); err != nil {
 		return "", err
 	}
-	for _, m := range extra.Modules {
-		if err := unpackModules(m, root); err != nil {
-			return "", err
-		}
-	}
-	for _, f := range extra.Files {
-		if err := addFile(root, f); err != nil {
-			return "", err
-		}
-	}
-	size, err := dirSize(root)
+	out, err := make(work, root)
 	if err != nil {
 		return "", err
 	}
-	// Room for logs and for what push and the scenarios install: a third
-	// more than the contents plus 256 MiB. Unused blocks cost nothing in
-	// the qcow2 overlays.
-	sizeMB := size*4/3/(1<<20) + 256
-	tmpImg := filepath.Join(work, "root.ext4")
-	if err := b.run(ctx, "mke2fs", "-q", "-t", "ext4", "-L", "lvsroot", "-d", root, tmpImg, fmt.Sprintf("%dM", sizeMB)); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmpImg, img); err != nil {
+	if err := os.Rename(out, img); err != nil {
 		return "", fmt.Errorf("store image: %w", err)
 	}
 	return img, nil
+}
+
+// fsSize is the size of an ext4 filesystem for the tree at root: room for
+// logs and for what push and the scenarios install, a third more than the
+// contents plus 256 MiB. Unused blocks cost nothing in the qcow2 overlays.
+func fsSize(root string) (int64, error) {
+	size, err := dirSize(root)
+	if err != nil {
+		return 0, err
+	}
+	return (size*4/3/(1<<20) + 256) << 20, nil
 }
 
 // HostKey returns the ssh host public key (ed25519, authorized_keys format)
