@@ -310,7 +310,10 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 	}
 	defer logf.Close()
 
-	env, makeVars, ccache := b.makeEnv(src, in)
+	env, makeVars, ccache, err := b.makeEnv(src, in)
+	if err != nil {
+		return nil, err
+	}
 	mk := command{dir: src, env: env, log: logf}
 
 	t = time.Now()
@@ -477,8 +480,10 @@ func kbuildTime(src string) time.Time {
 }
 
 // makeEnv returns the environment and make variables of a reproducible
-// build, and the ccache binary in use ("" when none).
-func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccache string) {
+// build, and the ccache binary in use ("" when none). A build farm the spec
+// names must be installed: a build that silently ran on one machine would
+// not be what was asked for.
+func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccache string, err error) {
 	env = append(os.Environ(),
 		"LC_ALL=C",
 		"KBUILD_BUILD_TIMESTAMP="+kbuildTime(src).Format("Mon Jan _2 15:04:05 UTC 2006"),
@@ -489,15 +494,16 @@ func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccac
 		"KCFLAGS=-ffile-prefix-map="+src+"/=",
 	)
 	var farm string
-	switch in.BuildFarm.Engine {
-	case "distcc":
-		if p, err := exec.LookPath("distcc"); err == nil {
-			farm = p
-			env = append(env, "DISTCC_HOSTS="+strings.Join(in.BuildFarm.Hosts, " "))
+	if e := in.BuildFarm.Engine; e != "" {
+		p, lerr := exec.LookPath(e)
+		if lerr != nil {
+			return nil, nil, "", fmt.Errorf("build kernel: the spec's build farm uses %s, which is not installed (apt-get install %s)", e, e)
 		}
-	case "icecc":
-		if p, err := exec.LookPath("icecc"); err == nil {
-			farm = p
+		farm = p
+		switch e {
+		case "distcc":
+			env = append(env, "DISTCC_HOSTS="+strings.Join(in.BuildFarm.Hosts, " "))
+		case "icecc":
 			if len(in.BuildFarm.Hosts) > 0 {
 				env = append(env, "ICECC_SCHEDULER_HOST="+in.BuildFarm.Hosts[0])
 			}
@@ -512,13 +518,13 @@ func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccac
 			if farm != "" {
 				env = append(env, "CCACHE_PREFIX="+farm)
 			}
-			return env, []string{"CC=" + ccache + " gcc"}, ccache
+			return env, []string{"CC=" + ccache + " gcc"}, ccache, nil
 		}
 	}
 	if farm != "" {
-		return env, []string{"CC=" + farm + " gcc"}, ""
+		return env, []string{"CC=" + farm + " gcc"}, "", nil
 	}
-	return env, nil, ""
+	return env, nil, "", nil
 }
 
 var ccacheStatRe = regexp.MustCompile(`(?m)^(direct_cache_hit|preprocessed_cache_hit|cache_miss)\s+(\d+)`)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
@@ -312,5 +313,24 @@ func BenchmarkNoopKernelBuild(b *testing.B) {
 		if err != nil || !art.Cached {
 			b.Fatalf("not a cached build: %v", err)
 		}
+	}
+}
+
+// TestBuildFarmMustExist: a spec that asks for distcc or icecc gets them or
+// an error, never a quiet single-machine build.
+func TestBuildFarmMustExist(t *testing.T) {
+	for _, engine := range []string{"distcc", "icecc"} {
+		if _, err := exec.LookPath(engine); err == nil {
+			continue
+		}
+		b := &Builder{Cache: &Cache{Dir: t.TempDir()}, NoCCache: true}
+		_, _, _, err := b.makeEnv(t.TempDir(), KernelInputs{BuildFarm: cluster.BuildFarm{Engine: engine, Hosts: []string{"10.0.0.1"}}})
+		if err == nil || !strings.Contains(err.Error(), engine+", which is not installed") {
+			t.Errorf("%s missing: %v", engine, err)
+		}
+	}
+	b := &Builder{Cache: &Cache{Dir: t.TempDir()}, NoCCache: true}
+	if _, vars, _, err := b.makeEnv(t.TempDir(), KernelInputs{}); err != nil || len(vars) != 0 {
+		t.Errorf("no farm, no ccache: vars %v, %v", vars, err)
 	}
 }
