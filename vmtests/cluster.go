@@ -59,7 +59,7 @@ type Node struct {
 	opts    []qemu.Option
 	mgmt    bool // has the management NIC with sshd forwarded
 	boots   int  // QEMU processes started
-	reboots int  // guest reboots within one
+	reboots int  // restarts by Cluster.reboot and the guest's own resets
 }
 
 // Cluster is a spec's hosts booted as VMs from lvsforge's own kernels, with

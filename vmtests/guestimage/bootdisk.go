@@ -44,7 +44,7 @@ func (d BootDisk) key(base string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	s := sha256.Sum256([]byte("bootdisk-v1\n" + k + "\n" + d.Release + "\n" + d.Cmdline))
+	s := sha256.Sum256([]byte("bootdisk-v2\n" + k + "\n" + d.Release + "\n" + d.Cmdline))
 	return hex.EncodeToString(s[:])[:32], nil
 }
 
@@ -77,10 +77,11 @@ func (b *Builder) bootDisk(ctx context.Context, base, work, root string, d BootD
 		// no initramfs: root by device (root=UUID= needs one) and the
 		// serial console the harness reads.
 		{Path: "/etc/default/grub", Mode: 0o644, Data: []byte("GRUB_TIMEOUT=0\nGRUB_DISTRIBUTOR=Debian\n" +
-			"GRUB_CMDLINE_LINUX=\"" + d.Cmdline + "\"\nGRUB_DISABLE_LINUX_UUID=true\nGRUB_DISABLE_OS_PROBER=true\nGRUB_TERMINAL=console\n")},
+			"GRUB_CMDLINE_LINUX=\"" + d.Cmdline + "\"\nGRUB_DISABLE_LINUX_UUID=true\nGRUB_DISABLE_OS_PROBER=true\n" +
+			"GRUB_TERMINAL=serial\nGRUB_SERIAL_COMMAND=\"serial --unit=0 --speed=115200\"\n")},
 		// Until push runs update-grub: one entry, the first kernel's.
 		{Path: "/boot/grub/grub.cfg", Mode: 0o644, Data: []byte(fmt.Sprintf(
-			"set default=\"${saved_entry}\"\nset timeout=0\nmenuentry 'Debian, Linux %s' --id 'first-%s' {\n\tlinux /boot/vmlinuz-%s root=/dev/vda1 ro %s\n}\n",
+			"serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset default=\"${saved_entry}\"\nset timeout=0\nmenuentry 'Debian, Linux %s' --id 'first-%s' {\n\tlinux /boot/vmlinuz-%s root=/dev/vda1 ro %s\n}\n",
 			d.Release, d.Release, d.Release, d.Cmdline))},
 		{Path: "/boot/grub/grubenv", Mode: 0o644, Data: grubenv()},
 	}
