@@ -160,6 +160,23 @@ func waitConnected(t *testing.T, s *Switch, name string) {
 	}
 }
 
+// waitPort waits until port name's status satisfies ok.
+func waitPort(t *testing.T, s *Switch, name string, ok func(PortStatus) bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, p := range s.Ports() {
+			if p.Name == name && ok(p) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("port %s: not in the wanted state within 10 s: %+v", name, s.Ports())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func TestFloodLearnAndUnicast(t *testing.T) {
 	s := newSwitch(t)
 	a, b, c := addPort(t, s, "a"), addPort(t, s, "b"), addPort(t, s, "c")
@@ -280,6 +297,9 @@ func TestReconnectReplacesConnection(t *testing.T) {
 			break
 		}
 	}
+	// Until the switch has seen the old connection end, it still counts as
+	// connected: wait for that, or WaitConnected below proves nothing.
+	waitPort(t, s, "b", func(p PortStatus) bool { return !p.Connected })
 	b2 := dial(t, path)
 	waitConnected(t, s, "b")
 	f := icmpEcho(macB, macA, ipA, ipB, ICMPEchoRequest)
