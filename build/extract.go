@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ulikunitz/xz"
 )
@@ -56,7 +57,7 @@ func Decompress(ctx context.Context, r io.Reader, systemXZ bool) (io.ReadCloser,
 	case FormatXZ:
 		if systemXZ {
 			if xzPath, err := exec.LookPath("xz"); err == nil {
-				return pipeThrough(ctx, br, xzPath, "-dc")
+				return pipeThrough(ctx, unread(r, br), xzPath, "-dc")
 			}
 		}
 		zr, err := xz.NewReader(br)
@@ -74,6 +75,24 @@ func Decompress(ctx context.Context, r io.Reader, systemXZ bool) (io.ReadCloser,
 		return io.NopCloser(bzip2.NewReader(br)), nil
 	}
 	return io.NopCloser(br), nil
+}
+
+// unread returns what br has buffered of r followed by the rest of r: r
+// itself, rewound, when r is a file (an external decoder then reads it
+// directly, with no copy through this process), else br.
+func unread(r io.Reader, br *bufio.Reader) io.Reader {
+	f, ok := r.(*os.File)
+	if !ok {
+		return br
+	}
+	pos, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return br
+	}
+	if _, err := f.Seek(pos-int64(br.Buffered()), io.SeekStart); err != nil {
+		return br
+	}
+	return f
 }
 
 // cmdReader is an external decoder's stdout; Close reaps it and reports its failure.
@@ -144,7 +163,8 @@ func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) erro
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", archive, err)
 	}
-	err = untar(ctx, rc, tmp)
+	// Buffered: tar reads each 512-byte header on its own.
+	err = untar(ctx, bufio.NewReaderSize(rc, 1<<20), tmp)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -183,6 +203,23 @@ func untar(ctx context.Context, r io.Reader, root string) error {
 		hdr  *tar.Header
 	}
 	var dirs []dirTime
+	// made holds the directories known to exist, so that a tree of 80,000
+	// files costs one mkdir per directory, not a stat per file. A
+	// directory an entry later replaces by a symlink is caught by the
+	// symlink check before anything is made beneath it.
+	made := map[string]bool{root: true}
+	mkdirs := func(dir string) error {
+		if made[dir] {
+			return nil
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		for d := dir; !made[d]; d = filepath.Dir(d) {
+			made[d] = true
+		}
+		return nil
+	}
 	buf := make([]byte, 1<<20)
 	for n := 0; ; n++ {
 		if n%1024 == 0 && ctx.Err() != nil {
@@ -211,32 +248,16 @@ func untar(ctx context.Context, r io.Reader, root string) error {
 		mode := os.FileMode(hdr.Mode) & os.ModePerm
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, 0o755); err != nil {
+			if err := mkdirs(target); err != nil {
 				return err
 			}
 			dirs = append(dirs, dirTime{target, hdr})
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			if err := mkdirs(filepath.Dir(target)); err != nil {
 				return err
 			}
-			// O_NOFOLLOW: an earlier entry of the same name that is a
-			// symlink must not redirect this write.
-			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
-			if err != nil {
-				return err
-			}
-			_, err = io.CopyBuffer(out, tr, buf)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
+			if err := writeFile(target, tr, buf, mode, hdr.ModTime); err != nil {
 				return fmt.Errorf("write %s: %w", rel, err)
-			}
-			if err := os.Chmod(target, mode); err != nil {
-				return err
-			}
-			if err := os.Chtimes(target, hdr.ModTime, hdr.ModTime); err != nil {
-				return err
 			}
 		case tar.TypeSymlink:
 			if filepath.IsAbs(hdr.Linkname) {
@@ -245,7 +266,7 @@ func untar(ctx context.Context, r io.Reader, root string) error {
 			if _, ok := inTree(filepath.Join(filepath.Dir(rel), hdr.Linkname)); !ok {
 				return fmt.Errorf("%w: symlink %q -> %q leaves the tree", ErrUnsafePath, hdr.Name, hdr.Linkname)
 			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			if err := mkdirs(filepath.Dir(target)); err != nil {
 				return err
 			}
 			os.Remove(target)
@@ -264,7 +285,7 @@ func untar(ctx context.Context, r io.Reader, root string) error {
 					return fmt.Errorf("%w: hardlink %q -> %q goes through symlink %q", ErrUnsafePath, hdr.Name, hdr.Linkname, p)
 				}
 			}
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			if err := mkdirs(filepath.Dir(target)); err != nil {
 				return err
 			}
 			os.Remove(target)
@@ -301,6 +322,31 @@ func untar(ctx context.Context, r io.Reader, root string) error {
 		os.Chtimes(d.path, d.hdr.ModTime, d.hdr.ModTime)
 	}
 	return nil
+}
+
+// writeFile writes one regular file of an archive with its exact mode
+// (not masked by the umask) and modification time, on the open descriptor.
+func writeFile(target string, r io.Reader, buf []byte, mode os.FileMode, mtime time.Time) error {
+	// O_NOFOLLOW: an earlier entry of the same name that is a symlink must
+	// not redirect this write.
+	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
+	if err != nil {
+		return err
+	}
+	// Only the Writer: *os.File's ReadFrom would allocate a buffer of its
+	// own for every file instead of using buf.
+	_, err = io.CopyBuffer(struct{ io.Writer }{out}, r, buf)
+	if err == nil {
+		err = out.Chmod(mode)
+	}
+	if err == nil {
+		tv := syscall.NsecToTimeval(mtime.UnixNano())
+		err = syscall.Futimes(int(out.Fd()), []syscall.Timeval{tv, tv})
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // SingleTopDir returns the only directory at the top of an extracted tree
