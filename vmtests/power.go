@@ -19,12 +19,7 @@ func (c *Cluster) PowerOff(ctx context.Context, host string) error {
 	if n == nil {
 		return fmt.Errorf("power off %s: no such VM", host)
 	}
-	n.mu.Lock()
-	if n.ssh != nil {
-		n.ssh.Close()
-		n.ssh = nil
-	}
-	n.mu.Unlock()
+	n.dropSSH()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	return n.VM.PowerOff(ctx)
@@ -43,16 +38,64 @@ func (c *Cluster) PowerOn(ctx context.Context, host string) error {
 	default:
 		return fmt.Errorf("power on %s: it is running", host)
 	}
+	return c.coldStart(ctx, n, "")
+}
+
+// reboot restarts a host that may reboot (WithAllowReboot) and waits until
+// it is up again; with via set, the console must show that line first (a
+// kernel's panic before the fallback boot). The restart is a clean shutdown
+// and a cold start, a power cycle: under TCG, QEMU's warm reset after a
+// clean shutdown left the next boot 20 to 140 s between GRUB and the
+// kernel's first line, where a cold start takes a second. What the test is
+// about, the panicking kernel's own reset (panic=N), stays a warm reset the
+// guest does alone.
+func (c *Cluster) reboot(ctx context.Context, host, via string) error {
+	n := c.Nodes[host]
+	// The command's connection dies with the host: its error says nothing.
+	c.Exec(ctx, host, "systemctl poweroff")
+	n.dropSSH()
+	select {
+	case <-n.VM.Done():
+	case <-time.After(2 * time.Minute):
+		return fmt.Errorf("reboot %s: still running 2 minutes after systemctl poweroff\n%s", host, n.diagnose(ctx))
+	case <-ctx.Done():
+		return fmt.Errorf("reboot %s: %w", host, ctx.Err())
+	}
+	n.reboots++
+	return c.coldStart(ctx, n, via)
+}
+
+// dropSSH closes the node's SSH connection, which its power-off kills;
+// the next Exec dials a new one.
+func (n *Node) dropSSH() {
+	n.mu.Lock()
+	if n.ssh != nil {
+		n.ssh.Close()
+		n.ssh = nil
+	}
+	n.mu.Unlock()
+}
+
+// coldStart starts a stopped node's QEMU again and waits until the host is
+// up; with via set, the console must show that line first (a kernel's panic
+// before the guest's own reset into the fallback kernel).
+func (c *Cluster) coldStart(ctx context.Context, n *Node, via string) error {
 	n.VM.Close()
 	if err := c.start(ctx, n); err != nil {
 		return err
 	}
 	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
+	if via != "" {
+		if err := n.VM.ExpectString(bootCtx, via); err != nil {
+			return err
+		}
+		n.reboots++
+	}
 	if err := n.VM.ExpectString(bootCtx, guestimage.ReadyMarker); err != nil {
 		return err
 	}
-	if _, err := c.Exec(bootCtx, host, "true"); err != nil {
+	if _, err := c.Exec(bootCtx, n.Name, "true"); err != nil {
 		return fmt.Errorf("%w\n%s", err, n.diagnose(ctx))
 	}
 	return nil
