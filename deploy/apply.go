@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -122,6 +124,10 @@ func apply(ctx context.Context, c *Conn, p *Plan, env applyEnv) (leftover []stri
 		if err := backup(ctx, c, p.Ops, env); err != nil {
 			return nil, err
 		}
+		dirs := map[string]bool{}
+		for _, st := range stage {
+			dirs[path.Dir(st.op.Path)] = true
+		}
 		_, posix := s.HasExtension("posix-rename@openssh.com")
 		for len(stage) > 0 {
 			st := stage[0]
@@ -137,8 +143,14 @@ func apply(ctx context.Context, c *Conn, p *Plan, env applyEnv) (leftover []stri
 			}
 			stage = stage[1:]
 		}
-		// And the renames themselves, before anything is restarted.
-		if _, err := c.output(ctx, "sync"); err != nil {
+		// And the renames themselves, before anything is restarted: the
+		// directories that hold them (fsync of each, not a sync of every
+		// file system, which waits for every other writer's data too).
+		cmd := "sync --"
+		for _, d := range slices.Sorted(maps.Keys(dirs)) {
+			cmd += " " + shellQuote(d)
+		}
+		if _, err := c.output(ctx, cmd); err != nil {
 			return nil, fmt.Errorf("sync renames: %w", err)
 		}
 	}
@@ -236,10 +248,13 @@ func writeTemp(ctx context.Context, c *Conn, op Op, env applyEnv, created func(s
 // then boots with an empty file where the new one should be (seen in the
 // VM tests: an empty keepalived.conf after a power-off soon after a push).
 func verifyRemote(ctx context.Context, c *Conn, tmps, sums []string) error {
-	cmd := "sync && sha256sum --"
+	// sync with files fsyncs each (coreutils >= 8.24, busybox); an older
+	// sync ignores them and syncs everything, which is slower, not wrong.
+	var files string
 	for _, t := range tmps {
-		cmd += " " + shellQuote(t)
+		files += " " + shellQuote(t)
 	}
+	cmd := "sync --" + files + " && sha256sum --" + files
 	out, err := c.output(ctx, cmd)
 	if err != nil {
 		return fmt.Errorf("verify uploads: %w", err)
