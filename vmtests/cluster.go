@@ -114,6 +114,16 @@ func (o Options) logf(format string, args ...any) {
 	}
 }
 
+// newCluster is a cluster of s with nothing started yet but its own
+// temporary directory (sockets, overlays, keys), which Close removes.
+func newCluster(s *cluster.Spec, o Options, plan *netPlan) (*Cluster, error) {
+	dir, err := os.MkdirTemp("", "lvsvm")
+	if err != nil {
+		return nil, err
+	}
+	return &Cluster{Spec: s, Nodes: map[string]*Node{}, opts: o, plan: plan, dir: dir, Started: time.Now(), Timings: map[string]time.Duration{}}, nil
+}
+
 // Up builds (or takes from the cache) the role kernels, ipvsadm and the
 // guest image, and boots every host of s and the client. It returns once
 // every host's sshd answers and the client's shell is ready; nothing of
@@ -130,16 +140,15 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	if err != nil {
 		return nil, err
 	}
-	c = &Cluster{Spec: s, Nodes: map[string]*Node{}, opts: o, plan: plan, Started: time.Now(), Timings: map[string]time.Duration{}}
+	if c, err = newCluster(s, o, plan); err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			c.Close()
 			c = nil
 		}
 	}()
-	if c.dir, err = os.MkdirTemp("", "lvsvm"); err != nil {
-		return c, fmt.Errorf("start cluster: %w", err)
-	}
 
 	t := time.Now()
 	buildLog, err := os.Create(filepath.Join(o.Out, "build.log"))

@@ -33,12 +33,20 @@ func (c *Cluster) PowerOn(ctx context.Context, host string) error {
 	if n == nil {
 		return fmt.Errorf("power on %s: no such VM", host)
 	}
-	select {
-	case <-n.VM.Done():
-	default:
+	if !n.off() {
 		return fmt.Errorf("power on %s: it is running", host)
 	}
 	return c.coldStart(ctx, n, "")
+}
+
+// off reports whether the node's QEMU has exited (powered off).
+func (n *Node) off() bool {
+	select {
+	case <-n.VM.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // reboot restarts a host that may reboot (WithAllowReboot) and waits until
@@ -105,11 +113,8 @@ func (c *Cluster) coldStart(ctx context.Context, n *Node, via string) error {
 func (c *Cluster) Holders(ctx context.Context, vip string) ([]string, error) {
 	var out []string
 	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
-		n := c.Nodes[d.Name]
-		select {
-		case <-n.VM.Done():
-			continue // powered off
-		default:
+		if c.Nodes[d.Name].off() {
+			continue
 		}
 		ip, err := c.Exec(ctx, d.Name, "ip -4 -o addr show")
 		if err != nil {
@@ -125,22 +130,16 @@ func (c *Cluster) Holders(ctx context.Context, vip string) ([]string, error) {
 // WaitHolder waits until exactly director want holds vip (and no other
 // does), and returns how long that took.
 func (c *Cluster) WaitHolder(ctx context.Context, vip, want string, limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
 	var got []string
-	for {
+	d, ok := poll(ctx, limit, 500*time.Millisecond, func(ctx context.Context) bool {
 		var err error
 		got, err = c.Holders(ctx, vip)
-		if err == nil && len(got) == 1 && got[0] == want {
-			return time.Since(start), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%s did not become the only holder of %s within %s (holders: %v)", want, vip, limit, got)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return err == nil && len(got) == 1 && got[0] == want
+	})
+	if !ok {
+		return 0, fmt.Errorf("%s did not become the only holder of %s within %s (holders: %v)", want, vip, limit, got)
 	}
+	return d, nil
 }
 
 // otherDirector is the director of a pair that is not name.
@@ -216,22 +215,39 @@ func (p *Probe) Stop(ctx context.Context) ([]ProbeLine, error) {
 		return nil, err
 	}
 	var lines []ProbeLine
+	for _, s := range stampedLines(out, 0) {
+		pl := ProbeLine{T: s.t}
+		if s.other != "-" {
+			pl.Server = s.other
+		}
+		lines = append(lines, pl)
+	}
+	return lines, nil
+}
+
+// stamped is a two-field line of a client loop's log: a time (the
+// client's uptime) and the other field.
+type stamped struct {
+	t     float64
+	other string
+}
+
+// stampedLines parses the two-field lines of out whose field timeCol (0
+// or 1) is a time; other lines (a loop cut mid-write) are skipped.
+func stampedLines(out string, timeCol int) []stamped {
+	var ls []stamped
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
 		if len(f) != 2 {
 			continue
 		}
-		t, err := strconv.ParseFloat(f[0], 64)
+		t, err := strconv.ParseFloat(f[timeCol], 64)
 		if err != nil {
 			continue
 		}
-		pl := ProbeLine{T: t}
-		if f[1] != "-" {
-			pl.Server = f[1]
-		}
-		lines = append(lines, pl)
+		ls = append(ls, stamped{t, f[1-timeCol]})
 	}
-	return lines, nil
+	return ls
 }
 
 // Outage measures the gap in service around t0: the last answered request

@@ -292,21 +292,17 @@ func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, 
 // waitRules polls until the active director's IPVS table equals the rules
 // rendered for spec.
 func (c *Cluster) waitRules(ctx context.Context, spec *cluster.Spec, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		active, err := c.ActiveDirector(ctx, spec.Services[0].VIP)
-		if err == nil {
-			if err = c.CheckRules(ctx, active, spec); err == nil {
-				return nil
-			}
+	var err error
+	if _, ok := poll(ctx, limit, time.Second, func(ctx context.Context) bool {
+		var active string
+		if active, err = c.ActiveDirector(ctx, spec.Services[0].VIP); err == nil {
+			err = c.CheckRules(ctx, active, spec)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the IPVS table did not become the rendered one within %s: %w", limit, err)
-		case <-time.After(time.Second):
-		}
+		return err == nil
+	}); !ok {
+		return fmt.Errorf("the IPVS table did not become the rendered one within %s: %w", limit, err)
 	}
+	return nil
 }
 
 // RunAll runs the scenarios in order on spec and returns every result.

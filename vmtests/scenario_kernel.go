@@ -173,16 +173,15 @@ func (r *Run) build(ctx context.Context, spec *cluster.Spec, roles ...string) (*
 // bootDiskVM boots host alone from a GRUB boot disk whose first kernel is
 // first, with sshd on the management NIC; the VM may reboot.
 func bootDiskVM(ctx context.Context, o Options, spec *cluster.Spec, host string, first *build.KernelArtifacts) (c *Cluster, err error) {
-	c = &Cluster{Spec: spec, Nodes: map[string]*Node{}, opts: o, Started: time.Now(), Timings: map[string]time.Duration{}}
+	if c, err = newCluster(spec, o, nil); err != nil {
+		return nil, fmt.Errorf("start boot disk vm: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			c.Close()
 			c = nil
 		}
 	}()
-	if c.dir, err = os.MkdirTemp("", "lvsvm"); err != nil {
-		return c, fmt.Errorf("start boot disk vm: %w", err)
-	}
 	log, err := os.Create(filepath.Join(o.Out, "bootdisk.log"))
 	if err != nil {
 		return c, fmt.Errorf("start boot disk vm: %w", err)

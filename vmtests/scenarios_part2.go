@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -242,11 +243,9 @@ func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) 
 // again (heartbeat reports the peer active; keepalived runs and has seen
 // a few adverts), so that where the VIP is then is where it stays.
 func (c *Cluster) waitRejoined(ctx context.Context, spec *cluster.Spec, host string) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
 	peer := otherDirector(spec, host)
-	for {
-		var err error
+	var err error
+	if _, ok := poll(ctx, 3*time.Minute, time.Second, func(ctx context.Context) bool {
 		if spec.HA.Backend == cluster.BackendHeartbeat {
 			var out string
 			out, err = c.Exec(ctx, host, "cl_status nodestatus "+peer)
@@ -256,17 +255,13 @@ func (c *Cluster) waitRejoined(ctx context.Context, spec *cluster.Spec, host str
 		} else {
 			_, err = c.Exec(ctx, host, "systemctl is-active -q keepalived")
 		}
-		if err == nil {
-			// A few more heartbeats or adverts: a takeover would start now.
-			time.Sleep(10 * time.Second)
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not rejoin %s: %v", host, peer, err)
-		case <-time.After(time.Second):
-		}
+		return err == nil
+	}); !ok {
+		return fmt.Errorf("%s did not rejoin %s: %v", host, peer, err)
 	}
+	// A few more heartbeats or adverts: a takeover would start now.
+	time.Sleep(10 * time.Second)
+	return nil
 }
 
 func runHeartbeatLinks(ctx context.Context, r *Run) error {
@@ -371,24 +366,16 @@ func runHeartbeatLinks(ctx context.Context, r *Run) error {
 
 // waitHolds waits until host is among vip's holders.
 func (c *Cluster) waitHolds(ctx context.Context, vip, host string, limit time.Duration) (time.Duration, error) {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		h, err := c.Holders(ctx, vip)
-		if err == nil {
-			for _, x := range h {
-				if x == host {
-					return time.Since(start), nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%s did not take %s within %s (holders %v)", host, vip, limit, h)
-		case <-time.After(500 * time.Millisecond):
-		}
+	var h []string
+	d, ok := poll(ctx, limit, 500*time.Millisecond, func(ctx context.Context) bool {
+		var err error
+		h, err = c.Holders(ctx, vip)
+		return err == nil && slices.Contains(h, host)
+	})
+	if !ok {
+		return 0, fmt.Errorf("%s did not take %s within %s (holders %v)", host, vip, limit, h)
 	}
+	return d, nil
 }
 
 // rsWeight is a real server's weight in the active director's table, and
@@ -421,20 +408,17 @@ func virtualOf(sv *cluster.Service) string {
 
 // waitWeight polls until match accepts rs's weight (or absence).
 func (c *Cluster) waitWeight(ctx context.Context, director string, sv *cluster.Service, rs *cluster.Host, limit time.Duration, match func(w int, present bool) bool) (time.Duration, error) {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
-		w, ok, err := c.rsWeight(ctx, director, sv, rs)
-		if err == nil && match(w, ok) {
-			return time.Since(start), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%s's entry in %s did not change as expected within %s (weight %d, present %v)", rs.Name, sv.Name, limit, w, ok)
-		case <-time.After(250 * time.Millisecond):
-		}
+	var w int
+	var present bool
+	d, ok := poll(ctx, limit, 250*time.Millisecond, func(ctx context.Context) bool {
+		var err error
+		w, present, err = c.rsWeight(ctx, director, sv, rs)
+		return err == nil && match(w, present)
+	})
+	if !ok {
+		return 0, fmt.Errorf("%s's entry in %s did not change as expected within %s (weight %d, present %v)", rs.Name, sv.Name, limit, w, present)
 	}
+	return d, nil
 }
 
 func runRealServerDown(ctx context.Context, r *Run) error {
@@ -594,17 +578,9 @@ func runConnSync(ctx context.Context, r *Run) error {
 		return err
 	}
 	var lastBefore, firstAfter float64 = -1, -1
-	var echoed int
-	for _, l := range strings.Split(out, "\n") {
-		f := strings.Fields(l)
-		if len(f) != 2 {
-			continue
-		}
-		t, err := strconv.ParseFloat(f[1], 64)
-		if err != nil {
-			continue
-		}
-		echoed++
+	echoes := stampedLines(out, 1)
+	for _, e := range echoes {
+		t := e.t
 		if t <= t0 {
 			lastBefore = t
 		}
@@ -612,7 +588,7 @@ func runConnSync(ctx context.Context, r *Run) error {
 			firstAfter = t
 		}
 	}
-	r.Figure("lines echoed", float64(echoed), "")
+	r.Figure("lines echoed", float64(len(echoes)), "")
 	if lastBefore < 0 || firstAfter < 0 {
 		r.Errorf("the connection did not survive the failover: last echo sent at %.1f, power-off at %.1f, takeover at %.1f, none sent after it came back", lastBefore, t0, t1)
 		return nil

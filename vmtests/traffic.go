@@ -167,17 +167,11 @@ func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src 
 // WaitServing polls sv through the VIP until a request succeeds, and
 // returns when it did.
 func (c *Cluster) WaitServing(ctx context.Context, sv *cluster.Service, limit time.Duration) (time.Time, error) {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
-	for {
+	if _, ok := poll(ctx, limit, 500*time.Millisecond, func(ctx context.Context) bool {
 		out, err := c.ClientRun(ctx, requestCmd(sv, 2)+" || true")
-		if err == nil && strings.TrimSpace(lastLines(out, 1)) != "" {
-			return time.Now(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return time.Time{}, fmt.Errorf("%s at %s:%d did not answer through the VIP within %s", sv.Name, sv.VIP, sv.Port, limit)
-		case <-time.After(500 * time.Millisecond):
-		}
+		return err == nil && strings.TrimSpace(lastLines(out, 1)) != ""
+	}); !ok {
+		return time.Time{}, fmt.Errorf("%s at %s:%d did not answer through the VIP within %s", sv.Name, sv.VIP, sv.Port, limit)
 	}
+	return time.Now(), nil
 }
