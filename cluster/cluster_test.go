@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func parseFile(t *testing.T, name string) (*Spec, error) {
@@ -46,13 +47,15 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestDurations(t *testing.T) {
-	for in, want := range map[string]string{"2": "2", "2s": "2", "500ms": "500ms", "1m": "60", "1500ms": "1500ms"} {
+	for in, want := range map[string]string{"2": "2", "2s": "2", "500ms": "500ms", "1m": "60", "1500ms": "1500ms", "3600": "3600", "1h": "3600"} {
 		var d Duration
 		if err := d.decodeScalar(in); err != nil || d.HeartbeatString() != want {
 			t.Errorf("%q -> %q, %v; want %q", in, d.HeartbeatString(), err, want)
 		}
 	}
-	for _, in := range []string{"-1", "fast", "1.5us", ""} {
+	// Beyond 1h: 9999999999999 seconds would overflow time.Duration, and
+	// 2 x deadtime with it.
+	for _, in := range []string{"-1", "fast", "1.5us", "", "3601", "61m", "9999999999999", "99999999999999999999", "2562047h"} {
 		var d Duration
 		if err := d.decodeScalar(in); err == nil {
 			t.Errorf("%q accepted", in)
@@ -86,5 +89,30 @@ func TestManyErrorsReportedTogether(t *testing.T) {
 		if lines[i] < lines[i-1] {
 			t.Errorf("errors not in file order: %v", lines)
 		}
+	}
+}
+
+// TestValidateCodeBuiltSpec: a spec changed in code (as the VM scenarios do)
+// meets the same bounds as a parsed one, at the parsed positions, and gets
+// the realPort default a parsed one gets.
+func TestValidateCodeBuiltSpec(t *testing.T) {
+	s, err := parseFile(t, "base.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.HA.Deadtime, s.HA.Initdead = Duration(2*time.Hour), Duration(4*time.Hour)
+	err = Validate(s)
+	want := "base.yaml:29:3: ha.deadtime: 7200 is longer than 1h: use at most 3600 seconds\n  base.yaml:30:3: ha.initdead: 14400 is longer than 1h: use at most 3600 seconds"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v\nwant %s", err, want)
+	}
+	s, _ = parseFile(t, "base.yaml")
+	s.Services = append(s.Services, Service{Name: "echo", VIP: "192.168.7.110", Port: 7, Protocol: "tcp", Scheduler: "rr",
+		Forwarding: ForwardDR, Check: Check{Type: "connect", Interval: 5, Timeout: 3}})
+	if err := Validate(s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Services[1].RealPort != 7 {
+		t.Errorf("realPort %d, want the port 7", s.Services[1].RealPort)
 	}
 }

@@ -11,15 +11,26 @@ import (
 // ("500ms"), the two forms ha.cf understands.
 type Duration time.Duration
 
+// MaxDuration bounds every heartbeat time. heartbeat's timings are seconds
+// to minutes; the bound also keeps the checks that add and double them
+// (initdead >= 2 x deadtime) far from overflowing.
+const MaxDuration = time.Hour
+
 func (d *Duration) decodeScalar(s string) error {
 	v := strings.TrimSpace(s)
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		if n > int64(MaxDuration/time.Second) {
+			return fmt.Errorf("duration %q is longer than 1h: use at most 3600 seconds", s)
+		}
 		*d = Duration(time.Duration(n) * time.Second)
 		return nil
 	}
 	pd, err := time.ParseDuration(v)
 	if err != nil || pd < 0 || pd%time.Millisecond != 0 {
 		return fmt.Errorf("invalid duration %q: use whole seconds (30, 30s) or milliseconds (500ms)", s)
+	}
+	if pd > MaxDuration {
+		return fmt.Errorf("duration %q is longer than 1h: use at most 3600 seconds", s)
 	}
 	*d = Duration(pd)
 	return nil

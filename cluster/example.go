@@ -178,34 +178,76 @@ func EnsureAuthkey(path string) error {
 // reSecret is what a heartbeat secret may hold: authkeys splits on whitespace.
 var reSecret = regexp.MustCompile(`^[\x21-\x7e]{8,256}$`)
 
+// maxSecretFile bounds what is read as an authkey file: a secret is one
+// short line, and a path such as /dev/zero must not be read forever.
+const maxSecretFile = 4096
+
 // Secret reads the heartbeat authkey secret from the file or environment
-// variable the spec names. The error names the field, never the secret.
+// variable the spec names. The error names the field, at its place in the
+// spec, never the secret.
 func (s *Spec) Secret() (string, error) {
+	secret, field, problem := s.readSecret()
+	if problem != "" {
+		return "", &FieldError{File: s.File, Pos: lookupPos(s.pos, field), Path: field, Msg: problem}
+	}
+	return secret, nil
+}
+
+// readSecret is Secret for the validator: on failure it returns the field
+// at fault and what is wrong with it.
+func (s *Spec) readSecret() (secret, field, problem string) {
 	ak := s.HA.Authkey
 	var raw, from string
 	switch {
 	case ak.File != "":
+		field = "ha.authkey.file"
 		p := ak.File
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(s.Dir, p)
 		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return "", &FieldError{File: s.File, Path: "ha.authkey.file", Msg: fmt.Sprintf("cannot read the authkey: %v", err)}
+		b, problem := readSecretFile(p)
+		if problem != "" {
+			return "", field, problem
 		}
 		raw, from = string(b), p
 	case ak.Env != "":
+		field = "ha.authkey.env"
 		v, ok := os.LookupEnv(ak.Env)
 		if !ok {
-			return "", &FieldError{File: s.File, Path: "ha.authkey.env", Msg: fmt.Sprintf("environment variable %s is not set", ak.Env)}
+			return "", field, fmt.Sprintf("environment variable %s is not set: export it holding the heartbeat secret, or use file", ak.Env)
 		}
 		raw, from = v, "$"+ak.Env
 	default:
-		return "", &FieldError{File: s.File, Path: "ha.authkey", Msg: "no authkey file or env given"}
+		return "", "ha.authkey", "heartbeat needs an authkey: set file (a file holding the secret) or env (a variable holding it)"
 	}
-	secret := strings.TrimSpace(raw)
+	secret = strings.TrimSpace(raw)
 	if !reSecret.MatchString(secret) {
-		return "", &FieldError{File: s.File, Path: "ha.authkey", Msg: fmt.Sprintf("the secret in %s must be 8-256 printable characters without spaces", from)}
+		return "", field, fmt.Sprintf("the secret in %s is not valid: expected 8-256 printable ASCII characters without spaces", from)
 	}
-	return secret, nil
+	return secret, "", ""
+}
+
+func readSecretFile(p string) ([]byte, string) {
+	st, err := os.Stat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Sprintf("authkey file %s does not exist: write the heartbeat secret into it (lvsforge init writes a random one), or use env", p)
+	case err != nil:
+		return nil, fmt.Sprintf("cannot read the authkey: %v", err)
+	case !st.Mode().IsRegular():
+		return nil, fmt.Sprintf("authkey file %s is not a regular file: expected a file holding the heartbeat secret", p)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read the authkey: %v", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Sprintf("cannot read the authkey: %v", err)
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Sprintf("authkey file %s is larger than %d bytes: expected one line holding the heartbeat secret", p, maxSecretFile)
+	}
+	return b, ""
 }

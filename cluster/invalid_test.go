@@ -19,7 +19,7 @@ var invalidSpecs = []struct {
 	{"unknown top-level field", "kind: Cluster\n", "kind: Cluster\nnodes: []\n",
 		`c.yaml:3:1: nodes: unknown field "nodes"; valid fields here: apiVersion, ha, hosts, kernel, kind, metadata, patchSets, services`},
 	{"unknown nested field", "    scheduler: rr\n", "    scheduler: rr\n    sched: rr\n",
-		`c.yaml:12:5: services[0].sched: unknown field "sched"; valid fields here: check, fallback, forwarding, fwmark, name, persistence, port, protocol, quiescent, realPort, scheduler, vip`},
+		"c.yaml:12:5: services[0].sched: unknown field \"sched\"; valid fields here: check, fallback, forwarding, fwmark, fwmarkPorts, name, persistence, port, protocol, quiescent, realPort, scheduler, vip"},
 	{"YAML syntax", "  name: t\n", "  name: [t\n", "c.yaml:3:1: YAML syntax: did not find expected ',' or ']'"},
 	{"port is text", "    port: 80", "    port: http",
 		`c.yaml:10:11: services[0].port: expected an integer, got "http"`},
@@ -44,23 +44,30 @@ var invalidSpecs = []struct {
 	{"NAT gateway not a director", "    forwarding: dr", "    forwarding: nat",
 		"c.yaml:25:5: hosts[2].gateway: a LVS-NAT real server's gateway must be a director address or ha.floatingGateway, not 192.168.7.254"},
 	{"duplicate host name", "  - name: d2", "  - name: d1",
-		`c.yaml:18:5: hosts[1].name: duplicate host name "d1"`},
+		"c.yaml:18:5: hosts[1].name: duplicate host name \"d1\"\n" +
+			"c.yaml:20:5: hosts[1].address: address 192.168.7.10 is already used by host d1"},
 	{"invalid host name", "  - name: rs1", "  - name: rs_1",
 		`c.yaml:22:5: hosts[2].name: invalid value "rs_1": a host name (uname -n) of letters, digits and -`},
 	{"unknown role", "    role: realserver", "    role: backend",
-		`c.yaml:23:5: hosts[2].role: invalid value "backend": expected one of director, realserver`},
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+			"c.yaml:23:5: hosts[2].role: invalid value \"backend\": expected one of director, realserver"},
 	{"interface name too long", "heartbeat: eth1, heartbeatAddress: 192.168.0.1/24}", "heartbeat: eth1-heartbeat-link, heartbeatAddress: 192.168.0.1/24}",
-		`c.yaml:17:32: hosts[0].interfaces.heartbeat: invalid value "eth1-heartbeat-link": an interface name of at most 15 letters, digits and _ . -`},
+		"c.yaml:17:32: hosts[0].interfaces.heartbeat: invalid value \"eth1-heartbeat-link\": an interface name of at most 15 letters, digits and _ . -\n" +
+			"c.yaml:32:21: ha.media[0].interface: director d1 has no interface \"eth1\" (it has eth0, eth1-heartbeat-link): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
 	{"weight out of range", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {http: 70000}\n",
 		"c.yaml:26:15: hosts[2].weights.http: 70000 is out of range: expected 0-65535"},
 	{"weight for an unknown service", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {ftp: 1}\n",
-		`c.yaml:26:15: hosts[2].weights.ftp: unknown service "ftp": expected one of http`},
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+			"c.yaml:26:15: hosts[2].weights.ftp: unknown service \"ftp\": expected one of http"},
 	{"service without real server", "    role: realserver", "    role: director",
-		`c.yaml:8:5: services[0]: service "http" has no real server: give a real server a weight for it`},
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+			"c.yaml:13:1: hosts: the heartbeat backend needs exactly two directors, found 3\n" +
+			"c.yaml:32:21: ha.media[0].interface: director rs1 has no interface \"eth1\" (it has eth0): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
 	{"heartbeat with one director", "  - name: d2\n    role: director", "  - name: d2\n    role: realserver",
 		"c.yaml:13:1: hosts: the heartbeat backend needs exactly two directors, found 1"},
 	{"deadtime not above keepalive", "  deadtime: 30", "  deadtime: 2",
-		"c.yaml:29:3: ha.deadtime: deadtime (2) must be greater than keepalive (2)"},
+		"c.yaml:26:1: ha.warntime: warntime (10) must lie between keepalive (2) and deadtime (2)\n" +
+			"c.yaml:29:3: ha.deadtime: deadtime (2) must be greater than keepalive (2)"},
 	{"initdead too short", "  initdead: 120", "  initdead: 45",
 		"c.yaml:30:3: ha.initdead: initdead (45) must be at least twice deadtime (30)"},
 	{"bad duration", "  keepalive: 2", "  keepalive: soon",
@@ -83,15 +90,70 @@ var invalidSpecs = []struct {
 		"c.yaml:7:3: kernel.source.sha256: a tarball source must pin its sha256 (sha256sum FILE)"},
 	{"bad Kconfig option", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  director: {options: [IP_VS=y]}",
 		`c.yaml:7:24: kernel.director.options[0]: invalid value "IP_VS=y": a Kconfig setting such as CONFIG_IP_VS=y, CONFIG_FOO=m, CONFIG_BAR=n, CONFIG_N=64 or CONFIG_S="text"`},
+	{"patch for an unknown role", `  version: "6.1.192"`, "  version: \"6.1.192\"\npatchSets:\n  - name: hidden\n    patches:\n      - {file: hidden.diff, sha256: " + strings.Repeat("a", 64) + ", roles: [backend]}",
+		`c.yaml:10:111: patchSets[0].patches[0].roles[0]: invalid value "backend": expected one of director, realserver`},
+	{"tar.sign on a pinned tarball", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: /srv/linux.tar.xz, sha256: " + strings.Repeat("a", 64) + ", verifyTarSign: true}",
+		`c.yaml:7:126: kernel.source.verifyTarSign: only a kernel.org source has a .tar.sign to verify; a tarball source is trusted by its pinned sha256`},
 	{"unknown patch set", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  realserver: {patchSets: [hidden]}",
 		`c.yaml:7:28: kernel.realserver.patchSets[0]: unknown patch set "hidden": define it under patchSets`},
 	{"fwmark service with a port", "    port: 80\n", "    port: 80\n    fwmark: 5\n",
-		"c.yaml:10:5: services[0].port: a firewall-mark service has no port: remove port or fwmark"},
+		"c.yaml:8:5: services[0].fwmarkPorts: a firewall-mark service needs the ports whose tcp packets to 192.168.7.110 get mark 5, e.g. fwmarkPorts: [80, 443]\n" +
+			"c.yaml:8:5: services[0].check.port: a firewall-mark service has no port to check: set check.port, or check.type off\n" +
+			"c.yaml:10:5: services[0].port: a firewall-mark service has no port: remove port or fwmark"},
 	{"keepalived cannot match a body", "  backend: heartbeat", "  backend: keepalived",
 		""},
 	{"alias", "    port: 80", "    port: &p 80\n    realPort: *p",
 		"c.yaml:11:15: services[0].realPort: aliases are not supported; write the value out"},
 	{"empty spec", "", "", ""},
+	// Firewall-mark services.
+	{"fwmark service without marked ports", "    port: 80\n", "    fwmark: 5\n    check: {port: 80}\n",
+		"c.yaml:8:5: services[0].fwmarkPorts: a firewall-mark service needs the ports whose tcp packets to 192.168.7.110 get mark 5, e.g. fwmarkPorts: [80, 443]"},
+	{"marked ports without fwmark", "    port: 80\n", "    port: 80\n    fwmarkPorts: [80]\n",
+		"c.yaml:11:5: services[0].fwmarkPorts: only a firewall-mark service marks ports: set fwmark instead of port, or remove fwmarkPorts"},
+	{"marked port out of range", "    port: 80\n", "    fwmark: 5\n    fwmarkPorts: [80, 0]\n    check: {port: 80}\n",
+		"c.yaml:11:23: services[0].fwmarkPorts[1]: 0 is out of range: expected 1-65535"},
+	{"mark used twice", "    forwarding: dr\n", "    forwarding: dr\n  - {name: a, vip: 192.168.7.110, fwmark: 5, fwmarkPorts: [443], check: {port: 443}}\n  - {name: b, vip: 192.168.7.111, fwmark: 5, fwmarkPorts: [443], check: {port: 443}}\n",
+		"c.yaml:14:35: services[2].fwmark: mark 5 is already the mark of service \"a\": each firewall-mark service needs a mark of its own"},
+	{"marked port already a service", "    forwarding: dr\n", "    forwarding: dr\n  - {name: a, vip: 192.168.7.110, fwmark: 5, fwmarkPorts: [443, 80], check: {port: 443}}\n",
+		"c.yaml:13:65: services[1].fwmarkPorts[1]: tcp 192.168.7.110:80 is already service \"http\": a destination belongs to one service"},
+	// Strings that must not reach a command line.
+	{"IPv6 zone with shell text", "    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    ssh: {address: \"fe80::1%eth0$(reboot)\"}\n",
+		"c.yaml:17:11: hosts[0].ssh.address: invalid address \"fe80::1%eth0$(reboot)\": invalid zone \"eth0$(reboot)\": expected an interface name of at most 15 letters, digits and _ . -"},
+	{"path that reads as an option", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  config: {base: -oops}",
+		"c.yaml:7:12: kernel.config.base: invalid path \"-oops\": a path must not start with \"-\" (a command would take it for an option): write ./-oops"},
+	{"request path with a space", "    forwarding: dr\n", "    forwarding: dr\n    check: {type: http, request: /a b}\n",
+		"c.yaml:13:25: services[0].check.request: invalid value \"/a b\": a request path of letters, digits and . _ , = : / + % ? ~ - (no spaces: write %20)"},
+	// The heartbeat secret, read at validation.
+	{"authkey file missing", "  authkey: {file: authkey}", "  authkey: {file: no-such-authkey}",
+		"c.yaml:33:13: ha.authkey.file: authkey file testdata/no-such-authkey does not exist: write the heartbeat secret into it (lvsforge init writes a random one), or use env"},
+	{"authkey variable unset", "  authkey: {file: authkey}", "  authkey: {env: LVSFORGE_TEST_UNSET}",
+		"c.yaml:33:13: ha.authkey.env: environment variable LVSFORGE_TEST_UNSET is not set: export it holding the heartbeat secret, or use file"},
+	{"authkey secret too short", "  authkey: {file: authkey}", "  authkey: {env: LVSFORGE_TEST_SHORT}",
+		"c.yaml:33:13: ha.authkey.env: the secret in $LVSFORGE_TEST_SHORT is not valid: expected 8-256 printable ASCII characters without spaces"},
+	{"authkey secret with a space", "  authkey: {file: authkey}", "  authkey: {env: LVSFORGE_TEST_SPACE}",
+		"c.yaml:33:13: ha.authkey.env: the secret in $LVSFORGE_TEST_SPACE is not valid: expected 8-256 printable ASCII characters without spaces"},
+	// Timings.
+	{"duration overflow", "  keepalive: 2", "  keepalive: 9999999999999",
+		"c.yaml:28:14: ha.keepalive: duration \"9999999999999\" is longer than 1h: use at most 3600 seconds"},
+	{"duration above 1h", "  initdead: 120", "  initdead: 2h", "c.yaml:30:13: ha.initdead: duration \"2h\" is longer than 1h: use at most 3600 seconds"},
+	// Interfaces every director must have.
+	{"bcast interface missing on a director", "heartbeat: eth1, heartbeatAddress: 192.168.0.2/24}", "heartbeat: eth2, heartbeatAddress: 192.168.0.2/24}",
+		"c.yaml:32:21: ha.media[0].interface: director d2 has no interface \"eth1\" (it has eth0, eth2): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
+	{"sync interface missing on a director", "  backend: heartbeat\n", "  backend: keepalived\n  sync: {enabled: true, interface: eth2}\n",
+		"c.yaml:28:25: ha.sync.interface: director d1 has no interface \"eth2\" (it has eth0, eth1): keepalived's lvs_sync_daemon runs on every director; use an interface all of them have, or name it in the director's interfaces\n" +
+			"c.yaml:28:25: ha.sync.interface: director d2 has no interface \"eth2\" (it has eth0, eth1): keepalived's lvs_sync_daemon runs on every director; use an interface all of them have, or name it in the director's interfaces"},
+	// What keepalived -t or the kernel would refuse.
+	{"DR sorry server on another port", "    forwarding: dr\n", "    forwarding: dr\n    fallback: {address: 192.168.7.50, port: 8080}\n",
+		"c.yaml:13:39: services[0].fallback.port: with dr forwarding the sorry server gets the packets unchanged: the port must be the virtual port 80, or be left out"},
+	{"NAT gateway is one director's own address", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.9\n",
+		"c.yaml:25:5: hosts[2].gateway: 192.168.7.9 is director d1's own address, but with 2 directors the real servers' gateway must move with the VIP: set ha.floatingGateway and use its address here"},
+}
+
+// invalidEnv sets (NAME=value) or unsets (NAME) variables for a case.
+var invalidEnv = map[string][]string{
+	"authkey variable unset":      {"LVSFORGE_TEST_UNSET"},
+	"authkey secret too short":    {"LVSFORGE_TEST_SHORT=short"},
+	"authkey secret with a space": {"LVSFORGE_TEST_SPACE=long enough but spaced"},
 }
 
 func TestInvalidSpecs(t *testing.T) {
@@ -101,6 +163,13 @@ func TestInvalidSpecs(t *testing.T) {
 	}
 	for _, tc := range invalidSpecs {
 		t.Run(tc.name, func(t *testing.T) {
+			for _, kv := range invalidEnv[tc.name] {
+				name, value, set := strings.Cut(kv, "=")
+				t.Setenv(name, value)
+				if !set {
+					os.Unsetenv(name)
+				}
+			}
 			text := string(base)
 			switch {
 			case tc.name == "empty spec":
@@ -110,6 +179,9 @@ func TestInvalidSpecs(t *testing.T) {
 				text = strings.Replace(text, tc.old, tc.new, 1)
 				text = strings.Replace(text, "    forwarding: dr\n", "    forwarding: dr\n    check: {type: http, receive: hello}\n", 1)
 				tc.wantError = "c.yaml:13:25: services[0].check.receive: keepalived's HTTP_GET checks the status code, not the body: remove receive, or use the heartbeat backend (ldirectord)"
+			case tc.name == "NAT gateway is one director's own address":
+				text = strings.Replace(text, "    forwarding: dr\n", "    forwarding: nat\n", 1)
+				fallthrough
 			default:
 				if !strings.Contains(text, tc.old) {
 					t.Fatalf("base.yaml has no %q", tc.old)
@@ -123,12 +195,13 @@ func TestInvalidSpecs(t *testing.T) {
 			if !IsInvalid(err) {
 				t.Fatalf("error is not a spec error: %v", err)
 			}
+			var got []string
 			for _, e := range err.(Errors) {
-				if e.Error() == tc.wantError {
-					return
-				}
+				got = append(got, e.Error())
 			}
-			t.Errorf("want the error\n  %s\ngot\n  %v", tc.wantError, err)
+			if g := strings.Join(got, "\n"); g != tc.wantError {
+				t.Errorf("want exactly\n%s\ngot\n%s", tc.wantError, g)
+			}
 		})
 	}
 	if len(invalidSpecs) < 30 {

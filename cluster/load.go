@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -37,11 +38,13 @@ var reYAMLLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 // error, if any, is an Errors listing every problem found.
 func Parse(data []byte, file, dir string) (*Spec, error) {
 	if len(data) > maxSpecSize {
-		return nil, Errors{{File: file, Msg: fmt.Sprintf("spec is %d bytes, larger than the %d a spec can be", len(data), maxSpecSize)}}
+		return nil, Errors{{File: file, Pos: Pos{1, 1}, Msg: fmt.Sprintf("spec is %d bytes, larger than the %d a spec can be", len(data), maxSpecSize)}}
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		fe := &FieldError{File: file, Msg: err.Error()}
+		// yaml.v3 names a line for most syntax errors, not for all
+		// (control characters, a bad encoding): those point at the top.
+		fe := &FieldError{File: file, Pos: Pos{1, 1}, Msg: "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 		if m := reYAMLLine.FindStringSubmatch(err.Error()); m != nil {
 			line, _ := strconv.Atoi(m[1])
 			fe.Pos, fe.Msg = Pos{line, 1}, "YAML syntax: "+m[2]
@@ -54,6 +57,7 @@ func Parse(data []byte, file, dir string) (*Spec, error) {
 	s := &Spec{File: file, Dir: dir}
 	d := &decoder{pos: map[string]Pos{}}
 	d.decode(&root, reflect.ValueOf(s).Elem(), "")
+	s.pos = d.pos
 	skip := map[string]bool{}
 	for _, e := range d.errs {
 		e.File = file
@@ -67,6 +71,7 @@ func Parse(data []byte, file, dir string) (*Spec, error) {
 		errs.sortByPos()
 		return nil, errs
 	}
+	derivedDefaults(s)
 	return s, nil
 }
 
@@ -118,9 +123,6 @@ func applyDefaults(s *Spec) {
 		}
 		if sv.Check.Timeout == 0 {
 			sv.Check.Timeout = 5 // ldirectord's checktimeout default
-		}
-		if sv.RealPort == 0 {
-			sv.RealPort = sv.Port
 		}
 	}
 	for i := range s.Hosts {
@@ -180,6 +182,17 @@ func applyDefaults(s *Spec) {
 	}
 }
 
+// derivedDefaults fills the defaults copied from other fields, once the
+// spec is valid: done before validation, a bad port would be reported a
+// second time under the field it was copied to, which the user never wrote.
+func derivedDefaults(s *Spec) {
+	for i := range s.Services {
+		if sv := &s.Services[i]; sv.RealPort == 0 {
+			sv.RealPort = sv.Port
+		}
+	}
+}
+
 func def(p *string, v string) {
 	if *p == "" {
 		*p = v
@@ -193,13 +206,20 @@ func defDur(p *Duration, v time.Duration) {
 }
 
 // Validate checks a spec built or changed in code (the VM scenarios derive
-// variants of the spec they are given) with the same rules as Parse; the
-// errors carry field paths but no positions.
+// variants of the spec they are given) with the same rules as Parse, and
+// fills a service's unset realPort as Parse does. The errors carry field
+// paths, and the positions of fields the spec was parsed with.
 func Validate(s *Spec) error {
-	v := &validator{s: s, pos: map[string]Pos{}, skip: map[string]bool{}}
+	pos := s.pos
+	if pos == nil {
+		pos = map[string]Pos{}
+	}
+	v := &validator{s: s, pos: pos, skip: map[string]bool{}}
 	v.validate()
 	if len(v.errs) > 0 {
+		v.errs.sortByPos()
 		return v.errs
 	}
+	derivedDefaults(s)
 	return nil
 }

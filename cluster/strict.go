@@ -26,6 +26,7 @@ var (
 	reGrubRoot  = regexp.MustCompile(`^\(hd[0-9]+(,[0-9]+)?\)$`)
 	reCmdline   = regexp.MustCompile(`^[A-Za-z0-9 ._,=:/+-]*$`)
 	reHTTPText  = regexp.MustCompile(`^[A-Za-z0-9 ._,=:/+%?~-]*$`)
+	reHTTPPath  = regexp.MustCompile(`^[A-Za-z0-9._,=:/+%?~-]*$`) // no space: keepalived splits `path /a b`
 	reOption    = regexp.MustCompile(`^CONFIG_[A-Z0-9_]+=(y|m|n|-?[0-9]+|0x[0-9a-fA-F]+|"[A-Za-z0-9 ._,/:+=-]*")$`)
 	reJump      = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$`)
 	reFarmHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[0-9]{1,3})?$`)
@@ -33,10 +34,15 @@ var (
 	reURLChars  = regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`)
 )
 
-// checkPath accepts a relative or absolute file path made of plain characters, without "..".
+// checkPath accepts a relative or absolute file path made of plain
+// characters, without "..", and not starting with "-", which a command
+// would read as an option.
 func checkPath(s string) error {
 	if !rePath.MatchString(s) {
 		return fmt.Errorf("invalid path %q: use letters, digits and . _ / + - only", s)
+	}
+	if strings.HasPrefix(s, "-") {
+		return fmt.Errorf("invalid path %q: a path must not start with \"-\" (a command would take it for an option): write ./%s", s, s)
 	}
 	for _, part := range strings.Split(s, "/") {
 		if part == ".." {
@@ -63,6 +69,20 @@ func parseIPv4(s string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is4() {
 		return netip.Addr{}, fmt.Errorf("invalid IPv4 address %q: expected e.g. 192.168.7.110", s)
+	}
+	return a, nil
+}
+
+// parseSSHAddr accepts an IP address to connect to. An IPv6 link-local
+// address may carry a zone, which must be an interface name: netip takes
+// any text after the %, and the address reaches ssh command lines.
+func parseSSHAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if z := a.Zone(); z != "" && !reIface.MatchString(z) {
+		return netip.Addr{}, fmt.Errorf("invalid zone %q: expected an interface name of at most 15 letters, digits and _ . -", z)
 	}
 	return a, nil
 }

@@ -95,13 +95,6 @@ func TestEveryStringFieldRefusesShellMetacharacters(t *testing.T) {
 	}
 }
 
-func parent(path string) string {
-	if i := strings.LastIndexAny(path, ".["); i > 0 {
-		return path[:i]
-	}
-	return path
-}
-
 // typeStringPaths lists the field paths of every string (or []string) in t.
 func typeStringPaths(t reflect.Type, path string) []string {
 	if t.Kind() == reflect.Pointer {

@@ -32,6 +32,9 @@ type Spec struct {
 	Dir string `yaml:"-"`
 	// File is the name used in error messages. Not part of the YAML.
 	File string `yaml:"-"`
+	// pos is where each field path was written in File, so that errors
+	// found after parsing (a missing authkey at render time) point at it.
+	pos map[string]Pos
 }
 
 // Metadata names the cluster.
@@ -77,6 +80,9 @@ type KernelSource struct {
 	// URL is a remote tarball for the tarball type.
 	URL    string `yaml:"url"`
 	SHA256 string `yaml:"sha256"`
+	// VerifyTarSign (kernel.org only) also checks linux-VERSION.tar.sign
+	// over the uncompressed tarball with the release signers' keys.
+	VerifyTarSign bool `yaml:"verifyTarSign"`
 }
 
 // KernelConfig is the base config.
@@ -114,6 +120,9 @@ type PatchEntry struct {
 	SHA256 string `yaml:"sha256"`
 	// Strip is the -pN level (default 1).
 	Strip *int `yaml:"strip"`
+	// Roles limits the patch to these roles' kernels (director,
+	// realserver); empty means every role whose patchSets name the set.
+	Roles []string `yaml:"roles"`
 }
 
 // Forwarding methods.
@@ -130,6 +139,10 @@ type Service struct {
 	// Port is the virtual port; 0 with FWMark set for firewall-mark services.
 	Port   int `yaml:"port"`
 	FWMark int `yaml:"fwmark"`
+	// FWMarkPorts are the destination ports (of Protocol, to VIP) whose
+	// packets the director marks with FWMark: IPVS sees a firewall-mark
+	// service only through the mark, so without these rules it gets no traffic.
+	FWMarkPorts []int `yaml:"fwmarkPorts"`
 	// RealPort is the port on the real servers (NAT only may differ; default Port).
 	RealPort    int          `yaml:"realPort"`
 	Protocol    string       `yaml:"protocol"`

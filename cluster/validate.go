@@ -33,17 +33,30 @@ type validator struct {
 }
 
 func (v *validator) add(path, format string, args ...any) {
-	if v.skip[path] {
-		return
+	for p := path; p != ""; p = parent(p) {
+		if v.skip[p] {
+			return
+		}
 	}
 	v.errs = append(v.errs, &FieldError{File: v.s.File, Path: path, Pos: v.lookup(path), Msg: fmt.Sprintf(format, args...)})
 }
 
 // lookup finds the position of path, or of its nearest parent that was
 // written in the file (a defaulted field has no line of its own).
-func (v *validator) lookup(path string) Pos {
+func (v *validator) lookup(path string) Pos { return lookupPos(v.pos, path) }
+
+// parent is the field path one level up: hosts[2] for hosts[2].name,
+// hosts for hosts[2], "" at the top.
+func parent(path string) string {
+	if i := strings.LastIndexAny(path, ".["); i > 0 {
+		return path[:i]
+	}
+	return ""
+}
+
+func lookupPos(positions map[string]Pos, path string) Pos {
 	for p := path; p != ""; {
-		if pos, ok := v.pos[p]; ok {
+		if pos, ok := positions[p]; ok {
 			return pos
 		}
 		i := strings.LastIndexAny(p, ".[")
@@ -122,6 +135,9 @@ func (v *validator) kernel() {
 	if src.SHA256 != "" && !reSHA256.MatchString(src.SHA256) {
 		v.add("kernel.source.sha256", "invalid value %q: expected 64 lowercase hex digits", src.SHA256)
 	}
+	if src.VerifyTarSign && src.Type != SourceKernelOrg {
+		v.add("kernel.source.verifyTarSign", "only a kernel.org source has a .tar.sign to verify; a %s source is trusted by its pinned sha256", src.Type)
+	}
 	switch src.Type {
 	case SourceTarball:
 		if (src.Path == "") == (src.URL == "") {
@@ -169,6 +185,9 @@ func (v *validator) kernel() {
 			if e.Strip != nil {
 				v.rangeInt(pp+".strip", *e.Strip, 0, 8)
 			}
+			for k, r := range e.Roles {
+				v.enum(fmt.Sprintf("%s.roles[%d]", pp, k), r, RoleDirector, RoleRealServer)
+			}
 		}
 	}
 	for _, r := range []struct {
@@ -203,6 +222,7 @@ func (v *validator) services() map[string]*Service {
 		mark  int
 	}
 	seen := map[key]string{}
+	marks := map[int]string{}
 	if len(v.s.Services) == 0 {
 		v.add("services", "at least one service is needed")
 	}
@@ -222,13 +242,26 @@ func (v *validator) services() map[string]*Service {
 			}
 			if sv.FWMark < 1 || sv.FWMark > 1<<31-1 {
 				v.add(p+".fwmark", "%d is out of range: expected 1-%d", sv.FWMark, 1<<31-1)
+			} else if prev, ok := marks[sv.FWMark]; ok {
+				v.add(p+".fwmark", "mark %d is already the mark of service %q: each firewall-mark service needs a mark of its own", sv.FWMark, prev)
 			}
+			marks[sv.FWMark] = sv.Name
+			v.fwmarkPorts(p, sv)
 		} else {
 			v.rangeInt(p+".port", sv.Port, 1, 65535)
+			if len(sv.FWMarkPorts) > 0 {
+				v.add(p+".fwmarkPorts", "only a firewall-mark service marks ports: set fwmark instead of port, or remove fwmarkPorts")
+			}
 		}
+		// realPort is set here only if the spec says so: the default
+		// (the virtual port) is filled in after validation.
 		if sv.RealPort != 0 {
 			v.rangeInt(p+".realPort", sv.RealPort, 1, 65535)
-			if sv.Forwarding != ForwardNAT && sv.RealPort != sv.Port {
+			switch {
+			case sv.Forwarding == ForwardNAT:
+			case sv.FWMark != 0:
+				v.add(p+".realPort", "with %s forwarding a firewall-mark service keeps each packet's port: remove realPort", sv.Forwarding)
+			case sv.RealPort != sv.Port:
 				v.add(p+".realPort", "only NAT can map ports: with %s forwarding the real port must equal the virtual port %d", sv.Forwarding, sv.Port)
 			}
 		}
@@ -248,7 +281,7 @@ func (v *validator) services() map[string]*Service {
 		if c.Type == "negotiate" || c.Service != "" {
 			v.enum(p+".check.service", c.Service, negotiateServices...)
 		}
-		v.match(p+".check.request", c.Request, reHTTPText.MatchString(c.Request), "a request path of letters, digits, spaces and . _ , = : / + % ? ~ -")
+		v.match(p+".check.request", c.Request, reHTTPPath.MatchString(c.Request), "a request path of letters, digits and . _ , = : / + % ? ~ - (no spaces: write %20)")
 		v.match(p+".check.receive", c.Receive, reHTTPText.MatchString(c.Receive), "text of letters, digits, spaces and . _ , = : / + % ? ~ -")
 		if c.Port != 0 {
 			v.rangeInt(p+".check.port", c.Port, 1, 65535)
@@ -260,8 +293,14 @@ func (v *validator) services() map[string]*Service {
 		if fb := sv.Fallback; fb != nil {
 			_, err := parseIPv4(fb.Address)
 			v.errIf(p+".fallback.address", err)
-			if fb.Port != 0 {
+			switch {
+			case fb.Port == 0:
+			case sv.FWMark != 0:
+				v.add(p+".fallback.port", "a firewall-mark service has no port: the sorry server gets each packet's own port; remove fallback.port")
+			case fb.Port < 1 || fb.Port > 65535:
 				v.rangeInt(p+".fallback.port", fb.Port, 1, 65535)
+			case sv.Forwarding != ForwardNAT && fb.Port != sv.Port:
+				v.add(p+".fallback.port", "with %s forwarding the sorry server gets the packets unchanged: the port must be the virtual port %d, or be left out", sv.Forwarding, sv.Port)
 			}
 		}
 		k := key{sv.VIP, sv.Protocol, sv.Port, sv.FWMark}
@@ -270,7 +309,62 @@ func (v *validator) services() map[string]*Service {
 		}
 		seen[k] = sv.Name
 	}
+	v.markedPortsDistinct()
 	return byName
+}
+
+// maxMarkPorts is what one iptables multiport match takes.
+const maxMarkPorts = 15
+
+// fwmarkPorts checks the ports whose packets a firewall-mark service's
+// rules mark: without them IPVS never sees the mark.
+func (v *validator) fwmarkPorts(p string, sv *Service) {
+	pp := p + ".fwmarkPorts"
+	if len(sv.FWMarkPorts) == 0 {
+		v.add(pp, "a firewall-mark service needs the ports whose %s packets to %s get mark %d, e.g. fwmarkPorts: [80, 443]", sv.Protocol, sv.VIP, sv.FWMark)
+		return
+	}
+	if len(sv.FWMarkPorts) > maxMarkPorts {
+		v.add(pp, "%d ports: expected at most %d (one iptables multiport rule)", len(sv.FWMarkPorts), maxMarkPorts)
+	}
+	seen := map[int]bool{}
+	for i, port := range sv.FWMarkPorts {
+		ip := fmt.Sprintf("%s[%d]", pp, i)
+		v.rangeInt(ip, port, 1, 65535)
+		if seen[port] {
+			v.add(ip, "port %d is listed twice", port)
+		}
+		seen[port] = true
+	}
+}
+
+// markedPortsDistinct: IPVS looks a marked packet up by its mark first, so
+// a port marked for one service never reaches another service on it, and a
+// port marked twice ends up with the last rule's mark only.
+func (v *validator) markedPortsDistinct() {
+	type dest struct {
+		vip, proto string
+		port       int
+	}
+	owner := map[dest]string{}
+	for _, sv := range v.s.Services {
+		if sv.FWMark == 0 && sv.Port != 0 {
+			owner[dest{sv.VIP, sv.Protocol, sv.Port}] = fmt.Sprintf("service %q", sv.Name)
+		}
+	}
+	for i, sv := range v.s.Services {
+		if sv.FWMark == 0 {
+			continue
+		}
+		for j, port := range sv.FWMarkPorts {
+			d := dest{sv.VIP, sv.Protocol, port}
+			if prev, ok := owner[d]; ok {
+				v.add(fmt.Sprintf("services[%d].fwmarkPorts[%d]", i, j), "%s %s:%d is already %s: a destination belongs to one service", sv.Protocol, sv.VIP, port, prev)
+				continue
+			}
+			owner[d] = fmt.Sprintf("marked for service %q", sv.Name)
+		}
+	}
 }
 
 // hostAddrs are the parsed addresses of the hosts, for the network checks.
@@ -307,9 +401,13 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 		if host.SSH.Jump != "" {
 			v.match(p+".ssh.jump", host.SSH.Jump, reJump.MatchString(host.SSH.Jump), "[user@]host[:port]")
 		}
-		if host.SSH.Address != "" {
-			if _, err := netip.ParseAddr(host.SSH.Address); err != nil && !reHostname.MatchString(host.SSH.Address) && !reJump.MatchString(host.SSH.Address) {
-				v.add(p+".ssh.address", "invalid value %q: expected an IP address or a DNS name", host.SSH.Address)
+		if a := host.SSH.Address; a != "" {
+			if _, err := netip.ParseAddr(a); err == nil {
+				if _, err := parseSSHAddr(a); err != nil {
+					v.add(p+".ssh.address", "invalid address %q: %v", a, err)
+				}
+			} else if !reHostname.MatchString(a) && !reJump.MatchString(a) {
+				v.add(p+".ssh.address", "invalid value %q: expected an IP address or a DNS name", a)
 			}
 		}
 		ifc := &host.Interfaces
@@ -424,14 +522,26 @@ func (v *validator) network(h hostAddrs) {
 			v.add(p, "a LVS-NAT real server's gateway must be a director address or ha.floatingGateway")
 			continue
 		}
-		ok := gw == fgw
+		if gw == fgw {
+			continue
+		}
+		directors, own := 0, ""
 		for _, d := range v.s.Hosts {
-			if pfx, has := h.pub[d.Name]; has && d.Role == RoleDirector && pfx.Addr() == gw {
-				ok = true
+			if d.Role != RoleDirector {
+				continue
+			}
+			directors++
+			if pfx, has := h.pub[d.Name]; has && pfx.Addr() == gw {
+				own = d.Name
 			}
 		}
-		if !ok {
+		switch {
+		case own == "":
 			v.add(p, "a LVS-NAT real server's gateway must be a director address or ha.floatingGateway, not %s", gw)
+		case directors > 1:
+			// Replies would go to that director even while another one
+			// holds the VIP, and it cannot rewrite them.
+			v.add(p, "%s is director %s's own address, but with %d directors the real servers' gateway must move with the VIP: set ha.floatingGateway and use its address here", gw, own, directors)
 		}
 	}
 }
@@ -457,6 +567,14 @@ func (v *validator) ha(h hostAddrs) {
 	}
 	if ha.Primary != "" && !oneOf(ha.Primary, directors...) {
 		v.add("ha.primary", "unknown director %q: expected one of %s", ha.Primary, strings.Join(directors, ", "))
+	}
+	for _, t := range []struct {
+		path string
+		d    Duration
+	}{{"ha.keepalive", ha.Keepalive}, {"ha.deadtime", ha.Deadtime}, {"ha.warntime", ha.Warntime}, {"ha.initdead", ha.Initdead}} {
+		if t.d > Duration(MaxDuration) {
+			v.add(t.path, "%s is longer than 1h: use at most 3600 seconds", t.d.HeartbeatString())
+		}
 	}
 	if ha.Keepalive <= 0 {
 		v.add("ha.keepalive", "must be positive")
@@ -489,14 +607,26 @@ func (v *validator) ha(h hostAddrs) {
 	}
 	ak := &ha.Authkey
 	v.enum("ha.authkey.method", ak.Method, "sha1", "md5", "crc")
+	named := ak.File != "" || ak.Env != ""
 	if ak.File != "" && ak.Env != "" {
 		v.add("ha.authkey", "set only one of file and env")
+		named = false
 	}
 	if ak.File != "" {
-		v.errIf("ha.authkey.file", checkPath(ak.File))
+		if err := checkPath(ak.File); err != nil {
+			v.add("ha.authkey.file", "%v", err)
+			named = false
+		}
 	}
-	if ak.Env != "" {
-		v.match("ha.authkey.env", ak.Env, reEnv.MatchString(ak.Env), "an environment variable name")
+	if ak.Env != "" && !reEnv.MatchString(ak.Env) {
+		v.add("ha.authkey.env", "invalid value %q: an environment variable name", ak.Env)
+		named = false
+	}
+	if named && ha.Backend == BackendHeartbeat {
+		// Read it now, so that validate finds what render would.
+		if _, field, problem := v.s.readSecret(); problem != "" {
+			v.add(field, "%s", problem)
+		}
 	}
 	for i, m := range ha.Media {
 		p := fmt.Sprintf("ha.media[%d]", i)
@@ -515,13 +645,16 @@ func (v *validator) ha(h hostAddrs) {
 			v.rangeInt(p+".port", m.Port, 1, 65535)
 			v.rangeInt(p+".ttl", m.TTL, 1, 255)
 		}
-		if m.Type == MediumUcast {
+		switch m.Type {
+		case MediumUcast:
 			for _, d := range directors {
 				host := v.s.Hosts[h.idx[d]]
 				if _, err := UcastPeer(&host, m.Interface); err != nil {
 					v.add(p+".interface", "%v", err)
 				}
 			}
+		case MediumBcast, MediumMcast:
+			v.onEveryDirector(p+".interface", m.Interface, directors, h, "heartbeat sends the "+m.Type+" medium from every director")
 		}
 	}
 	if ha.Backend == BackendKeepalived {
@@ -545,7 +678,27 @@ func (v *validator) ha(h hostAddrs) {
 	if ha.Sync.Enabled || ha.Sync.Interface != "" {
 		v.match("ha.sync.interface", ha.Sync.Interface, reIface.MatchString(ha.Sync.Interface), "an interface name of at most 15 letters, digits and _ . -")
 	}
+	if ha.Sync.Enabled && ha.Backend == BackendKeepalived {
+		v.onEveryDirector("ha.sync.interface", ha.Sync.Interface, directors, h, "keepalived's lvs_sync_daemon runs on every director")
+	}
 	v.rangeInt("ha.sync.syncID", ha.Sync.SyncID, 0, 255)
+}
+
+// onEveryDirector reports each director that has no interface iface.
+func (v *validator) onEveryDirector(path, iface string, directors []string, h hostAddrs, why string) {
+	if !reIface.MatchString(iface) {
+		return // reported as an invalid name
+	}
+	for _, d := range directors {
+		host := &v.s.Hosts[h.idx[d]]
+		if iface != host.Interfaces.Public && iface != host.Interfaces.Heartbeat {
+			has := host.Interfaces.Public
+			if host.Interfaces.Heartbeat != "" {
+				has += ", " + host.Interfaces.Heartbeat
+			}
+			v.add(path, "director %s has no interface %q (it has %s): %s; use an interface all of them have, or name it in the director's interfaces", d, iface, has, why)
+		}
+	}
 }
 
 func containsInt(xs []int, x int) bool {
