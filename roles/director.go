@@ -61,14 +61,6 @@ func virtualFlag(sv *cluster.Service) string {
 	return fmt.Sprintf("%s %s:%d", flag, sv.VIP, sv.Port)
 }
 
-// vipOnDirector is "VIP/NN/IFACE/BCAST": the VIP takes the director's public prefix length.
-func vipOnDirector(h *cluster.Host, addr string) string {
-	pfx := h.Prefix()
-	a := netip.MustParseAddr(addr)
-	bcast := broadcast(netip.PrefixFrom(a, pfx.Bits()))
-	return fmt.Sprintf("%s/%d/%s/%s", a, pfx.Bits(), h.Interfaces.Public, bcast)
-}
-
 func broadcast(p netip.Prefix) netip.Addr {
 	b := p.Masked().Addr().As4()
 	host := ^uint32(0) >> p.Bits()
@@ -93,13 +85,11 @@ func (r *renderer) director() error {
 		nat = nat || sv.Forwarding == cluster.ForwardNAT
 	}
 	rules := RulesPath(h.OS)
-	// With heartbeat, lvs-director loads the rules on the active director:
-	// a change reloads them there. keepalived keeps its own table.
-	var rulesUnits []string
-	if s.HA.Backend == cluster.BackendHeartbeat {
-		rulesUnits = []string{"lvs-director"}
-	}
-	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", IPVSRules(s), rulesUnits...); err != nil {
+	// With heartbeat, lvs-director loads the rules at boot and ldirectord
+	// keeps the table from then on, from its own config, which holds the
+	// same services: a changed file needs nothing more. keepalived keeps its
+	// own table.
+	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", IPVSRules(s)); err != nil {
 		return err
 	}
 	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
@@ -117,33 +107,89 @@ func (r *renderer) director() error {
 	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-director.conf", "LVS director kernel settings ("+methodsOf(svcs)+")", sysctlLines); err != nil {
 		return err
 	}
+	marks := markRules(svcs)
 	script := map[string]any{
 		"Cluster": s.Metadata.Name, "Methods": methodsOf(svcs), "Lock": lockPath(h, "lvs-director"),
 		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
-		"Redirects": redirKeys, "Rules": "",
+		"Redirects": redirKeys, "Rules": "", "Marks": marks,
 	}
 	if s.HA.Backend == cluster.BackendKeepalived {
 		script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up."
-		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, "keepalived.service"); err != nil {
+		if len(marks) > 0 {
+			script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up and marks the firewall-mark services' packets."
+		}
+		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, "keepalived.service", true); err != nil {
 			return err
 		}
 		if err := r.keepalived(svcs); err != nil {
 			return err
 		}
-		r.daemon("keepalived")
+		r.daemon("keepalived", true)
 		return nil
 	}
-	script["Manager"] = "heartbeat runs it from haresources on the active director only."
+	// Hot standby: both directors set the kernel up, load the table and
+	// run ldirectord from boot; heartbeat moves only the floating
+	// addresses (lvs-vip), so a takeover has nothing else to start.
+	script["Manager"] = "It runs at boot on both directors (hot standby); heartbeat moves only the floating addresses (lvs-vip)."
 	script["Rules"] = rules
-	// A resource script is read when heartbeat acquires the resources, so a
-	// new one needs no heartbeat restart (which would fail the VIP over and
-	// back): it is re-run where it is active, and nowhere else.
-	const resource = "/etc/ha.d/resource.d/lvs-director"
-	if err := r.add(resource, 0o755, "lvs-director.sh.tmpl", script, "lvs-director"); err != nil {
+	if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings and IPVS table for cluster "+s.Metadata.Name, "ldirectord.service heartbeat.service", true); err != nil {
 		return err
 	}
-	r.out.Units = append(r.out.Units, Unit{Name: "lvs-director", Restart: [][]string{{resource, "condrestart"}}})
 	return r.heartbeat(svcs)
+}
+
+// LVSVIPPath is the heartbeat resource that holds the floating addresses.
+const LVSVIPPath = "/etc/ha.d/resource.d/lvs-vip"
+
+// vipAddr is one floating address on a director's public interface, with
+// the interface's prefix length and broadcast address.
+type vipAddr struct {
+	Addr, Dev, Bcast string
+	Bits             int
+}
+
+func (r *renderer) lvsVIP() error {
+	var addrs []vipAddr
+	for _, a := range floatingAddrs(r.s) {
+		p := netip.PrefixFrom(netip.MustParseAddr(a), r.h.Prefix().Bits())
+		addrs = append(addrs, vipAddr{Addr: a, Bits: p.Bits(), Dev: r.h.Interfaces.Public, Bcast: broadcast(p).String()})
+	}
+	what := "VIPs"
+	if r.s.HA.FloatingGateway != "" {
+		what = "VIPs, NAT gateway"
+	}
+	if err := r.add(LVSVIPPath, 0o755, "lvs-vip.sh.tmpl", map[string]any{
+		"Cluster": r.s.Metadata.Name, "Lock": lockPath(r.h, "lvs-vip"), "Addrs": addrs, "What": what,
+	}, "lvs-vip"); err != nil {
+		return err
+	}
+	// heartbeat reads a resource script when it acquires the resources, so
+	// a new one needs no heartbeat restart (which would fail the VIPs over
+	// and back): it is re-run where it is active, and nowhere else.
+	r.out.Units = append(r.out.Units, Unit{Name: "lvs-vip", Restart: [][]string{{LVSVIPPath, "condrestart"}}})
+	return nil
+}
+
+// markRule is the iptables rule (its match and target, after
+// "-t mangle -A PREROUTING") that gives a firewall-mark service its packets.
+type markRule struct{ Service, Rule string }
+
+// markRules: IPVS sees a firewall-mark service only in the mark a packet
+// carries, so the director marks the service's traffic before routing.
+func markRules(svcs []*cluster.Service) []markRule {
+	var out []markRule
+	for _, sv := range svcs {
+		if sv.FWMark == 0 {
+			continue
+		}
+		ports := make([]string, len(sv.FWMarkPorts))
+		for i, p := range sv.FWMarkPorts {
+			ports[i] = strconv.Itoa(p)
+		}
+		out = append(out, markRule{Service: sv.Name, Rule: fmt.Sprintf("-d %s/32 -p %s -m multiport --dports %s -j MARK --set-mark %d",
+			sv.VIP, sv.Protocol, strings.Join(ports, ","), sv.FWMark)})
+	}
+	return out
 }
 
 func lockPath(h *cluster.Host, name string) string {
@@ -197,14 +243,12 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	}, "heartbeat"); err != nil {
 		return err
 	}
-	res := []string{ha.Primary}
-	for _, a := range floatingAddrs(s) {
-		res = append(res, "IPaddr2::"+vipOnDirector(r.h, a))
-	}
-	res = append(res, "lvs-director", "ldirectord::ldirectord.cf")
 	if err := r.add("/etc/ha.d/haresources", 0o644, "haresources.tmpl", map[string]any{
-		"Cluster": s.Metadata.Name, "Line": strings.Join(res, " "),
+		"Cluster": s.Metadata.Name, "Line": ha.Primary + " lvs-vip",
 	}, "heartbeat"); err != nil {
+		return err
+	}
+	if err := r.lvsVIP(); err != nil {
 		return err
 	}
 	if err := r.add(AuthkeysPath, 0o600, "authkeys.tmpl", map[string]string{"Method": ha.Authkey.Method, "Secret": r.secret}, "heartbeat"); err != nil {
@@ -214,17 +258,13 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	if err := r.ldirectord(svcs); err != nil {
 		return err
 	}
-	r.daemon("heartbeat")
-	// heartbeat starts and stops ldirectord on the active director only, so
-	// it must not start at boot (Debian's package enables it); a changed
-	// config is applied where it runs.
-	cfg := LdirectordPath
-	r.out.Units = append(r.out.Units, Unit{
-		Name:    "ldirectord",
-		Enable:  disableAtBoot(r.h, "ldirectord"),
-		Restart: [][]string{{"sh", "-c", "if ldirectord " + cfg + " status >/dev/null 2>&1; then ldirectord " + cfg + " restart; fi"}},
-		Reload:  [][]string{{"sh", "-c", "if ldirectord " + cfg + " status >/dev/null 2>&1; then ldirectord " + cfg + " reload; fi"}},
-	})
+	// heartbeat first: traffic needs only the VIP and the table, which
+	// lvs-director loaded; ldirectord (seconds of Perl on a small host)
+	// keeps the table from when it is up. It runs on both directors, each
+	// keeping its own table: a changed config is reloaded, or restarts it
+	// (virtual services added or removed) on both.
+	r.daemon("heartbeat", false)
+	r.daemon("ldirectord", true)
 	return nil
 }
 
@@ -353,6 +393,9 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 				kr.Check = "tcp"
 			case sv.Check.Type == "http" || (sv.Check.Type == "negotiate" && sv.Check.Service == "http"):
 				kr.Check, kr.Path = "http", sv.Check.Request
+				if kr.Path == "" {
+					kr.Path = "/" // keepalived refuses a path keyword without one
+				}
 			}
 			v.Reals = append(v.Reals, kr)
 		}

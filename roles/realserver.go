@@ -101,5 +101,5 @@ func (r *renderer) realServer() error {
 		"SavedKeys": keys, "ARP": arp, "RPFilter": rp, "VIPDevice": vipDev, "VIPs": vips,
 		"Gateway": gw, "GatewayReason": gwWhy, "Public": h.Interfaces.Public,
 	}
-	return r.initScript("lvs-realserver", "lvs-realserver.sh.tmpl", data, "LVS real server VIPs and ARP suppression for cluster "+s.Metadata.Name, "")
+	return r.initScript("lvs-realserver", "lvs-realserver.sh.tmpl", data, "LVS real server VIPs and ARP suppression for cluster "+s.Metadata.Name, "", false)
 }

@@ -97,8 +97,10 @@ func (r *renderer) add(path string, mode fs.FileMode, tmpl string, data any, uni
 }
 
 // initScript places an init script and, on systemd hosts, its unit, and
-// records the unit with the commands that enable and restart it.
-func (r *renderer) initScript(name, tmpl string, data any, description, before string) error {
+// records the unit with the commands that enable and restart it. A script
+// that reloads (re-applies its settings without a stop) is reloaded, or
+// started, when its files change, never stopped.
+func (r *renderer) initScript(name, tmpl string, data any, description, before string, reload bool) error {
 	unit := Unit{Name: name}
 	if r.h.Init == cluster.InitSystemd {
 		script := "/usr/local/sbin/" + name
@@ -106,9 +108,9 @@ func (r *renderer) initScript(name, tmpl string, data any, description, before s
 			return err
 		}
 		path := "/etc/systemd/system/" + name + ".service"
-		if err := r.add(path, 0o644, "unit.service.tmpl", map[string]string{
+		if err := r.add(path, 0o644, "unit.service.tmpl", map[string]any{
 			"Path": path, "Host": r.h.Name, "Cluster": r.s.Metadata.Name,
-			"Description": description, "Before": before, "Script": script,
+			"Description": description, "Before": before, "Script": script, "Reload": reload,
 		}, name); err != nil {
 			return err
 		}
@@ -116,34 +118,31 @@ func (r *renderer) initScript(name, tmpl string, data any, description, before s
 		// covers both.
 		unit.Enable = [][]string{{"systemctl", "daemon-reload"}, enableSystemd(name)}
 		unit.Restart = [][]string{{"systemctl", "restart", name + ".service"}}
+		if reload {
+			unit.Restart = [][]string{{"systemctl", "reload-or-restart", name + ".service"}}
+		}
 	} else {
 		if err := r.add("/etc/init.d/"+name, 0o755, tmpl, data, name); err != nil {
 			return err
 		}
 		unit.Enable = enableSysV(r.h.OS, name)
 		unit.Restart = [][]string{{"/etc/init.d/" + name, "restart"}}
+		if reload {
+			unit.Restart = [][]string{{"/etc/init.d/" + name, "reload"}}
+		}
 	}
 	r.out.Units = append(r.out.Units, unit)
 	return nil
 }
 
 // enableSystemd enables a unit unless it already is: `systemctl enable` of a
-// unit with a SysV script beside it (heartbeat) runs update-rc.d and a
-// daemon-reload, seconds on a small host, on every push otherwise.
+// unit with a SysV script beside it (heartbeat) runs update-rc.d, seconds on
+// a small host, on every push otherwise. --no-reload: enabling only links
+// the unit for the next boot, and a unit lvsforge has just written was
+// loaded by the daemon-reload before it; the implicit reload would be a
+// second one.
 func enableSystemd(name string) []string {
-	return []string{"sh", "-c", "systemctl is-enabled -q " + name + ".service || systemctl enable " + name + ".service"}
-}
-
-// disableAtBoot keeps a daemon from starting at boot (idempotently): for
-// what heartbeat starts on the active director only.
-func disableAtBoot(h *cluster.Host, name string) [][]string {
-	switch {
-	case h.Init == cluster.InitSystemd:
-		return [][]string{{"sh", "-c", "if systemctl is-enabled -q " + name + ".service; then systemctl disable " + name + ".service; fi"}}
-	case h.OS == cluster.OSRedHat:
-		return [][]string{{"sh", "-c", "if chkconfig " + name + "; then chkconfig " + name + " off; fi"}}
-	}
-	return [][]string{{"update-rc.d", name, "disable"}}
+	return []string{"sh", "-c", "systemctl is-enabled -q " + name + ".service || systemctl --no-reload enable " + name + ".service"}
 }
 
 func enableSysV(osFamily, name string) [][]string {
@@ -153,15 +152,24 @@ func enableSysV(osFamily, name string) [][]string {
 	return [][]string{{"update-rc.d", name, "defaults"}}
 }
 
-// daemon records a packaged daemon (heartbeat, keepalived) the host runs.
-func (r *renderer) daemon(name string) {
+// daemon records a packaged daemon (heartbeat, ldirectord, keepalived)
+// the host runs, enabled at boot. One that reloads (re-reads its config
+// without a stop) gets a Reload too; lvsforge push decides which a change
+// needs (deploy's needsRestart).
+func (r *renderer) daemon(name string, reload bool) {
 	u := Unit{Name: name}
 	if r.h.Init == cluster.InitSystemd {
 		u.Enable = [][]string{enableSystemd(name)}
 		u.Restart = [][]string{{"systemctl", "restart", name + ".service"}}
+		if reload {
+			u.Reload = [][]string{{"systemctl", "reload-or-restart", name + ".service"}}
+		}
 	} else {
 		u.Enable = enableSysV(r.h.OS, name)
 		u.Restart = [][]string{{"/etc/init.d/" + name, "restart"}}
+		if reload {
+			u.Reload = [][]string{{"/etc/init.d/" + name, "reload"}}
+		}
 	}
 	r.out.Units = append(r.out.Units, u)
 }

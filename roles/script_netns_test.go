@@ -1,7 +1,9 @@
 package roles
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -70,4 +72,197 @@ echo "== stopped"; show "$1"
 			t.Errorf("missing %q in the run:\n%s", want, got)
 		}
 	}
+}
+
+// TestDirectorScriptMarksInNetns runs the keepalived variant's rendered
+// director script for real, as root, in a network namespace (linuxha1's
+// eth0, a veth whose other end is a client namespace): start twice adds the
+// firewall-mark service's mangle rule once; a client's packets to the
+// service's ports on its VIP leave PREROUTING with the mark, others do not;
+// stop removes that rule and nothing else.
+func TestDirectorScriptMarksInNetns(t *testing.T) {
+	testenv.Root(t)
+	ipTool := testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	testenv.LookPath(t, "iptables", "iptables")
+	testenv.LookPath(t, "timeout", "coreutils")
+	director, client := fmt.Sprintf("lvsforge-dir-%d", testNonce()), fmt.Sprintf("lvsforge-cl-%d", testNonce())
+	for _, ns := range []string{director, client} {
+		if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
+			testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
+		}
+		t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+	}
+	sh := func(ns, script string, args ...string) (string, error) {
+		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns, "bash", "-c", script, "sh"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	must := func(ns, script string, args ...string) string {
+		t.Helper()
+		out, err := sh(ns, script, args...)
+		if err != nil {
+			t.Fatalf("%s: %s: %v\n%s", ns, script, err, out)
+		}
+		return out
+	}
+	if out, err := exec.Command(ipTool, "link", "add", "eth0", "netns", director, "type", "veth", "peer", "name", "c0", "netns", client).CombinedOutput(); err != nil {
+		t.Fatalf("create veth: %v: %s", err, out)
+	}
+	must(director, "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
+	must(client, "ip link set lo up && ip addr add 192.168.7.200/24 dev c0 && ip link set c0 up && ip route add 192.168.7.111/32 via 192.168.7.9")
+
+	// The script's lock lives in /run: give it a private one that lasts across the steps.
+	state := t.TempDir()
+	script := filepath.Join(renderTree(t, "keepalived"), "linuxha1", "usr", "local", "sbin", "lvs-director")
+	runScript := func(verb string) (string, int) { return runInNetns(t, ipTool, director, state, script, verb) }
+	const rule = "-A PREROUTING -d 192.168.7.111/32 -p tcp -m multiport --dports 80,443 -j MARK --set-xmark 0x50/0xffffffff\n"
+	rules := func() string { return must(director, "iptables -t mangle -S PREROUTING") }
+
+	for i := 1; i <= 2; i++ {
+		if out, code := runScript("start"); code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, code, out)
+		}
+	}
+	if got := rules(); got != "-P PREROUTING ACCEPT\n"+rule {
+		t.Fatalf("after two starts, mangle PREROUTING is\n%swant the one marking rule", got)
+	}
+	if out, code := runScript("status"); code != 0 {
+		t.Errorf("status after start: exit %d\n%s", code, out)
+	}
+	// Count what leaves the script's rule marked: a rule of the test's own,
+	// which stop must leave alone.
+	must(director, "iptables -t mangle -A PREROUTING -m mark --mark 80")
+	marked := func() string {
+		out := must(director, "iptables -t mangle -S PREROUTING -v")
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, "-A PREROUTING -m mark --mark 0x50 -c ") {
+				return strings.Fields(l)[7]
+			}
+		}
+		t.Fatalf("counting rule gone:\n%s", out)
+		return ""
+	}
+	send := func(port string) {
+		// Nothing answers (the VIP is keepalived's, which is not running): a SYN or two is all that goes out.
+		sh(client, `timeout 1 bash -c 'exec 3<>/dev/tcp/192.168.7.111/'"$1"`, port)
+	}
+	send("22")
+	if n := marked(); n != "0" {
+		t.Errorf("a packet to port 22, not a service port, was marked (%s packets)", n)
+	}
+	send("443")
+	if n := marked(); n == "0" {
+		t.Errorf("packets to 192.168.7.111:443 were not marked:\n%s", must(director, "iptables -t mangle -S PREROUTING -v"))
+	}
+
+	for i := 1; i <= 2; i++ {
+		if out, code := runScript("stop"); code != 0 {
+			t.Fatalf("stop %d: exit %d\n%s", i, code, out)
+		}
+	}
+	if got := rules(); got != "-P PREROUTING ACCEPT\n-A PREROUTING -m mark --mark 0x50\n" {
+		t.Errorf("after stop, mangle PREROUTING is\n%swant only the test's own rule", got)
+	}
+	if out, code := runScript("status"); code != 3 {
+		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
+	}
+}
+
+// TestVIPResourceInNetns runs the seed director's heartbeat resource,
+// lvs-vip, for real in a network namespace with a private /run: two starts
+// hold the VIP once and report it running to ResourceManager; a new version
+// of the script (another VIP, as after a push) run with condrestart
+// releases the old address and takes the new one; stop releases it and
+// status says stopped with LSB's 3.
+func TestVIPResourceInNetns(t *testing.T) {
+	testenv.Root(t)
+	ipTool := testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	ns := fmt.Sprintf("lvsforge-vip-%d", testNonce())
+	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
+		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
+	}
+	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	outer := fmt.Sprintf("lvsvip%d", testNonce()%100000)
+	if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
+		t.Fatalf("create veth: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+	must("sh", "-c", "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
+
+	state := t.TempDir()
+	orig := filepath.Join(renderTree(t, "seed"), "linuxha1", "etc", "ha.d", "resource.d", "lvs-vip")
+	b, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(t.TempDir(), "lvs-vip")
+	if err := os.WriteFile(moved, bytes.ReplaceAll(b, []byte("192.168.7.110/24"), []byte("192.168.7.120/24")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(script, verb string) (string, int) { return runInNetns(t, ipTool, ns, state, script, verb) }
+	addrs := func() []string {
+		var got []string
+		for _, f := range strings.Fields(must("ip", "-4", "-o", "addr", "show", "dev", "eth0")) {
+			if strings.HasPrefix(f, "192.168.7.") && strings.Contains(f, "/") {
+				got = append(got, f)
+			}
+		}
+		return got
+	}
+	want := func(step string, w ...string) {
+		t.Helper()
+		if got := addrs(); strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Errorf("after %s, eth0 holds %v, want %v", step, got, w)
+		}
+	}
+
+	if out, code := run(orig, "status"); code != 3 || !strings.Contains(out, "stopped") || strings.Contains(out, "running") {
+		t.Errorf("status before start: exit %d %q, want 3 and no \"running\" (ResourceManager would take it as held)", code, out)
+	}
+	for i := 1; i <= 2; i++ {
+		if out, code := run(orig, "start"); code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, code, out)
+		}
+	}
+	want("two starts", "192.168.7.9/24", "192.168.7.110/24")
+	if out, code := run(orig, "status"); code != 0 || !strings.Contains(out, "running") {
+		t.Errorf("status after start: exit %d %q, want 0 and \"running\"", code, out)
+	}
+	if out, code := run(moved, "condrestart"); code != 0 {
+		t.Fatalf("condrestart of the new version: exit %d\n%s", code, out)
+	}
+	want("condrestart of a version with another VIP", "192.168.7.9/24", "192.168.7.120/24")
+	if out, code := run(moved, "stop"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
+	}
+	want("stop", "192.168.7.9/24")
+	if out, code := run(moved, "condrestart"); code != 0 || len(addrs()) != 1 {
+		t.Errorf("condrestart where it is not active: exit %d %q, addresses %v: want nothing taken", code, out, addrs())
+	}
+}
+
+// runInNetns runs `script verb` as root in network namespace ns with state
+// as its private /run, where the scripts keep their locks, and returns its
+// output and exit status.
+func runInNetns(t *testing.T, ipTool, ns, state, script, verb string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(ipTool, "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", `mount --bind "$1" /run && exec "$2" "$3"`, "sh", state, script, verb)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s %s: %v", script, verb, err)
+	}
+	return string(out), code
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // ManifestName is the file at the top of a rendered tree that records every
-// file's mode, hash and units, for push and for humans; its presence also
+// file's mode, hash (but a secret's) and units, for push and for humans; its presence also
 // marks a directory as lvsforge's to replace.
 const ManifestName = "MANIFEST.json"
 
@@ -32,9 +32,10 @@ type ManifestHost struct {
 
 // ManifestFile is one file of a ManifestHost.
 type ManifestFile struct {
-	Path   string   `json:"path"`
-	Mode   string   `json:"mode"`
-	SHA256 string   `json:"sha256"`
+	Path string `json:"path"`
+	Mode string `json:"mode"`
+	// SHA256 is empty for a secret: a hash of a short secret is a way to check guesses of it.
+	SHA256 string   `json:"sha256,omitempty"`
 	Secret bool     `json:"secret,omitempty"`
 	Units  []string `json:"units,omitempty"`
 }
@@ -79,9 +80,12 @@ func WriteTree(out, clusterName string, hosts []HostFiles) (err error) {
 			if err := os.Chmod(dst, f.Mode.Perm()); err != nil { // WriteFile's mode is cut by the umask
 				return fmt.Errorf("write %s: %w", dst, err)
 			}
-			sum := sha256.Sum256(f.Data)
-			mh.Files = append(mh.Files, ManifestFile{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()),
-				SHA256: hex.EncodeToString(sum[:]), Secret: f.Secret, Units: f.Units})
+			mf := ManifestFile{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Secret: f.Secret, Units: f.Units}
+			if !f.Secret {
+				sum := sha256.Sum256(f.Data)
+				mf.SHA256 = hex.EncodeToString(sum[:])
+			}
+			mh.Files = append(mh.Files, mf)
 		}
 		m.Hosts = append(m.Hosts, mh)
 	}

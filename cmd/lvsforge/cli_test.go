@@ -38,17 +38,34 @@ func TestInitValidateRender(t *testing.T) {
 		t.Fatalf("render: %d %s", code, errOut)
 	}
 	b, err := os.ReadFile(filepath.Join(out, "linuxha1", "etc", "ha.d", "haresources"))
-	if err != nil || !strings.Contains(string(b), "linuxha1 IPaddr2::192.168.7.110/24/eth0/192.168.7.255 lvs-director ldirectord::ldirectord.cf") {
+	if err != nil || !strings.Contains(string(b), "\nlinuxha1 lvs-vip\n") {
 		t.Errorf("haresources: %q %v", b, err)
+	}
+	b, err = os.ReadFile(filepath.Join(out, "linuxha2", "etc", "ha.d", "resource.d", "lvs-vip"))
+	if err != nil || !strings.Contains(string(b), `"192.168.7.110/24 eth0 192.168.7.255"`) {
+		t.Errorf("lvs-vip: %q %v", b, err)
 	}
 }
 
+// TestBuiltInExampleNeedsNoSetup: validate and render work with no -f: the
+// example's authkey is generated once, before the spec is validated.
 func TestBuiltInExampleNeedsNoSetup(t *testing.T) {
-	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	cfg := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfg)
+	if code, out, errOut := run(t, "validate"); code != 0 || !strings.Contains(out, "is valid") {
+		t.Fatalf("validate: %d %s %s", code, out, errOut)
+	}
+	key, err := os.ReadFile(filepath.Join(cfg, "lvsforge", "example", "authkey"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(t.TempDir(), "out")
 	code, _, errOut := run(t, "render", "-o", out)
 	if code != 0 {
 		t.Fatalf("render: %d %s", code, errOut)
+	}
+	if again, _ := os.ReadFile(filepath.Join(cfg, "lvsforge", "example", "authkey")); !bytes.Equal(key, again) {
+		t.Error("the example's authkey was generated a second time")
 	}
 	for _, h := range []string{"linuxha1", "linuxha2", "rs1", "rs2"} {
 		if _, err := os.Stat(filepath.Join(out, h)); err != nil {
@@ -90,16 +107,23 @@ func TestInvalidSpecWritesNothing(t *testing.T) {
 	}
 }
 
-// TestRenderFailureLeavesNoTree: a spec that validates but cannot render
-// (its authkey file is gone) creates no output directory at all.
-func TestRenderFailureLeavesNoTree(t *testing.T) {
+// TestMissingAuthkeyIsASpecError: an authkey file that is gone is found by
+// validate, at the line that names it, and render creates no output
+// directory at all.
+func TestMissingAuthkeyIsASpecError(t *testing.T) {
 	dir := t.TempDir()
 	run(t, "init", "--dir", dir, "--src-dir", t.TempDir())
-	os.Remove(filepath.Join(dir, "authkey"))
+	key := filepath.Join(dir, "authkey")
+	os.Remove(key)
+	spec := filepath.Join(dir, "cluster.yaml")
+	want := spec + ":106:5: ha.authkey.file: authkey file " + key + " does not exist"
+	if code, _, errOut := run(t, "validate", "-f", spec); code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("validate: exit %d, want 1 and %q:\n%s", code, want, errOut)
+	}
 	parent := t.TempDir()
-	code, _, errOut := run(t, "render", "-f", filepath.Join(dir, "cluster.yaml"), "-o", filepath.Join(parent, "out"))
-	if code != 1 || !strings.Contains(errOut, "ha.authkey.file: cannot read the authkey") {
-		t.Fatalf("exit %d: %s", code, errOut)
+	code, _, errOut := run(t, "render", "-f", spec, "-o", filepath.Join(parent, "out"))
+	if code != 1 || !strings.Contains(errOut, want) {
+		t.Fatalf("render: exit %d, want 1 and %q:\n%s", code, want, errOut)
 	}
 	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
 		t.Errorf("failed render left %v behind", entries)
