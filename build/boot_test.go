@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
@@ -105,7 +106,7 @@ func bootDirector(t *testing.T, art *KernelArtifacts, ipvsadm string, schedulers
 	for _, d := range []string{"bin", "sbin", "proc", "sys", "dev", "lib/modules"} {
 		os.MkdirAll(filepath.Join(root, d), 0o755)
 	}
-	if err := copyFile("/bin/busybox", filepath.Join(root, "bin/busybox"), 0o755); err != nil {
+	if err := fsutil.CopyFile("/bin/busybox", filepath.Join(root, "bin/busybox"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, tool := range []string{"sh", "mount", "uname", "cat", "echo", "poweroff"} {
@@ -114,7 +115,7 @@ func bootDirector(t *testing.T, art *KernelArtifacts, ipvsadm string, schedulers
 	for _, tool := range []string{"modprobe", "insmod"} {
 		os.Symlink("../bin/busybox", filepath.Join(root, "sbin", tool))
 	}
-	if err := copyFile(ipvsadm, filepath.Join(root, "sbin/ipvsadm"), 0o755); err != nil {
+	if err := fsutil.CopyFile(ipvsadm, filepath.Join(root, "sbin/ipvsadm"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("tar", "-xzf", art.Modules, "-C", root).CombinedOutput(); err != nil {

@@ -13,6 +13,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 )
 
 //go:embed fragments/*.config
@@ -29,6 +31,7 @@ const (
 	FragmentDirector   = "director"
 	FragmentRealServer = "realserver"
 	FragmentVM         = "vm"
+	FragmentFWMark     = "fwmark"
 )
 
 // BuiltinFragment returns one of the fragments shipped in build/fragments.
@@ -327,6 +330,51 @@ func kconfigDepends(srcDir, name string) []string {
 	return deps
 }
 
+func makeBase(base string) bool {
+	return base == "tinyconfig" || base == "defconfig" || base == "allnoconfig"
+}
+
+// signingKeyDefault is the kernel's own MODULE_SIG_KEY, which kbuild
+// generates when it is missing.
+const signingKeyDefault = "certs/signing_key.pem"
+
+// DistroKeysFragment undoes what a distro's config (/boot/config-*) points
+// at outside a vanilla tree: Debian's CONFIG_SYSTEM_TRUSTED_KEYS and
+// CONFIG_SYSTEM_REVOCATION_KEYS name debian/certs/*.pem, which only
+// Debian's own source package has, and the build stops on the missing
+// file. Each of those that does not name a file inside srcDir is blanked,
+// and a MODULE_SIG_KEY that does not is reset to the kernel's default
+// (a key the build generates). A path outside the tree would also be an
+// input the cache key does not cover. The fragment is empty when the base
+// needs none of this.
+func DistroKeysFragment(base map[string]string, srcDir string) Fragment {
+	inTree := func(p string) bool {
+		if !filepath.IsLocal(p) {
+			return false
+		}
+		st, err := os.Stat(filepath.Join(srcDir, p))
+		return err == nil && st.Mode().IsRegular()
+	}
+	var b bytes.Buffer
+	for _, o := range []string{"SYSTEM_TRUSTED_KEYS", "SYSTEM_REVOCATION_KEYS"} {
+		if p := unquoteConfig(base[o]); p != "" && !inTree(p) {
+			fmt.Fprintf(&b, "# the base config's %q is not in this tree\nCONFIG_%s=\"\"\n", p, o)
+		}
+	}
+	if p := unquoteConfig(base["MODULE_SIG_KEY"]); p != "" && p != signingKeyDefault && !inTree(p) {
+		fmt.Fprintf(&b, "# the base config's %q is not in this tree\nCONFIG_MODULE_SIG_KEY=%q\n", p, signingKeyDefault)
+	}
+	return Fragment{Name: "distro-keys", Data: b.Bytes()}
+}
+
+// unquoteConfig turns a .config string value ("x") into x.
+func unquoteConfig(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		return strings.ReplaceAll(v[1:len(v)-1], `\"`, `"`)
+	}
+	return v
+}
+
 // ConfigRequest is one kernel configuration: a base, fragments merged over it
 // in order, then the spec's options and local version.
 type ConfigRequest struct {
@@ -350,14 +398,28 @@ func Configure(ctx context.Context, mk command, logName string, req ConfigReques
 	}
 	o := "O=" + req.OutDir
 	config := filepath.Join(req.OutDir, ".config")
-	switch req.Base {
-	case "tinyconfig", "defconfig", "allnoconfig":
+	switch {
+	case makeBase(req.Base):
 		if err := mk.run(ctx, logName, "make", append(append([]string{o}, req.MakeVars...), req.Base)...); err != nil {
 			return fmt.Errorf("configure kernel: %w", err)
 		}
 	default:
-		if err := copyFile(req.Base, config, 0o644); err != nil {
+		if err := fsutil.CopyFile(req.Base, config, 0o644); err != nil {
 			return fmt.Errorf("configure kernel: base config: %w", err)
+		}
+	}
+	var distro []Fragment
+	if !makeBase(req.Base) {
+		data, err := os.ReadFile(config)
+		if err != nil {
+			return fmt.Errorf("configure kernel: base config: %w", err)
+		}
+		base, _, err := parseConfig(data)
+		if err != nil {
+			return fmt.Errorf("configure kernel: base config %s: %w", req.Base, err)
+		}
+		if f := DistroKeysFragment(base, req.SrcDir); len(f.Data) > 0 {
+			distro = append(distro, f)
 		}
 	}
 	spec := &bytes.Buffer{}
@@ -370,7 +432,9 @@ func Configure(ctx context.Context, mk command, logName string, req ConfigReques
 	if req.LocalVersion != "" {
 		fmt.Fprintf(spec, "CONFIG_LOCALVERSION=%q\n", req.LocalVersion)
 	}
-	all := append(append([]Fragment(nil), req.Fragments...), Fragment{Name: "spec", Data: spec.Bytes()})
+	// The distro fixes come first, so that the role's fragments and the
+	// spec can still set those options; they are not read back.
+	all := append(append(distro, req.Fragments...), Fragment{Name: "spec", Data: spec.Bytes()})
 	fragDir := filepath.Join(req.OutDir, ".lvsforge-fragments")
 	os.RemoveAll(fragDir)
 	if err := os.MkdirAll(fragDir, 0o755); err != nil {
@@ -384,7 +448,9 @@ func Configure(ctx context.Context, mk command, logName string, req ConfigReques
 			return fmt.Errorf("configure kernel: fragment %s: %w", f.Name, err)
 		}
 		for _, name := range order {
-			requested[name] = vals[name]
+			if i >= len(distro) {
+				requested[name] = vals[name]
+			}
 		}
 		p := filepath.Join(fragDir, fmt.Sprintf("%02d-%s.config", i, f.Name))
 		if err := os.WriteFile(p, f.Data, 0o644); err != nil {

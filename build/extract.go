@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -129,7 +130,16 @@ func pipeThrough(ctx context.Context, in io.Reader, prog string, args ...string)
 type ExtractOptions struct {
 	// SystemXZ uses the system's xz for .xz archives when it is installed.
 	SystemXZ bool
+	// Progress, when set, is called about five times a second with how
+	// much of the (compressed) archive has been read and its size, and
+	// once at the end with the two equal.
+	Progress func(read, size int64)
+	// Header, when set, sees the header of every entry extracted.
+	Header func(*tar.Header)
 }
+
+// progressEvery is how often Extract reports progress.
+var progressEvery = 200 * time.Millisecond
 
 // Extract unpacks the tar archive (plain, xz, gzip or bzip2) at archive into
 // dest, which must not exist yet. It extracts into a temporary sibling and
@@ -163,8 +173,19 @@ func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) erro
 	if err != nil {
 		return fmt.Errorf("extract %s: %w", archive, err)
 	}
+	// Started once Decompress has rewound what it peeked at for a system xz.
+	stop := func() {}
+	if opt.Progress != nil {
+		st, err := f.Stat()
+		if err != nil {
+			rc.Close()
+			return fmt.Errorf("extract %s: %w", archive, err)
+		}
+		stop = reportOffset(f, st.Size(), opt.Progress)
+		defer stop()
+	}
 	// Buffered: tar reads each 512-byte header on its own.
-	err = untar(ctx, bufio.NewReaderSize(rc, 1<<20), tmp)
+	err = untar(ctx, bufio.NewReaderSize(rc, 1<<20), tmp, opt.Header)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -178,7 +199,45 @@ func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) erro
 		return fmt.Errorf("extract %s: %w", archive, err)
 	}
 	ok = true
+	stop()
+	if opt.Progress != nil {
+		st, _ := f.Stat()
+		opt.Progress(st.Size(), st.Size())
+	}
 	return nil
+}
+
+// reportOffset calls progress with the file offset of f every
+// progressEvery until the returned stop is called (once or more). The offset is the descriptor's own, which a system xz
+// reading the same descriptor advances too, so both decoders are measured
+// without copying the archive through this process.
+func reportOffset(f *os.File, size int64, progress func(read, size int64)) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(progressEvery)
+		defer t.Stop()
+		var last int64
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
+					last = max(last, min(pos, size))
+					progress(last, size)
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+		})
+	}
 }
 
 // inTree cleans an archive path and reports whether it stays inside the tree.
@@ -193,7 +252,7 @@ func inTree(name string) (string, bool) {
 	return c, true
 }
 
-func untar(ctx context.Context, r io.Reader, root string) error {
+func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)) error {
 	tr := tar.NewReader(r)
 	// symlinks holds every symlink made so far: nothing may be created
 	// beneath one, so no write ever follows a link out of the tree.
@@ -235,6 +294,9 @@ func untar(ctx context.Context, r io.Reader, root string) error {
 		rel, ok := inTree(hdr.Name)
 		if !ok {
 			return fmt.Errorf("%w: %q", ErrUnsafePath, hdr.Name)
+		}
+		if seen != nil {
+			seen(hdr)
 		}
 		if rel == "." {
 			continue

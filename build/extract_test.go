@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -283,6 +285,75 @@ func BenchmarkExtractKernel(b *testing.B) {
 			run(b, func(dest string) error {
 				return Extract(context.Background(), debianKernelTarball, dest, ExtractOptions{SystemXZ: sys})
 			})
+		})
+	}
+}
+
+// TestExtractProgress: Extract reports how much of the compressed archive
+// it has read against the archive's size while it runs, through either
+// decoder, rising to the whole size at the end.
+func TestExtractProgress(t *testing.T) {
+	defer func(d time.Duration) { progressEvery = d }(progressEvery)
+	progressEvery = time.Millisecond
+	// Incompressible bodies, so the archive is as big as the tree.
+	rng := rand.New(rand.NewPCG(1, 2))
+	var entries []entry
+	for i := range 6 {
+		body := make([]byte, 1<<20)
+		for j := range body {
+			body[j] = byte(rng.Uint32())
+		}
+		entries = append(entries, entry{name: fmt.Sprintf("t/f%02d", i), typ: tar.TypeReg, mode: 0o644, body: string(body)})
+	}
+	raw := makeTar(t, entries)
+	formats := map[string][]byte{"gzip": compress(t, FormatGzip, raw)}
+	if xzPath, err := exec.LookPath("xz"); err == nil {
+		cmd := exec.Command(xzPath, "-0", "-c")
+		cmd.Stdin = bytes.NewReader(raw)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		formats["system xz"] = out
+	}
+	for name, data := range formats {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			arc := filepath.Join(dir, "a")
+			os.WriteFile(arc, data, 0o644)
+			var reads []int64
+			var sizes []int64
+			var mu sync.Mutex
+			err := Extract(context.Background(), arc, filepath.Join(dir, "tree"), ExtractOptions{SystemXZ: true, Progress: func(read, size int64) {
+				mu.Lock()
+				reads, sizes = append(reads, read), append(sizes, size)
+				mu.Unlock()
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := len(reads)
+			if n < 2 {
+				t.Fatalf("%d progress reports, want some during the extraction and one at the end", n)
+			}
+			mid := 0
+			for i := range reads {
+				if sizes[i] != int64(len(data)) {
+					t.Fatalf("report %d: size %d, want the archive's %d", i, sizes[i], len(data))
+				}
+				if i > 0 && reads[i] < reads[i-1] {
+					t.Errorf("report %d went back: %d after %d", i, reads[i], reads[i-1])
+				}
+				if reads[i] > 0 && reads[i] < int64(len(data)) {
+					mid++
+				}
+			}
+			if reads[n-1] != int64(len(data)) {
+				t.Errorf("last report %d, want %d", reads[n-1], len(data))
+			}
+			if mid == 0 {
+				t.Errorf("no report between the start and the end: %v", reads)
+			}
 		})
 	}
 }

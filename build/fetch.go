@@ -55,6 +55,51 @@ type Fetcher struct {
 	// Progress, when set, receives snapshots of each download about five
 	// times a second and once at its end. It is called from several goroutines.
 	Progress func(Progress)
+	// IdleTimeout ends an attempt that received no byte for this long, so
+	// a stalled connection is retried (and resumed) instead of blocking
+	// forever (default 60s).
+	IdleTimeout time.Duration
+}
+
+// ErrStalled reports a download attempt that received nothing for the
+// Fetcher's IdleTimeout and was cancelled.
+var ErrStalled = errors.New("no data received within the idle timeout")
+
+func (f *Fetcher) idleTimeout() time.Duration {
+	if f.IdleTimeout > 0 {
+		return f.IdleTimeout
+	}
+	return 60 * time.Second
+}
+
+// await waits for resp to finish, calling tick about five times a second,
+// and cancels the request when no byte arrived for the idle timeout.
+func (f *Fetcher) await(resp *grab.Response, cancel context.CancelFunc, tick func()) error {
+	idle := f.idleTimeout()
+	every := min(200*time.Millisecond, idle/4)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last, lastAt, stalled := resp.BytesComplete(), time.Now(), false
+	for {
+		select {
+		case <-t.C:
+			if n := resp.BytesComplete(); n != last {
+				last, lastAt = n, time.Now()
+			} else if !stalled && time.Since(lastAt) >= idle {
+				stalled = true
+				cancel()
+			}
+			if tick != nil {
+				tick()
+			}
+		case <-resp.Done:
+			err := resp.Err()
+			if stalled && err != nil {
+				return fmt.Errorf("%w (%s, after %d bytes)", ErrStalled, idle, last)
+			}
+			return err
+		}
+	}
 }
 
 func (f *Fetcher) client() *grab.Client {
@@ -185,6 +230,8 @@ func (f *Fetcher) fetchOne(ctx context.Context, client *grab.Client, s Source) (
 }
 
 func (f *Fetcher) download(ctx context.Context, client *grab.Client, name, url, part string, attempt int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	req, err := grab.NewRequest(part, url)
 	if err != nil {
 		return err
@@ -192,8 +239,6 @@ func (f *Fetcher) download(ctx context.Context, client *grab.Client, name, url, 
 	req = req.WithContext(ctx)
 	req.IgnoreRemoteTime = true
 	resp := client.Do(req)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
 	report := func(done bool, err error) {
 		if f.Progress == nil {
 			return
@@ -204,19 +249,12 @@ func (f *Fetcher) download(ctx context.Context, client *grab.Client, name, url, 
 			Done: done, Attempt: attempt, Err: err,
 		})
 	}
-	for {
-		select {
-		case <-t.C:
-			report(false, nil)
-		case <-resp.Done:
-			err := resp.Err()
-			report(true, err)
-			if err != nil && errors.Is(err, grab.ErrBadLength) {
-				// The local part is longer than the remote file: it cannot be
-				// a prefix of it, so start over next time.
-				os.Remove(part)
-			}
-			return err
-		}
+	err = f.await(resp, cancel, func() { report(false, nil) })
+	report(true, err)
+	if err != nil && errors.Is(err, grab.ErrBadLength) {
+		// The local part is longer than the remote file: it cannot be
+		// a prefix of it, so start over next time.
+		os.Remove(part)
 	}
+	return err
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 )
 
 // IpvsadmInputs is everything an ipvsadm build depends on.
@@ -119,7 +121,7 @@ func (b *Builder) Ipvsadm(ctx context.Context, in IpvsadmInputs) (*IpvsadmArtifa
 		return nil, fmt.Errorf("build ipvsadm: %w", err)
 	}
 	bin := filepath.Join(tmpArt, "ipvsadm")
-	if err := copyFile(filepath.Join(src, "ipvsadm"), bin, 0o755); err != nil {
+	if err := fsutil.CopyFile(filepath.Join(src, "ipvsadm"), bin, 0o755); err != nil {
 		return nil, fmt.Errorf("collect ipvsadm: %w", err)
 	}
 	if in.Static {

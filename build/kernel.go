@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 	"github.com/lvsforge/lvsforge/patches"
 )
 
@@ -30,14 +31,17 @@ import (
 // and whose results it keeps in Cache, keyed by every input.
 type Builder struct {
 	Cache *Cache
-	// Jobs is make's -j (default: the number of CPUs).
+	// Jobs is make's -j (default: the number of CPUs, plus what the
+	// spec's build farm hosts take; see FarmJobs).
 	Jobs int
 	// SystemXZ lets extraction use the system's xz.
 	SystemXZ bool
 	// NoCCache disables ccache even when it is installed.
 	NoCCache bool
-	// Status, when set, receives each step as it starts and compile
-	// progress ("step", "message"); the CLI turns it into a progress line or log lines.
+	// Status, when set, receives each step as it starts ("extract",
+	// "patch", "configure", "compile", ...) and, under the same step name,
+	// the progress of extraction (about once a second) and of compilation;
+	// the CLI turns it into a progress line or log lines.
 	Status func(step, msg string)
 }
 
@@ -47,9 +51,13 @@ func (b *Builder) status(step, format string, args ...any) {
 	}
 }
 
-func (b *Builder) jobs() int {
+// jobs is make's -j for a build of in.
+func (b *Builder) jobs(in KernelInputs) int {
 	if b.Jobs > 0 {
 		return b.Jobs
+	}
+	if in.BuildFarm.Engine != "" {
+		return FarmJobs(in.BuildFarm, runtime.NumCPU())
 	}
 	return runtime.NumCPU()
 }
@@ -80,7 +88,16 @@ type KernelInputs struct {
 	Options      []string
 	LocalVersion string
 	BuildFarm    cluster.BuildFarm
+	// Package, when "deb" or "rpm", also builds the kernel's bindeb-pkg or
+	// binrpm-pkg packages into the artifacts.
+	Package string
 }
+
+// Package formats Builder.Kernel can produce.
+const (
+	PackageDeb = "deb"
+	PackageRPM = "rpm"
+)
 
 // KernelArtifacts are the files of one kernel build.
 type KernelArtifacts struct {
@@ -89,7 +106,9 @@ type KernelArtifacts struct {
 	SystemMap string
 	Config    string
 	// Modules is a tar.gz of lib/modules/RELEASE, "" when CONFIG_MODULES is off.
-	Modules  string
+	Modules string
+	// Packages are the .deb or .rpm files of a build with Package set.
+	Packages []string
 	Release  string
 	Log      string
 	Manifest Manifest
@@ -132,6 +151,11 @@ type kernelKey struct {
 	LocalVersion  string
 	Toolchain     map[string]string
 	Targets       []string
+	// KCFLAGS are the user's own (from the environment), which lvsforge
+	// adds its flags to; omitted when empty, like Package, so that keys of
+	// builds without them are what they always were.
+	KCFLAGS string `json:",omitempty"`
+	Package string `json:",omitempty"`
 }
 
 func toolchain() map[string]string {
@@ -169,6 +193,13 @@ func (in KernelInputs) key() (kernelKey, error) {
 	if !localVersionRe.MatchString(in.LocalVersion) {
 		return k, fmt.Errorf("build kernel: localVersion %q may only hold letters, digits and ._+-", in.LocalVersion)
 	}
+	switch in.Package {
+	case "", PackageDeb, PackageRPM:
+		k.Package = in.Package
+	default:
+		return k, fmt.Errorf("build kernel: package %q: want %s or %s", in.Package, PackageDeb, PackageRPM)
+	}
+	k.KCFLAGS = strings.TrimSpace(os.Getenv("KCFLAGS"))
 	for _, p := range in.Patches {
 		if !ValidSHA256(p.SHA256) {
 			return k, fmt.Errorf("build kernel: patch %s has no sha256", p.Name)
@@ -241,6 +272,12 @@ func kernelArtifacts(dir string, m Manifest, cached bool) *KernelArtifacts {
 	if _, ok := m.Files["modules.tar.gz"]; ok {
 		a.Modules = filepath.Join(dir, "modules.tar.gz")
 	}
+	for name := range m.Files {
+		if strings.HasPrefix(name, "packages/") {
+			a.Packages = append(a.Packages, filepath.Join(dir, name))
+		}
+	}
+	sort.Strings(a.Packages)
 	return a
 }
 
@@ -268,6 +305,10 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 	srcRoot := filepath.Join(b.Cache.Dir, "work", "src-"+srcKey)
 	t := time.Now()
 	if err := b.prepareSource(ctx, in, srcRoot); err != nil {
+		return nil, err
+	}
+	date, err := b.sourceDate(ctx, in, srcRoot)
+	if err != nil {
 		return nil, err
 	}
 	lap("extractAndPatch", t)
@@ -310,7 +351,7 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 	}
 	defer logf.Close()
 
-	env, makeVars, ccache, err := b.makeEnv(src, in)
+	env, makeVars, ccache, err := b.makeEnv(src, date, in)
 	if err != nil {
 		return nil, err
 	}
@@ -357,8 +398,9 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 			}
 		}
 	}
-	b.status("compile", "%s: make -j%d %s", role, b.jobs(), strings.Join(targets, " "))
-	args := append([]string{"O=" + outDir, fmt.Sprintf("-j%d", b.jobs())}, makeVars...)
+	jobs := b.jobs(in)
+	b.status("compile", "%s: make -j%d %s", role, jobs, strings.Join(targets, " "))
+	args := append([]string{"O=" + outDir, fmt.Sprintf("-j%d", jobs)}, makeVars...)
 	if err := mk.run(ctx, logPath, "make", append(args, targets...)...); err != nil {
 		return nil, fmt.Errorf("build %s kernel: %w", role, err)
 	}
@@ -375,7 +417,7 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		"System.map": filepath.Join(outDir, "System.map"),
 		"config":     filepath.Join(outDir, ".config"),
 	} {
-		if err := copyFile(from, filepath.Join(tmpArt, name), 0o644); err != nil {
+		if err := fsutil.CopyFile(from, filepath.Join(tmpArt, name), 0o644); err != nil {
 			return nil, fmt.Errorf("collect kernel artifacts: %w", err)
 		}
 	}
@@ -390,12 +432,25 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		if err := mk.run(ctx, logPath, "make", append(append([]string{"O=" + outDir, "INSTALL_MOD_PATH=" + stage}, makeVars...), "modules_install")...); err != nil {
 			return nil, fmt.Errorf("install %s modules: %w", role, err)
 		}
-		if err := writeTarGz(filepath.Join(tmpArt, "modules.tar.gz"), stage, kbuildTime(src)); err != nil {
+		if err := writeTarGz(filepath.Join(tmpArt, "modules.tar.gz"), stage, date); err != nil {
 			return nil, fmt.Errorf("pack %s modules: %w", role, err)
 		}
 		lap("modules", t)
 	}
-	for _, name := range []string{"bzImage", "System.map", "config", "kernelrelease", "modules.tar.gz"} {
+	names := []string{"bzImage", "System.map", "config", "kernelrelease", "modules.tar.gz"}
+	if in.Package != "" {
+		t = time.Now()
+		b.status("package", "%s: make %s", role, packageTargets[in.Package])
+		pkgs, err := b.buildPackages(ctx, mk, logPath, outDir, append([]string{fmt.Sprintf("-j%d", jobs)}, makeVars...), in.Package, release, date, filepath.Join(tmpArt, "packages"))
+		if err != nil {
+			return nil, fmt.Errorf("package %s kernel: %w", role, err)
+		}
+		for _, p := range pkgs {
+			names = append(names, "packages/"+filepath.Base(p))
+		}
+		lap("package", t)
+	}
+	for _, name := range names {
 		p := filepath.Join(tmpArt, name)
 		if _, err := os.Stat(p); err != nil {
 			continue
@@ -450,7 +505,26 @@ func (b *Builder) prepareSource(ctx context.Context, in KernelInputs, srcRoot st
 	tmp := srcRoot + ".tmp"
 	os.RemoveAll(tmp)
 	b.status("extract", "extracting linux %s source", in.Version)
-	if err := Extract(ctx, in.Tarball, tmp, ExtractOptions{SystemXZ: b.SystemXZ}); err != nil {
+	start, shown := time.Now(), time.Now()
+	var date sourceDate
+	err = Extract(ctx, in.Tarball, tmp, ExtractOptions{
+		SystemXZ: b.SystemXZ,
+		Header:   date.observe,
+		Progress: func(read, size int64) {
+			if read < size && time.Since(shown) >= time.Second {
+				shown = time.Now()
+				b.status("extract", "extracting linux %s source: %s", in.Version, byteProgress(read, size, time.Since(start)))
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(in.Tarball); err == nil {
+		b.status("extracted", "extracted linux %s source: %s in %.1fs", in.Version, mib(st.Size()), time.Since(start).Seconds())
+	}
+	// Recorded before any patch changes a file's mtime.
+	if err := writeSourceDate(srcRoot, date.time()); err != nil {
 		return err
 	}
 	if len(in.Patches) > 0 {
@@ -470,28 +544,24 @@ func (b *Builder) prepareSource(ctx context.Context, in KernelInputs, srcRoot st
 	return nil
 }
 
-// kbuildTime is the timestamp embedded in the kernel: the source's top
-// Makefile mtime, so it is fixed by the tarball rather than the build date.
-func kbuildTime(src string) time.Time {
-	if st, err := os.Stat(filepath.Join(src, "Makefile")); err == nil {
-		return st.ModTime().UTC()
-	}
-	return time.Unix(0, 0).UTC()
-}
-
 // makeEnv returns the environment and make variables of a reproducible
 // build, and the ccache binary in use ("" when none). A build farm the spec
 // names must be installed: a build that silently ran on one machine would
 // not be what was asked for.
-func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccache string, err error) {
+func (b *Builder) makeEnv(src string, date time.Time, in KernelInputs) (env, vars []string, ccache string, err error) {
+	// The work directory's name must not leak into the image. The user's
+	// own KCFLAGS stay (they are part of the cache key).
+	kcflags := "-ffile-prefix-map=" + src + "/="
+	if user := strings.TrimSpace(os.Getenv("KCFLAGS")); user != "" {
+		kcflags = user + " " + kcflags
+	}
 	env = append(os.Environ(),
 		"LC_ALL=C",
-		"KBUILD_BUILD_TIMESTAMP="+kbuildTime(src).Format("Mon Jan _2 15:04:05 UTC 2006"),
+		"KBUILD_BUILD_TIMESTAMP="+kbuildTimestamp(date),
 		"KBUILD_BUILD_USER=lvsforge",
 		"KBUILD_BUILD_HOST=lvsforge",
 		"KBUILD_BUILD_VERSION=1",
-		// The work directory's name must not leak into the image.
-		"KCFLAGS=-ffile-prefix-map="+src+"/=",
+		"KCFLAGS="+kcflags,
 	)
 	var farm string
 	if e := in.BuildFarm.Engine; e != "" {
@@ -500,14 +570,7 @@ func (b *Builder) makeEnv(src string, in KernelInputs) (env, vars []string, ccac
 			return nil, nil, "", fmt.Errorf("build kernel: the spec's build farm uses %s, which is not installed (apt-get install %s)", e, e)
 		}
 		farm = p
-		switch e {
-		case "distcc":
-			env = append(env, "DISTCC_HOSTS="+strings.Join(in.BuildFarm.Hosts, " "))
-		case "icecc":
-			if len(in.BuildFarm.Hosts) > 0 {
-				env = append(env, "ICECC_SCHEDULER_HOST="+in.BuildFarm.Hosts[0])
-			}
-		}
+		env = append(env, FarmEnv(in.BuildFarm)...)
 	}
 	if !b.NoCCache {
 		if p, err := exec.LookPath("ccache"); err == nil {

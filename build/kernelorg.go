@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,17 +31,55 @@ const KernelOrgAutosignerFingerprint = "B8868C80BA62A1FFFAF5FDA9632D3A06589DA6B1
 //go:embed keys/kernel.org-autosigner.asc
 var autosignerKey []byte
 
+// The release signers: Greg Kroah-Hartman signs the stable releases
+// (6.1.192), Linus Torvalds the mainline ones (6.1). Both keys come from
+// kernel.org's pgpkeys repository (keys/38DBBDC86092693E.asc and
+// keys/79BE3E4300411886.asc) and are refused unless their fingerprints are
+// these.
+const (
+	GregKHFingerprint   = "647F28654894E3BD457199BE38DBBDC86092693E"
+	TorvaldsFingerprint = "ABAF11C65A2970B130ABE3C479BE3E4300411886"
+)
+
+var (
+	//go:embed keys/gregkh.asc
+	gregkhKey []byte
+	//go:embed keys/torvalds.asc
+	torvaldsKey []byte
+)
+
+// shippedKey parses one key lvsforge ships and checks that it is the one
+// with fingerprint fp: a key replaced in the source tree is refused.
+func shippedKey(data []byte, fp, what string) (openpgp.EntityList, error) {
+	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("read the shipped %s key: %w", what, err)
+	}
+	if len(el) != 1 || !strings.EqualFold(hex.EncodeToString(el[0].PrimaryKey.Fingerprint), fp) {
+		return nil, fmt.Errorf("read the shipped %s key: it is not %s", what, fp)
+	}
+	return el, nil
+}
+
 // ShippedKeyring is the kernel.org autosigner key lvsforge ships, checked
 // against KernelOrgAutosignerFingerprint.
 func ShippedKeyring() (openpgp.EntityList, error) {
-	el, err := openpgp.ReadArmoredKeyRing(bytes.NewReader(autosignerKey))
+	return shippedKey(autosignerKey, KernelOrgAutosignerFingerprint, "kernel.org")
+}
+
+// ReleaseSignersKeyring is the release signers' keys lvsforge ships, which
+// a linux-VERSION.tar.sign must verify against; each is checked against
+// its fingerprint.
+func ReleaseSignersKeyring() (openpgp.EntityList, error) {
+	greg, err := shippedKey(gregkhKey, GregKHFingerprint, "Greg Kroah-Hartman")
 	if err != nil {
-		return nil, fmt.Errorf("read the shipped kernel.org key: %w", err)
+		return nil, err
 	}
-	if len(el) != 1 || !strings.EqualFold(hex.EncodeToString(el[0].PrimaryKey.Fingerprint), KernelOrgAutosignerFingerprint) {
-		return nil, fmt.Errorf("read the shipped kernel.org key: it is not %s", KernelOrgAutosignerFingerprint)
+	linus, err := shippedKey(torvaldsKey, TorvaldsFingerprint, "Linus Torvalds")
+	if err != nil {
+		return nil, err
 	}
-	return el, nil
+	return append(greg, linus...), nil
 }
 
 // DefaultKernelOrgMirrors are the kernel.org bases under which v6.x/ etc. live.
@@ -132,7 +173,10 @@ func kernelOrgDir(version string) (string, error) {
 // KernelOrgSource turns a kernel.org release into a pinned Source: it fetches
 // sha256sums.asc from the mirrors, verifies its signature with v, and takes
 // the tarball's sha256 from the signed text. If pin is set too, the two must
-// agree. Nothing is written to the cache here.
+// agree. A verified sha256sums.asc is kept in the cache
+// (kernel.org/vN.x/sha256sums.asc) and, when it lists the release, used
+// again without the network: it is verified with v on every use, so the
+// cached copy is trusted no more than a downloaded one.
 func (f *Fetcher) KernelOrgSource(ctx context.Context, version string, mirrors []string, v Verifier, pin string) (Source, error) {
 	dir, err := kernelOrgDir(version)
 	if err != nil {
@@ -146,6 +190,25 @@ func (f *Fetcher) KernelOrgSource(ctx context.Context, version string, mirrors [
 	for _, m := range mirrors {
 		urls = append(urls, strings.TrimRight(m, "/")+"/"+dir+"/"+name)
 	}
+	resolve := func(data []byte) (string, error) {
+		signed, err := v.VerifyClearsigned(data)
+		if err != nil {
+			return "", err
+		}
+		return LookupSHA256(signed, name)
+	}
+	checkPin := func(sum string) (Source, error) {
+		if pin != "" && !strings.EqualFold(pin, sum) {
+			return Source{}, fmt.Errorf("resolve %s: %w: signed list says %s, spec pins %s", name, ErrChecksum, sum, pin)
+		}
+		return Source{Name: name, URLs: urls, SHA256: sum}, nil
+	}
+	cached := filepath.Join(f.Cache.Dir, "kernel.org", dir, "sha256sums.asc")
+	if data, err := os.ReadFile(cached); err == nil {
+		if sum, err := resolve(data); err == nil {
+			return checkPin(sum)
+		}
+	}
 	var errs []error
 	for _, m := range mirrors {
 		u := strings.TrimRight(m, "/") + "/" + dir + "/sha256sums.asc"
@@ -154,25 +217,22 @@ func (f *Fetcher) KernelOrgSource(ctx context.Context, version string, mirrors [
 			errs = append(errs, fmt.Errorf("%s: %w", u, err))
 			continue
 		}
-		signed, err := v.VerifyClearsigned(data)
+		sum, err := resolve(data)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", u, err))
 			continue
 		}
-		sum, err := LookupSHA256(signed, name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", u, err))
-			continue
+		if err := f.Cache.writeFile(cached, data); err != nil {
+			return Source{}, fmt.Errorf("resolve %s: %w", name, err)
 		}
-		if pin != "" && !strings.EqualFold(pin, sum) {
-			return Source{}, fmt.Errorf("resolve %s: %w: signed list says %s, spec pins %s", name, ErrChecksum, sum, pin)
-		}
-		return Source{Name: name, URLs: urls, SHA256: sum}, nil
+		return checkPin(sum)
 	}
 	return Source{}, fmt.Errorf("resolve %s: %w", name, errors.Join(errs...))
 }
 
-// fetchSmall downloads a small file into memory with the Fetcher's retries.
+// fetchSmall downloads a small file into memory with the Fetcher's
+// retries: a connection failure, a stall or a 5xx answer is tried again
+// after the backoff; any other HTTP status is final.
 func (f *Fetcher) fetchSmall(ctx context.Context, url string) ([]byte, error) {
 	client := f.client()
 	rounds := f.Rounds
@@ -192,22 +252,96 @@ func (f *Fetcher) fetchSmall(ctx context.Context, url string) ([]byte, error) {
 			case <-time.After(backoff << (round - 1)):
 			}
 		}
-		var req *grab.Request
-		req, err = grab.NewRequest("", url)
-		if err != nil {
+		var data []byte
+		if data, err = f.getSmall(ctx, client, url); err == nil {
+			return data, nil
+		}
+		if ctx.Err() != nil {
 			return nil, err
 		}
-		req.NoStore = true
-		resp := client.Do(req.WithContext(ctx))
-		if err = resp.Err(); err == nil {
-			return resp.Bytes()
-		}
 		var sc grab.StatusCodeError
-		if errors.As(err, &sc) {
+		if errors.As(err, &sc) && int(sc) < 500 && int(sc) != http.StatusTooManyRequests {
 			return nil, err
 		}
 	}
 	return nil, err
+}
+
+func (f *Fetcher) getSmall(ctx context.Context, client *grab.Client, url string) ([]byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := grab.NewRequest("", url)
+	if err != nil {
+		return nil, err
+	}
+	req.NoStore = true
+	resp := client.Do(req.WithContext(ctx))
+	if err := f.await(resp, cancel, nil); err != nil {
+		return nil, err
+	}
+	return resp.Bytes()
+}
+
+// verifyKernelOrgTarSign checks linux-VERSION.tar.sign, from the cache or
+// the mirrors, over the uncompressed tarball (sha256 sum) and returns the
+// signer. Decompressing a kernel takes seconds, so a signature that
+// verified is remembered, per tarball and keyring, in the cache: an
+// unchanged build does not pay for it again and needs no network.
+func (f *Fetcher) verifyKernelOrgTarSign(ctx context.Context, version string, mirrors []string, tarball, sum string, keyring openpgp.EntityList) (string, error) {
+	dir, err := kernelOrgDir(version)
+	if err != nil {
+		return "", err
+	}
+	if len(mirrors) == 0 {
+		mirrors = DefaultKernelOrgMirrors
+	}
+	name := "linux-" + version + ".tar.sign"
+	var fps []string
+	for _, e := range keyring {
+		fps = append(fps, fmt.Sprintf("%X", e.PrimaryKey.Fingerprint))
+	}
+	sort.Strings(fps)
+	marker := filepath.Join(f.Cache.Dir, "kernel.org", "verified", strings.ToLower(sum)+"-"+hashJSON(fps)[:16])
+	if who, err := os.ReadFile(marker); err == nil {
+		return string(who), nil
+	}
+	cached := filepath.Join(f.Cache.Dir, "kernel.org", dir, name)
+	var sigs [][]byte
+	var errs []error
+	if data, err := os.ReadFile(cached); err == nil {
+		sigs = append(sigs, data)
+	} else {
+		for _, m := range mirrors {
+			u := strings.TrimRight(m, "/") + "/" + dir + "/" + name
+			data, err := f.fetchSmall(ctx, u)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", u, err))
+				continue
+			}
+			sigs = append(sigs, data)
+			break
+		}
+	}
+	for _, sig := range sigs {
+		signer, err := verifyTarSign(ctx, tarball, bytes.NewReader(sig), keyring)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		who := fmt.Sprintf("%X", signer.PrimaryKey.Fingerprint)
+		for id := range signer.Identities {
+			who += " " + id
+			break
+		}
+		if err := f.Cache.writeFile(cached, sig); err != nil {
+			return "", fmt.Errorf("verify %s: %w", name, err)
+		}
+		if err := f.Cache.writeFile(marker, []byte(who)); err != nil {
+			return "", fmt.Errorf("verify %s: %w", name, err)
+		}
+		return who, nil
+	}
+	return "", fmt.Errorf("verify %s: %w", name, errors.Join(errs...))
 }
 
 // VerifyTarSign checks a kernel.org linux-X.Y.Z.tar.sign, a detached
@@ -220,21 +354,29 @@ func VerifyTarSign(ctx context.Context, tarball, sign string, keyring openpgp.En
 		return nil, fmt.Errorf("verify tarball signature: %w", err)
 	}
 	defer sig.Close()
+	signer, err := verifyTarSign(ctx, tarball, sig, keyring)
+	if err != nil {
+		return nil, fmt.Errorf("verify %s: %w", filepath.Base(sign), err)
+	}
+	return signer, nil
+}
+
+func verifyTarSign(ctx context.Context, tarball string, sig io.Reader, keyring openpgp.EntityList) (*openpgp.Entity, error) {
 	f, err := os.Open(tarball)
 	if err != nil {
-		return nil, fmt.Errorf("verify tarball signature: %w", err)
+		return nil, err
 	}
 	defer f.Close()
 	rc, err := Decompress(ctx, f, true)
 	if err != nil {
-		return nil, fmt.Errorf("verify tarball signature: %w", err)
+		return nil, err
 	}
 	signer, err := openpgp.CheckArmoredDetachedSignature(keyring, rc, sig, nil)
 	if cerr := rc.Close(); err == nil && cerr != nil {
-		return nil, fmt.Errorf("verify tarball signature: %w", cerr)
+		return nil, cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("verify %s: %w: %v", filepath.Base(sign), ErrBadSignature, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return signer, nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/patches"
 )
@@ -36,6 +37,9 @@ type FetchOptions struct {
 	IpvsadmFile string
 	// SkipIpvsadm leaves ipvsadm out (kernel-only builds).
 	SkipIpvsadm bool
+	// TarSignKeyring verifies linux-VERSION.tar.sign when the spec sets
+	// kernel.source.verifyTarSign; nil means ReleaseSignersKeyring.
+	TarSignKeyring openpgp.EntityList
 }
 
 // Fetched is every verified input of a spec, in the cache.
@@ -51,6 +55,8 @@ type Item struct {
 	Name   string `json:"name"`
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
+	// SignedBy is the key whose .tar.sign verified the file, when one did.
+	SignedBy string `json:"signedBy,omitempty"`
 }
 
 // Items lists every file of f once, for reports.
@@ -91,6 +97,9 @@ func (f *Fetcher) FetchSpec(ctx context.Context, s *cluster.Spec, opt FetchOptio
 
 	k := s.Kernel
 	name := "linux-" + k.Version + ".tar.xz"
+	if k.Source.VerifyTarSign && k.Source.Type != cluster.SourceKernelOrg {
+		return nil, fmt.Errorf("fetch kernel: kernel.source.verifyTarSign needs a kernel.org source, not %q", k.Source.Type)
+	}
 	switch k.Source.Type {
 	case cluster.SourceKernelOrg:
 		src, err := f.KernelOrgSource(ctx, k.Version, k.Source.Mirrors, opt.Verifier, k.Source.SHA256)
@@ -121,7 +130,7 @@ func (f *Fetcher) FetchSpec(ctx context.Context, s *cluster.Spec, opt FetchOptio
 
 	for _, role := range Roles {
 		rk, _ := RoleKernel(s, role)
-		entries, err := patches.Resolve(s.PatchSets, rk.PatchSets, s.Dir)
+		entries, err := patches.Resolve(s.PatchSets, rk.PatchSets, role, s.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("fetch %s patches: %w", role, err)
 		}
@@ -166,6 +175,17 @@ func (f *Fetcher) FetchSpec(ctx context.Context, s *cluster.Spec, opt FetchOptio
 	for i, p := range paths {
 		assign[i](p)
 	}
+	if k.Source.VerifyTarSign {
+		keyring := opt.TarSignKeyring
+		if keyring == nil {
+			if keyring, err = ReleaseSignersKeyring(); err != nil {
+				return nil, err
+			}
+		}
+		if out.Kernel.SignedBy, err = f.verifyKernelOrgTarSign(ctx, k.Version, k.Source.Mirrors, out.Kernel.Path, out.Kernel.SHA256, keyring); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
 }
 
@@ -181,6 +201,13 @@ func KernelInputsFor(s *cluster.Spec, role string, got *Fetched, vm bool) (Kerne
 		return KernelInputs{}, err
 	}
 	frags := []Fragment{roleFrag}
+	if role == cluster.RoleDirector && hasFWMark(s) {
+		f, err := BuiltinFragment(FragmentFWMark)
+		if err != nil {
+			return KernelInputs{}, err
+		}
+		frags = append(frags, f)
+	}
 	if vm {
 		f, err := BuiltinFragment(FragmentVM)
 		if err != nil {
@@ -220,6 +247,8 @@ type SpecBuild struct {
 	VM bool
 	// Ipvsadm builds ipvsadm too, statically linked when Static is set.
 	Ipvsadm, Static bool
+	// Package, "deb" or "rpm", packages every kernel too (see KernelInputs).
+	Package string
 }
 
 // BuildSpec fetches and verifies what s names (a no-op for what the cache
@@ -237,6 +266,7 @@ func (b *Builder) BuildSpec(ctx context.Context, f *Fetcher, s *cluster.Spec, op
 		if err != nil {
 			return nil, err
 		}
+		in.Package = want.Package
 		if out.Kernels[role], err = b.Kernel(ctx, in); err != nil {
 			return nil, err
 		}
@@ -285,4 +315,15 @@ func NewVerifier(keyring, fingerprint string) (Verifier, error) {
 		v.RequireFingerprint = fingerprint
 	}
 	return v, nil
+}
+
+// hasFWMark says whether a spec has a firewall-mark service, whose packets
+// the director marks with iptables.
+func hasFWMark(s *cluster.Spec) bool {
+	for _, sv := range s.Services {
+		if sv.FWMark != 0 {
+			return true
+		}
+	}
+	return false
 }

@@ -70,6 +70,23 @@ func TestFetchSpecWithPatches(t *testing.T) {
 	if strings.Join(names, ",") != "director,vm" || !in.IPVSSchedulers || in.LocalVersion != "-lvs" || len(in.Patches) != 2 {
 		t.Errorf("inputs = %+v", in)
 	}
+	// A firewall-mark service: the director's kernel gets what its
+	// iptables marks need, the real servers' do not.
+	fw := *s
+	fw.Services = append([]cluster.Service{{Name: "mail", VIP: "192.168.7.111", FWMark: 7, FWMarkPorts: []int{25}}}, s.Services...)
+	for role, want := range map[string]string{cluster.RoleDirector: "director,fwmark,vm", cluster.RoleRealServer: "realserver,vm"} {
+		fin, err := KernelInputsFor(&fw, role, got, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var fnames []string
+		for _, fr := range fin.Fragments {
+			fnames = append(fnames, fr.Name)
+		}
+		if strings.Join(fnames, ",") != want {
+			t.Errorf("%s fragments with a firewall-mark service = %v, want %s", role, fnames, want)
+		}
+	}
 	k1, err := in.CacheKey()
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,10 @@
 // Package patches owns kernel patch series: it resolves the named patch sets
-// of a cluster spec into an ordered list of pinned entries, and applies a
-// fetched series to a source tree with GNU patch, all or nothing: every patch
-// is checked with --dry-run first, a patch that is already in the tree is
-// recognised and skipped, and when one fails the patches applied before it
-// are reversed so the tree is back where it started.
+// of a cluster spec into an ordered list of pinned entries for one role, and
+// applies a fetched series to a source tree with GNU patch, all or nothing:
+// every patch is checked with --dry-run first, a patch that is already in
+// the tree is recognised and skipped, and the files each patch is about to
+// change are copied aside first, so that when any patch fails (even half-way
+// through, after a clean dry run) the tree is put back byte for byte.
 package patches
 
 import (
@@ -15,14 +16,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/ulikunitz/xz"
 
 	"github.com/lvsforge/lvsforge/cluster"
-	"github.com/ulikunitz/xz"
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 )
 
 // Entry is one patch of a resolved series, not yet fetched.
@@ -36,6 +41,8 @@ type Entry struct {
 	URL    string
 	SHA256 string
 	Strip  int
+	// Roles are the roles the entry is limited to; empty means all.
+	Roles []string
 }
 
 // Patch is a fetched, verified patch ready to apply.
@@ -49,10 +56,12 @@ type Patch struct {
 // ErrUnknownSet reports a patch set name that the spec does not define.
 var ErrUnknownSet = errors.New("unknown patch set")
 
-// Resolve returns, in order, the patches of the named sets. Relative files
-// are taken relative to dir (the spec's directory). Every entry must pin a
-// sha256: a patch is code that goes into a kernel.
-func Resolve(sets []cluster.PatchSet, names []string, dir string) ([]Entry, error) {
+// Resolve returns, in order, the patches of the named sets that apply to
+// role: entries whose roles list names it, or that list no roles. An empty
+// role keeps every entry. Relative files are taken relative to dir (the
+// spec's directory). Every entry must pin a sha256: a patch is code that
+// goes into a kernel.
+func Resolve(sets []cluster.PatchSet, names []string, role, dir string) ([]Entry, error) {
 	byName := map[string]cluster.PatchSet{}
 	for _, s := range sets {
 		byName[s.Name] = s
@@ -88,8 +97,18 @@ func Resolve(sets []cluster.PatchSet, names []string, dir string) ([]Entry, erro
 			if !sha256Re.MatchString(e.SHA256) {
 				return nil, fmt.Errorf("resolve patch set %q entry %d: sha256 must be 64 hex digits, got %q", n, i+1, p.SHA256)
 			}
+			applies := len(p.Roles) == 0 || role == ""
+			for j, r := range p.Roles {
+				if r != cluster.RoleDirector && r != cluster.RoleRealServer {
+					return nil, fmt.Errorf("resolve patch set %q entry %d: roles[%d]: unknown role %q: want %s or %s", n, i+1, j, r, cluster.RoleDirector, cluster.RoleRealServer)
+				}
+				applies = applies || r == role
+			}
+			e.Roles = p.Roles
 			e.Name = s.Name + "/" + filepath.Base(base)
-			out = append(out, e)
+			if applies {
+				out = append(out, e)
+			}
 		}
 	}
 	return out, nil
@@ -141,28 +160,14 @@ func Apply(ctx context.Context, dir string, series []Patch) (Result, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	type done struct {
-		p     Patch
-		plain string
-	}
-	var applied []done
-	rollback := func() error {
-		// Restoring the tree must finish even when ctx was cancelled.
-		rctx := context.WithoutCancel(ctx)
-		var errs []error
-		for i := len(applied) - 1; i >= 0; i-- {
-			d := applied[i]
-			if out, err := runPatch(rctx, prog, dir, d.p.Strip, d.plain, "-R"); err != nil {
-				errs = append(errs, fmt.Errorf("reverse %s: %w: %s", d.p.Name, err, out))
-			}
-		}
-		return errors.Join(errs...)
-	}
+	snap := &snapshot{root: dir, store: filepath.Join(tmp, "saved"), files: map[string]saved{}}
+	// Restoring the tree must finish even when ctx was cancelled; it needs
+	// no program, only the copies.
+	rollback := snap.restore
 	for i, p := range series {
 		plain := filepath.Join(tmp, fmt.Sprintf("%03d.patch", i))
 		if err := decompressTo(p.Path, plain); err != nil {
-			rerr := rollback()
-			return res, errors.Join(fmt.Errorf("apply patch %s: %w", p.Name, err), rerr)
+			return res, errors.Join(fmt.Errorf("apply patch %s: %w", p.Name, err), rollback())
 		}
 		out, err := runPatch(ctx, prog, dir, p.Strip, plain, "--dry-run")
 		if err != nil {
@@ -180,15 +185,209 @@ func Apply(ctx context.Context, dir string, series []Patch) (Result, error) {
 			res.Applied = nil
 			return res, pe
 		}
+		// What patch said it would touch, and what the diff's headers
+		// name: a file missing from one list is still saved.
+		if err := snap.save(append(checkedFiles(out), headerFiles(plain, p.Strip)...)); err != nil {
+			return res, errors.Join(fmt.Errorf("apply patch %s: %w", p.Name, err), rollback())
+		}
 		if out, err := runPatch(ctx, prog, dir, p.Strip, plain); err != nil {
-			// The dry run passed, so this is unexpected (disk full, a race);
-			// the partial patch cannot be reversed reliably by patch itself.
+			// The dry run passed, so this is unexpected (disk full, a race)
+			// and the patch may be half applied; the snapshot undoes it.
+			res.Applied = nil
 			return res, errors.Join(fmt.Errorf("apply patch %s after a clean dry run: %w: %s", p.Name, err, out), rollback())
 		}
-		applied = append(applied, done{p, plain})
 		res.Applied = append(res.Applied, p.Name)
 	}
 	return res, nil
+}
+
+// snapshot holds the state, before the series changed anything, of every
+// file a patch of the series touches: its bytes, mode, mtime or link
+// target, or that it did not exist (with the directories that did not).
+type snapshot struct {
+	root, store string
+	files       map[string]saved
+	order       []string
+	// absentDirs are directories that did not exist, deepest last.
+	absentDirs []string
+	seenDirs   map[string]bool
+}
+
+type saved struct {
+	exists bool
+	copy   string
+	link   string
+	mode   fs.FileMode
+	mtime  time.Time
+}
+
+// save records the current state of each path not recorded yet. It runs
+// before the patch that may change them, so the first record of a path is
+// its state before the whole series.
+func (s *snapshot) save(rels []string) error {
+	if s.seenDirs == nil {
+		s.seenDirs = map[string]bool{}
+	}
+	for _, rel := range rels {
+		rel = filepath.Clean(rel)
+		if _, ok := s.files[rel]; ok || !filepath.IsLocal(rel) {
+			continue
+		}
+		p := filepath.Join(s.root, rel)
+		st, err := os.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			s.files[rel] = saved{}
+			var dirs []string
+			for d := filepath.Dir(rel); d != "."; d = filepath.Dir(d) {
+				if s.seenDirs[d] {
+					break
+				}
+				s.seenDirs[d] = true
+				if _, err := os.Lstat(filepath.Join(s.root, d)); err == nil {
+					break
+				}
+				dirs = append(dirs, d)
+			}
+			for i := len(dirs) - 1; i >= 0; i-- {
+				s.absentDirs = append(s.absentDirs, dirs[i])
+			}
+		case err != nil:
+			return fmt.Errorf("save %s: %w", rel, err)
+		case st.IsDir():
+			continue // a header naming a directory: patch never rewrites one
+		case st.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("save %s: %w", rel, err)
+			}
+			s.files[rel] = saved{exists: true, link: link}
+		default:
+			if err := os.MkdirAll(s.store, 0o700); err != nil {
+				return fmt.Errorf("save %s: %w", rel, err)
+			}
+			cp := filepath.Join(s.store, fmt.Sprint(len(s.order)))
+			if err := fsutil.CopyFile(p, cp, 0o600); err != nil {
+				return fmt.Errorf("save %s: %w", rel, err)
+			}
+			s.files[rel] = saved{exists: true, copy: cp, mode: st.Mode().Perm(), mtime: st.ModTime()}
+		}
+		s.order = append(s.order, rel)
+	}
+	return nil
+}
+
+// restore puts every recorded path back and removes what the series created.
+func (s *snapshot) restore() error {
+	var errs []error
+	for _, rel := range s.order {
+		f := s.files[rel]
+		p := filepath.Join(s.root, rel)
+		switch {
+		case !f.exists:
+			if err := os.RemoveAll(p); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", rel, err))
+			}
+		case f.link != "":
+			os.RemoveAll(p)
+			if err := os.Symlink(f.link, p); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s: %w", rel, err))
+			}
+		default:
+			if err := restoreFile(f, p); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s: %w", rel, err))
+			}
+		}
+	}
+	for i := len(s.absentDirs) - 1; i >= 0; i-- {
+		// Only if empty: the directory was created by the series.
+		os.Remove(filepath.Join(s.root, s.absentDirs[i]))
+	}
+	return errors.Join(errs...)
+}
+
+func restoreFile(f saved, p string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	tmp := p + ".lvsforge-restore"
+	if err := fsutil.CopyFile(f.copy, tmp, f.mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, f.mode); err != nil {
+		return err
+	}
+	if err := os.Chtimes(tmp, f.mtime, f.mtime); err != nil {
+		return err
+	}
+	if st, err := os.Lstat(p); err == nil && st.IsDir() {
+		os.RemoveAll(p)
+	}
+	return os.Rename(tmp, p)
+}
+
+var checkingRe = regexp.MustCompile(`^checking file (.+?)(?: \((?:renamed|copied) from (.+)\))?$`)
+
+// checkedFiles lists the files a GNU patch dry run said it would touch
+// ("checking file X", "checking file Y (renamed from X)").
+func checkedFiles(out string) []string {
+	var files []string
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		m := checkingRe.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		for _, f := range m[1:] {
+			if f != "" {
+				files = append(files, unquote(f))
+			}
+		}
+	}
+	return files
+}
+
+// unquote drops the quotes GNU patch puts around names with odd characters.
+func unquote(name string) string {
+	if len(name) >= 2 && (name[0] == '\'' || name[0] == '"') && name[len(name)-1] == name[0] {
+		return name[1 : len(name)-1]
+	}
+	return name
+}
+
+// headerFiles lists the files the diff's own headers name (---/+++ lines
+// and git's rename/copy lines), with strip leading components removed.
+func headerFiles(patch string, strip int) []string {
+	f, err := os.Open(patch)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var files []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		for _, pre := range []string{"rename from ", "rename to ", "copy from ", "copy to "} {
+			if rest, ok := strings.CutPrefix(line, pre); ok {
+				files = append(files, rest) // git gives these without a/ b/
+			}
+		}
+		if !strings.HasPrefix(line, "--- ") && !strings.HasPrefix(line, "+++ ") {
+			continue
+		}
+		name, _, _ := strings.Cut(line[4:], "\t")
+		name = strings.TrimSpace(name)
+		if name == "/dev/null" || name == "" {
+			continue
+		}
+		parts := strings.Split(name, "/")
+		if strip >= len(parts) {
+			continue
+		}
+		files = append(files, strings.Join(parts[strip:], "/"))
+	}
+	return files
 }
 
 // runPatch runs GNU patch non-interactively. --forward makes patch refuse,

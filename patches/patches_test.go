@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/internal/testenv"
@@ -196,6 +197,74 @@ func TestApplyFailureRestoresTree(t *testing.T) {
 	}
 }
 
+// TestApplyHalfAppliedPatchRestored: patch 2 passes its dry run, then the
+// real run fails after changing the tree (as a full disk would leave it).
+// patch -R cannot undo that; the tree must still be byte-identical to what
+// it was before patch 1, mtimes included, with no file or directory left
+// by patch 1.
+func TestApplyHalfAppliedPatchRestored(t *testing.T) {
+	f := newFixture(t, false, [3]string{"", "", ""})
+	mtimes := func() map[string]time.Time {
+		m := map[string]time.Time{}
+		filepath.WalkDir(f.tree, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				st, _ := os.Lstat(p)
+				m[p] = st.ModTime()
+			}
+			return nil
+		})
+		return m
+	}
+	old := time.Unix(1600000000, 0)
+	for _, name := range []string{"net/ipvs.c", "net/arp.c", "Documentation/x"} {
+		os.Chtimes(filepath.Join(f.tree, name), old, old)
+	}
+	before := mtimes()
+	real, err := exec.LookPath("patch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A patch(1) that, on the real run of the patch touching net/ipvs.c,
+	// applies it, damages the file further and fails.
+	bin := t.TempDir()
+	script := `#!/bin/sh
+dir= file= dry=
+prev=
+for a in "$@"; do
+	case "$prev" in -d) dir=$a ;; -i) file=$a ;; esac
+	case "$a" in --dry-run) dry=1 ;; esac
+	prev=$a
+done
+if [ -z "$dry" ] && grep -q 'net/ipvs.c' "$file"; then
+	` + real + ` "$@" >/dev/null
+	echo 'half written' >>"$dir/net/ipvs.c"
+	echo "patch: **** write error : No space left on device"
+	exit 2
+fi
+exec ` + real + ` "$@"
+`
+	if err := os.WriteFile(filepath.Join(bin, "patch"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	res, err := Apply(context.Background(), f.tree, f.series)
+	if err == nil || !strings.Contains(err.Error(), "apply patch set/2.patch after a clean dry run") {
+		t.Fatalf("err = %v, want patch 2 failing after its dry run", err)
+	}
+	if len(res.Applied) != 0 {
+		t.Errorf("result claims %v applied", res.Applied)
+	}
+	if got := digest(t, f.tree); got != f.pristine {
+		t.Errorf("tree not restored after a half-applied patch:\n%s\nwant\n%s", got, f.pristine)
+	}
+	after := mtimes()
+	for p, m := range before {
+		if !after[p].Equal(m) {
+			t.Errorf("%s: mtime %v, want %v", p, after[p], m)
+		}
+	}
+}
+
 func TestApplyMissingFile(t *testing.T) {
 	f := newFixture(t, false, [3]string{"", "", ""})
 	os.Remove(filepath.Join(f.tree, "Documentation/x"))
@@ -217,7 +286,7 @@ func TestResolve(t *testing.T) {
 		{Name: "ipvs", Patches: []cluster.PatchEntry{{File: "p/1.patch", SHA256: sum}, {URL: "https://example.invalid/2.patch.gz", SHA256: sum, Strip: &zero}}},
 		{Name: "bad", Patches: []cluster.PatchEntry{{File: "x.patch"}}},
 	}
-	got, err := Resolve(sets, []string{"ipvs"}, "/spec")
+	got, err := Resolve(sets, []string{"ipvs"}, "", "/spec")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,10 +297,48 @@ func TestResolve(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Resolve = %+v\nwant %+v", got, want)
 	}
-	if _, err := Resolve(sets, []string{"nope"}, "/"); !errors.Is(err, ErrUnknownSet) {
+	if _, err := Resolve(sets, []string{"nope"}, "", "/"); !errors.Is(err, ErrUnknownSet) {
 		t.Errorf("unknown set: err = %v", err)
 	}
-	if _, err := Resolve(sets, []string{"bad"}, "/"); err == nil || !strings.Contains(err.Error(), "sha256") {
+	if _, err := Resolve(sets, []string{"bad"}, "", "/"); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Errorf("unpinned patch: err = %v", err)
+	}
+}
+
+// TestResolveRoles: an entry with roles goes only into those roles'
+// series; one without goes into every role's; a role name that is not one
+// is refused, naming the entry.
+func TestResolveRoles(t *testing.T) {
+	sum := strings.Repeat("cd", 32)
+	sets := []cluster.PatchSet{{Name: "lvs", Patches: []cluster.PatchEntry{
+		{File: "both.patch", SHA256: sum},
+		{File: "director.patch", SHA256: sum, Roles: []string{cluster.RoleDirector}},
+		{File: "rs.patch", SHA256: sum, Roles: []string{cluster.RoleRealServer}},
+		{File: "explicit-both.patch", SHA256: sum, Roles: []string{cluster.RoleRealServer, cluster.RoleDirector}},
+	}}}
+	names := func(es []Entry) string {
+		var n []string
+		for _, e := range es {
+			n = append(n, e.Name)
+		}
+		return strings.Join(n, " ")
+	}
+	for role, want := range map[string]string{
+		cluster.RoleDirector:   "lvs/both.patch lvs/director.patch lvs/explicit-both.patch",
+		cluster.RoleRealServer: "lvs/both.patch lvs/rs.patch lvs/explicit-both.patch",
+		"":                     "lvs/both.patch lvs/director.patch lvs/rs.patch lvs/explicit-both.patch",
+	} {
+		got, err := Resolve(sets, []string{"lvs"}, role, "/spec")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names(got) != want {
+			t.Errorf("role %q: series %q, want %q", role, names(got), want)
+		}
+	}
+	sets[0].Patches[1].Roles = []string{"router"}
+	_, err := Resolve(sets, []string{"lvs"}, cluster.RoleDirector, "/spec")
+	if err == nil || !strings.Contains(err.Error(), `entry 2: roles[0]: unknown role "router"`) {
+		t.Errorf("unknown role: err = %v", err)
 	}
 }

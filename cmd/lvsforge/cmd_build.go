@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
@@ -12,11 +11,12 @@ import (
 func init() {
 	register(func(a *App) *cli.Command {
 		common := []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag, ipvsadmFileFlag, buildJSONFlag,
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.NumCPU(), Usage: "parallel make jobs"},
+			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel make `JOBS` (default: the CPUs, plus each build farm host's /jobs, 4 when it gives none)"},
 			&cli.BoolFlag{Name: "no-ccache", Usage: "do not use ccache even when it is installed"},
 		}
 		kernelFlags := []cli.Flag{
 			&cli.BoolFlag{Name: "vm", Value: true, Usage: "add the QEMU guest fragment (virtio, serial console, ACPI); --vm=false for hardware-only kernels"},
+			&cli.StringFlag{Name: "package", Usage: "also build the kernel's `FORMAT` packages into the artifacts: deb (bindeb-pkg) or rpm (binrpm-pkg)"},
 		}
 		staticFlag := &cli.BoolFlag{Name: "static", Usage: "link ipvsadm statically (runs on hosts without libnl and popt)"}
 		return &cli.Command{
@@ -58,14 +58,15 @@ func init() {
 }
 
 type kernelReport struct {
-	Role     string `json:"role"`
-	Release  string `json:"release"`
-	Cached   bool   `json:"cached"`
-	Dir      string `json:"dir"`
-	BzImage  string `json:"bzImage"`
-	Modules  string `json:"modules,omitempty"`
-	Config   string `json:"config"`
-	Manifest string `json:"manifest"`
+	Role     string   `json:"role"`
+	Release  string   `json:"release"`
+	Cached   bool     `json:"cached"`
+	Dir      string   `json:"dir"`
+	BzImage  string   `json:"bzImage"`
+	Modules  string   `json:"modules,omitempty"`
+	Config   string   `json:"config"`
+	Manifest string   `json:"manifest"`
+	Packages []string `json:"packages,omitempty"`
 }
 
 type ipvsadmReport struct {
@@ -78,6 +79,9 @@ type ipvsadmReport struct {
 // build fetches (a no-op for what is cached) and builds the roles' kernels
 // and, with ipvsadm, ipvsadm.
 func (a *App) build(c *cli.Context, roles []string, ipvsadm bool) error {
+	if p := c.String("package"); p != "" && p != build.PackageDeb && p != build.PackageRPM {
+		return usageError{fmt.Sprintf("--package %q: want %s or %s", p, build.PackageDeb, build.PackageRPM)}
+	}
 	s, f, opt, err := a.fetchSetup(c)
 	if err != nil {
 		return err
@@ -89,7 +93,7 @@ func (a *App) build(c *cli.Context, roles []string, ipvsadm bool) error {
 	}
 	p := newFetchProgress(a.Stderr)
 	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), SystemXZ: true, NoCCache: c.Bool("no-ccache"), Status: p.step}
-	art, err := b.BuildSpec(c.Context, f, s, opt, build.SpecBuild{Roles: roles, VM: c.Bool("vm"), Ipvsadm: ipvsadm, Static: c.Bool("static")})
+	art, err := b.BuildSpec(c.Context, f, s, opt, build.SpecBuild{Roles: roles, VM: c.Bool("vm"), Ipvsadm: ipvsadm, Static: c.Bool("static"), Package: c.String("package")})
 	if err != nil {
 		return err
 	}
@@ -97,7 +101,7 @@ func (a *App) build(c *cli.Context, roles []string, ipvsadm bool) error {
 	for _, role := range roles {
 		k := art.Kernels[role]
 		kernels = append(kernels, kernelReport{Role: role, Release: k.Release, Cached: k.Cached, Dir: k.Dir,
-			BzImage: k.BzImage, Modules: k.Modules, Config: k.Config, Manifest: k.Dir + "/manifest.json"})
+			BzImage: k.BzImage, Modules: k.Modules, Config: k.Config, Manifest: k.Dir + "/manifest.json", Packages: k.Packages})
 	}
 	var ip *ipvsadmReport
 	if art.Ipvsadm != nil {
@@ -145,6 +149,9 @@ func (a *App) reportBuild(c *cli.Context, kernels []kernelReport, ip *ipvsadmRep
 			state = "cached"
 		}
 		fmt.Fprintf(a.Stdout, "%s kernel %s (%s): %s\n", k.Role, k.Release, state, k.Dir)
+		for _, p := range k.Packages {
+			fmt.Fprintf(a.Stdout, "  package %s\n", p)
+		}
 	}
 	if ip != nil {
 		state := "built"

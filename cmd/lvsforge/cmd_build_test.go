@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"strings"
@@ -56,5 +57,30 @@ func TestBuildKernelCLI(t *testing.T) {
 		} else if !k.Cached || k.Dir != first {
 			t.Errorf("second build not from the cache: %+v", k)
 		}
+	}
+}
+
+// TestBuildProgressPlainLines: without a terminal, a long step's progress
+// (extraction, compilation) is at most one log line every 5 s, while every
+// step that starts is printed, and the first progress line after a new
+// step is not held back.
+func TestBuildProgressPlainLines(t *testing.T) {
+	var out bytes.Buffer
+	p := newFetchProgress(&out)
+	p.step("extract", "extracting linux 6.1 source")
+	p.step("extract", "extracting linux 6.1 source: 10.0/130.5 MiB (7%)")
+	p.step("extract", "extracting linux 6.1 source: 20.0/130.5 MiB (15%)")
+	p.step("extracted", "extracted linux 6.1 source: 130.5 MiB in 8.1s")
+	p.step("compile", "director: make -j2 bzImage modules")
+	p.step("compile", "director: 50 objects compiled")
+	want := "extracting linux 6.1 source\nextracted linux 6.1 source: 130.5 MiB in 8.1s\ndirector: make -j2 bzImage modules\n"
+	if out.String() != want {
+		t.Errorf("log lines:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
+
+func TestBuildKernelBadPackage(t *testing.T) {
+	if code, _, errOut := run(t, "build", "kernel", "--role", "director", "--package", "tgz"); code != 2 || !strings.Contains(errOut, `--package "tgz": want deb or rpm`) {
+		t.Errorf("exit %d: %s", code, errOut)
 	}
 }

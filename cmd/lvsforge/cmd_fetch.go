@@ -52,6 +52,9 @@ func init() {
 				}
 				for _, it := range items {
 					fmt.Fprintf(a.Stdout, "verified %s sha256:%s %s\n", it.Name, it.SHA256, it.Path)
+					if it.SignedBy != "" {
+						fmt.Fprintf(a.Stdout, "  .tar.sign verified: signed by %s\n", it.SignedBy)
+					}
 				}
 				return nil
 			},
@@ -105,7 +108,8 @@ func fetchOptions(c *cli.Context) (build.FetchOptions, error) {
 }
 
 // progress renders downloads and build steps: one rewritten line on a
-// terminal, plain log lines (at most one per download every 5 s) otherwise.
+// terminal, plain log lines (at most one per download, and per progress
+// step, every 5 s) otherwise.
 type fetchProgress struct {
 	mu   sync.Mutex
 	w    io.Writer
@@ -113,6 +117,10 @@ type fetchProgress struct {
 	last map[string]time.Time
 	open bool // a \r line is on screen
 }
+
+// progressSteps are the build steps whose messages report progress of one
+// long step (extraction, compilation) rather than start a new one.
+var progressSteps = map[string]bool{"extract": true, "compile": true}
 
 func newFetchProgress(w io.Writer) *fetchProgress {
 	p := &fetchProgress{w: w, last: map[string]time.Time{}}
@@ -167,7 +175,19 @@ func (p *fetchProgress) download(pr build.Progress) {
 func (p *fetchProgress) step(step, msg string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.line(step != "compile", msg)
+	if !progressSteps[step] {
+		// A new step: the next progress message of any step is its first.
+		for s := range progressSteps {
+			delete(p.last, "step "+s)
+		}
+	} else if !p.tty {
+		key := "step " + step
+		if time.Since(p.last[key]) < 5*time.Second {
+			return
+		}
+		p.last[key] = time.Now()
+	}
+	p.line(!progressSteps[step], msg)
 }
 
 func mibString(n int64) string {
