@@ -26,6 +26,14 @@ type File struct {
 	// Mode is the permission bits; 0 means 0644. Secrets never get group or
 	// other bits whatever Mode says.
 	Mode fs.FileMode
+	// UID and GID own the file: 0, root, unless set (every file roles
+	// renders is root's). They are set on the temporary before any data, so
+	// a replaced file never takes the SSH user's ownership.
+	UID, GID int
+	// Locate, when set, names a command: the file goes where the host's
+	// `command -v Locate` finds it, so that an installed binary is replaced
+	// where everything runs it from, or at Path when the host has none.
+	Locate string
 	// Data is the content of small, rendered files.
 	Data []byte
 	// Artifact is streamed from local disk instead of Data (kernels, tarballs).
@@ -82,7 +90,11 @@ func OpenArtifact(p string) (*Artifact, error) {
 // when something on the host changed), then, for each unit with a changed
 // file, its Enable and its Restart or Reload commands.
 type Host struct {
-	Target   Target
+	Target Target
+	// Init is the init system the spec says the host runs (InitSystemd or
+	// InitSysV): the rendered units and the commands that enable them are
+	// for it, so a host that runs the other fails its plan. Empty: not checked.
+	Init     string
 	Files    []File
 	Units    []Unit
 	Commands [][]string

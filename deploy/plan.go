@@ -1,9 +1,12 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -15,13 +18,26 @@ type OpKind string
 const (
 	OpRemoveTemp OpKind = "remove-temp" // a temporary file a killed push left behind
 	OpMkdir      OpKind = "mkdir"
-	OpWrite      OpKind = "write"
-	OpChmod      OpKind = "chmod"
-	OpRun        OpKind = "run"
-	OpEnable     OpKind = "enable"
-	OpRestart    OpKind = "restart"
-	OpReload     OpKind = "reload"
-	// OpMarkPending and OpClearPending bracket the commands; see pendingFile.
+	// OpWrite uploads a file to a temporary beside it: owner and mode set
+	// before any data, fsynced and its sha256 checked on the host as soon as
+	// it has landed (OpVerify waits for every check).
+	OpWrite  OpKind = "write"
+	OpVerify OpKind = "verify"
+	// OpBackup copies the files about to be replaced to the backup directory.
+	OpBackup OpKind = "backup"
+	// OpRename moves a verified temporary into place; OpSync then fsyncs the
+	// directories that hold the renames, before anything is restarted.
+	OpRename OpKind = "rename"
+	OpSync   OpKind = "sync"
+	OpChmod  OpKind = "chmod"
+	OpChown  OpKind = "chown"
+	OpRun    OpKind = "run"
+	OpEnable OpKind = "enable"
+	// OpRestart and OpReload apply a unit's changed files.
+	OpRestart OpKind = "restart"
+	OpReload  OpKind = "reload"
+	// OpMarkPending and OpClearPending bracket everything from the first
+	// rename to the last restart; see pendingFile.
 	OpMarkPending  OpKind = "mark-pending"
 	OpClearPending OpKind = "clear-pending"
 )
@@ -31,16 +47,21 @@ type Op struct {
 	Kind OpKind
 	Path string
 	Mode fs.FileMode
+	// UID and GID are the owner a write or chown sets.
+	UID, GID int
 	// File is the content of a write.
 	File *File
 	// New is set for a write to a path that did not exist; otherwise the old
 	// version is backed up first (when backups are enabled).
 	New    bool
 	Backup bool
-	// OldMode is the mode a chmod changes from.
-	OldMode fs.FileMode
+	// OldMode, OldUID and OldGID are what a chmod or chown changes from.
+	OldMode        fs.FileMode
+	OldUID, OldGID int
 	// Argv is the command of run, restart and reload ops.
 	Argv []string
+	// Paths are the files of a verify or backup and the directories of a sync.
+	Paths []string
 	// Unit is the daemon of a restart or reload.
 	Unit string
 }
@@ -61,12 +82,26 @@ func (o Op) String() string {
 		if o.Backup {
 			state += ", backup"
 		}
-		if o.File.Secret {
-			return fmt.Sprintf("write %s mode %04o secret (%s)", o.Path, o.Mode, state)
+		owner := ""
+		if o.UID != 0 || o.GID != 0 {
+			owner = fmt.Sprintf(" owner %d:%d", o.UID, o.GID)
 		}
-		return fmt.Sprintf("write %s mode %04o size %d sha256 %.12s (%s)", o.Path, o.Mode, o.File.size(), o.File.sha256(), state)
+		if o.File.Secret {
+			return fmt.Sprintf("write %s mode %04o%s secret (%s)", o.Path, o.Mode, owner, state)
+		}
+		return fmt.Sprintf("write %s mode %04o%s size %d sha256 %.12s (%s)", o.Path, o.Mode, owner, o.File.size(), o.File.sha256(), state)
+	case OpVerify:
+		return fmt.Sprintf("verify %d uploads on the host: fsync each, compare its sha256", len(o.Paths))
+	case OpBackup:
+		return fmt.Sprintf("back up %s to %s", strings.Join(o.Paths, ", "), o.Path)
+	case OpRename:
+		return "rename temp into " + o.Path
+	case OpSync:
+		return "sync " + strings.Join(o.Paths, " ")
 	case OpChmod:
 		return fmt.Sprintf("chmod %04o %s (was %04o)", o.Mode, o.Path, o.OldMode)
+	case OpChown:
+		return fmt.Sprintf("chown %d:%d %s (was %d:%d)", o.UID, o.GID, o.Path, o.OldUID, o.OldGID)
 	case OpMarkPending:
 		return fmt.Sprintf("record pending %s in %s", strings.Join(o.Argv, ", "), o.Path)
 	case OpClearPending:
@@ -87,11 +122,13 @@ type Plan struct {
 	Unchanged []string
 }
 
-// Changed lists the paths whose content or mode the plan changes.
+// Changed lists the paths whose content, mode or owner the plan changes.
 func (p *Plan) Changed() []string {
 	var c []string
+	seen := map[string]bool{}
 	for _, o := range p.Ops {
-		if o.Kind == OpWrite || o.Kind == OpChmod {
+		if (o.Kind == OpWrite || o.Kind == OpChmod || o.Kind == OpChown) && !seen[o.Path] {
+			seen[o.Path] = true
 			c = append(c, o.Path)
 		}
 	}
@@ -101,11 +138,18 @@ func (p *Plan) Changed() []string {
 // Mutates reports whether applying the plan changes anything.
 func (p *Plan) Mutates() bool { return len(p.Ops) > 0 }
 
+// ErrInitMismatch means a host runs another init system than the spec says.
+var ErrInitMismatch = errors.New("init system differs from the spec")
+
 // buildPlan compares the wanted files with the facts. backups says whether
-// replaced files are kept. readOld returns a file's current content; it is
-// only called to choose between a unit's reload and restart.
-func buildPlan(h *Host, facts *Facts, backups bool, readOld func(string) ([]byte, error)) (*Plan, error) {
+// replaced files are kept, in backupDir. readOld returns a file's current
+// content; it is only called to choose between a unit's reload and restart.
+func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld func(string) ([]byte, error)) (*Plan, error) {
 	p := &Plan{Host: h.Target.Name, Facts: facts}
+	if h.Init != "" && facts.Init != "" && h.Init != facts.Init {
+		return nil, fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
+			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)
+	}
 	for _, t := range facts.StaleTemps {
 		p.Ops = append(p.Ops, Op{Kind: OpRemoveTemp, Path: t})
 	}
@@ -117,12 +161,25 @@ func buildPlan(h *Host, facts *Facts, backups bool, readOld func(string) ([]byte
 		}
 		units[u.Name] = u
 	}
+	files := h.Files
+	var legacyConf []byte
+	if k := h.Kernel; k != nil && facts.Boot["legacy"] {
+		legacyConf = facts.GrubLegacyConf
+		if k.Image != nil {
+			f, _, err := legacyConfFile(h, k, facts)
+			if err != nil {
+				return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
+			}
+			files = append(append([]File(nil), h.Files...), *f)
+			legacyConf = f.Data
+		}
+	}
 	seen := map[string]bool{}
 	mkdirs := map[string]bool{}
-	var writes []Op
+	var writes, attrs []Op
 	touched := map[string][]Op{} // unit -> its changed files
-	for i := range h.Files {
-		f := &h.Files[i]
+	for i := range files {
+		f := &files[i]
 		if err := checkPath(f.Path); err != nil {
 			return nil, err
 		}
@@ -143,37 +200,69 @@ func buildPlan(h *Host, facts *Facts, backups bool, readOld func(string) ([]byte
 			return nil, fmt.Errorf("plan %s: %s is a directory on the host", h.Target.Name, f.Path)
 		}
 		mode := f.mode()
-		var op *Op
+		var ops []Op
 		switch {
-		case rf.Exists && rf.SHA256 == f.sha256() && rf.Mode == mode:
-			p.Unchanged = append(p.Unchanged, f.Path)
 		case rf.Exists && rf.SHA256 == f.sha256():
-			op = &Op{Kind: OpChmod, Path: f.Path, Mode: mode, OldMode: rf.Mode, File: f}
+			if rf.UID != f.UID || rf.GID != f.GID {
+				// Before the chmod: chown clears set-id bits.
+				ops = append(ops, Op{Kind: OpChown, Path: f.Path, UID: f.UID, GID: f.GID, OldUID: rf.UID, OldGID: rf.GID, File: f})
+			}
+			if rf.Mode != mode || (len(ops) > 0 && mode&(fs.ModeSetuid|fs.ModeSetgid) != 0) {
+				ops = append(ops, Op{Kind: OpChmod, Path: f.Path, Mode: mode, OldMode: rf.Mode, File: f})
+			}
+			if len(ops) == 0 {
+				p.Unchanged = append(p.Unchanged, f.Path)
+				continue
+			}
+			attrs = append(attrs, ops...)
 		default:
-			op = &Op{Kind: OpWrite, Path: f.Path, Mode: mode, File: f, New: !rf.Exists, Backup: rf.Exists && backups}
+			ops = []Op{{Kind: OpWrite, Path: f.Path, Mode: mode, UID: f.UID, GID: f.GID, File: f, New: !rf.Exists, Backup: rf.Exists && backups}}
 			if d := path.Dir(f.Path); !facts.Dirs[d] && !mkdirs[d] {
 				mkdirs[d] = true
 				p.Ops = append(p.Ops, Op{Kind: OpMkdir, Path: d})
 			}
+			writes = append(writes, ops...)
 		}
-		if op == nil {
-			continue
-		}
-		writes = append(writes, *op)
 		for _, u := range f.Units {
-			touched[u] = append(touched[u], *op)
+			touched[u] = append(touched[u], ops[0])
 		}
 	}
 	p.Ops = append(p.Ops, writes...)
+	if len(writes) > 0 {
+		v := Op{Kind: OpVerify}
+		var b []string
+		for _, w := range writes {
+			v.Paths = append(v.Paths, w.Path)
+			if w.Backup {
+				b = append(b, w.Path)
+			}
+		}
+		p.Ops = append(p.Ops, v)
+		if len(b) > 0 {
+			p.Ops = append(p.Ops, Op{Kind: OpBackup, Path: backupDir, Paths: b})
+		}
+	}
+	// The commit: renames, their sync and the owner and mode changes. The
+	// pending steps are recorded before it starts.
+	commitStart := len(p.Ops)
+	dirs := map[string]bool{}
+	for _, w := range writes {
+		p.Ops = append(p.Ops, Op{Kind: OpRename, Path: w.Path})
+		dirs[path.Dir(w.Path)] = true
+	}
+	if len(writes) > 0 {
+		p.Ops = append(p.Ops, Op{Kind: OpSync, Paths: slices.Sorted(maps.Keys(dirs))})
+	}
+	p.Ops = append(p.Ops, attrs...)
 	// What an earlier push changed but could not finish (a command or a
-	// restart failed) is done again, although its files are now in place.
+	// restart failed, or it was cut off during its commit) is done again,
+	// although its files are now in place.
 	pending := facts.Pending
 	for u := range pending {
 		if name, ok := strings.CutPrefix(u, "unit "); ok && units[name] != nil && touched[name] == nil {
 			touched[name] = []Op{{Kind: OpChmod}} // unknown change: restart, not reload
 		}
 	}
-	cmdStart := len(p.Ops)
 	var marks []string
 	// Commands are post-install steps (sysctl --system, depmod): idempotent,
 	// and only worth running when a file changed.
@@ -191,11 +280,9 @@ func buildPlan(h *Host, facts *Facts, backups bool, readOld func(string) ([]byte
 	if h.Kernel != nil {
 		written := map[string]bool{}
 		for _, w := range writes {
-			if w.Kind == OpWrite {
-				written[w.Path] = true
-			}
+			written[w.Path] = true
 		}
-		install, activate, err := kernelOps(h.Kernel, facts, func(p string) bool { return written[p] || pending["kernel"] })
+		install, activate, err := kernelOps(h.Kernel, facts, func(p string) bool { return written[p] || pending["kernel"] }, legacyConf)
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
 		}
@@ -228,8 +315,9 @@ func buildPlan(h *Host, facts *Facts, backups bool, readOld func(string) ([]byte
 			p.Ops = append(p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c})
 		}
 	}
-	// The steps after the files are recorded as pending first and cleared
-	// once they all succeeded, so that a failure is retried by the next push.
+	// The steps after the files are recorded as pending before the first
+	// file is renamed into place and cleared once they all succeeded, so
+	// that a push cut off anywhere in between is finished by the next one.
 	// Pending steps this push cannot do (a kernel install when pushed
 	// without --kernel, a unit no longer rendered) stay recorded.
 	var carry []string
@@ -242,9 +330,16 @@ func buildPlan(h *Host, facts *Facts, backups bool, readOld func(string) ([]byte
 	sort.Strings(carry)
 	switch {
 	case len(marks) > 0:
-		cmds := append([]Op(nil), p.Ops[cmdStart:]...)
-		p.Ops = append(p.Ops[:cmdStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...)})
-		p.Ops = append(p.Ops, cmds...)
+		rest := append([]Op(nil), p.Ops[commitStart:]...)
+		for i := range rest {
+			// The record's rename is synced with the files'.
+			if d := path.Dir(pendingFile); rest[i].Kind == OpSync && !slices.Contains(rest[i].Paths, d) {
+				rest[i].Paths = append(rest[i].Paths, d)
+				slices.Sort(rest[i].Paths)
+			}
+		}
+		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...)})
+		p.Ops = append(p.Ops, rest...)
 		if len(carry) > 0 {
 			p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
 		} else {
@@ -264,21 +359,31 @@ const pendingFile = "/var/lib/lvsforge/pending"
 
 // needsRestart decides whether a unit that can reload must restart anyway.
 // ldirectord's reload only applies changes inside existing virtual blocks:
-// a virtual service added or removed needs a restart. A new file, a mode
-// change or a secret (not read back) always restarts.
+// a virtual service added or removed needs a restart. keepalived's reload
+// (SIGHUP) re-reads everything and applies added, removed and changed
+// virtual_server blocks to the IPVS table, but it also rebuilds the VRRP
+// instances, which may flap the VIPs: anything outside the virtual_server
+// blocks (global_defs, vrrp_instance, lvs_sync_daemon) restarts it. A new
+// file, a mode change or a secret (not read back) always restarts.
 func needsRestart(unit string, changed []Op, readOld func(string) ([]byte, error)) (bool, error) {
 	for _, op := range changed {
 		if op.Kind != OpWrite || op.New || op.File.Secret || op.File.Artifact != nil {
 			return true, nil
 		}
-		if unit != "ldirectord" {
+		var same func(old, cur []byte) bool
+		switch unit {
+		case "ldirectord":
+			same = func(old, cur []byte) bool { return virtuals(old) == virtuals(cur) }
+		case "keepalived":
+			same = func(old, cur []byte) bool { return keepalivedOutsideVirtuals(old) == keepalivedOutsideVirtuals(cur) }
+		default:
 			continue
 		}
 		old, err := readOld(op.Path)
 		if err != nil {
 			return false, err
 		}
-		if virtuals(old) != virtuals(op.File.Data) {
+		if !same(old, op.File.Data) {
 			return true, nil
 		}
 	}
@@ -295,4 +400,34 @@ func virtuals(cfg []byte) string {
 		}
 	}
 	return strings.Join(v, "\n")
+}
+
+// keepalivedOutsideVirtuals is a keepalived.conf without its comments and
+// its top-level virtual_server blocks, normalised to one token per line.
+func keepalivedOutsideVirtuals(cfg []byte) string {
+	var out []string
+	depth, skip := 0, false
+	for _, line := range strings.Split(string(cfg), "\n") {
+		if i := strings.IndexAny(line, "#!"); i >= 0 {
+			line = line[:i]
+		}
+		for _, tok := range strings.Fields(strings.NewReplacer("{", " { ", "}", " } ").Replace(line)) {
+			if depth == 0 && tok == "virtual_server" {
+				skip = true
+			}
+			switch tok {
+			case "{":
+				depth++
+			case "}":
+				depth--
+			}
+			if !skip {
+				out = append(out, tok)
+			}
+			if skip && depth == 0 && tok == "}" {
+				skip = false
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }

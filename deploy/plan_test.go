@@ -18,10 +18,11 @@ func sum(s string) string {
 // produce it, through the parser.
 func TestParseFacts(t *testing.T) {
 	out := "U rs1 6.1.0-28-amd64\nI systemd\nG update-grub\nG grub-reboot\n" +
-		"S 644 81a4 /etc/a b.conf\nS 755 41ed /etc/dir\n" +
-		sum("A") + "  /etc/a b.conf\n" +
+		"S 644 81a4 0 0 /etc/a b.conf\nS 755 41ed 0 0 /etc/dir\nL ipvsadm /sbin/ipvsadm\nS 755 81ed 0 0 /sbin/ipvsadm\nK 6.1.192-lvs\n" +
+		sum("A") + "  /etc/a b.conf\n" + sum("K") + " */boot/vmlinuz-x\n" + // sha256sum, openssl dgst -r
+		"S 644 81a4 0 0 /boot/vmlinuz-x\n" +
 		"D /etc\nT /etc/.lvsforge-tmp-0a0b-x\n"
-	f, err := parseFacts([]byte(out), []string{"/etc/a b.conf", "/etc/dir", "/etc/missing"})
+	f, err := parseFacts([]byte(out), []string{"/etc/a b.conf", "/etc/dir", "/etc/missing", "/boot/vmlinuz-x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,11 +32,17 @@ func TestParseFacts(t *testing.T) {
 	if got := f.Files["/etc/a b.conf"]; !got.Exists || got.Mode != 0o644 || got.SHA256 != sum("A") {
 		t.Errorf("regular file: %+v", got)
 	}
+	if got := f.Files["/boot/vmlinuz-x"]; got.SHA256 != sum("K") {
+		t.Errorf("openssl-hashed file: %+v", got)
+	}
 	if !f.Files["/etc/dir"].IsDir || f.Files["/etc/missing"].Exists {
 		t.Errorf("dir/missing: %+v", f.Files)
 	}
 	if len(f.StaleTemps) != 1 || !f.Dirs["/etc"] {
 		t.Errorf("temps %v dirs %v", f.StaleTemps, f.Dirs)
+	}
+	if f.Located["ipvsadm"] != "/sbin/ipvsadm" || !f.Files["/sbin/ipvsadm"].Exists || fmt.Sprint(f.Releases) != "[6.1.192-lvs]" {
+		t.Errorf("located %v releases %v files %v", f.Located, f.Releases, f.Files)
 	}
 	if _, err := parseFacts([]byte("garbage\n"), nil); err == nil {
 		t.Error("garbage accepted")
@@ -63,7 +70,7 @@ func TestBuildPlan(t *testing.T) {
 		"/etc/ha.d/ha.cf":         {Exists: true, Mode: 0o644, SHA256: sum("same")},
 	}}
 	old := func(string) ([]byte, error) { return []byte(ld), nil }
-	p, err := buildPlan(h, facts, true, old)
+	p, err := buildPlan(h, facts, true, "/var/backups/lvsforge", old)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,10 +80,14 @@ func TestBuildPlan(t *testing.T) {
 	}
 	want := []string{
 		fmt.Sprintf("write /etc/ha.d/ldirectord.cf mode 0644 size %d sha256 %.12s (changed, backup)", len(ld)+15, sum(ld+"\tscheduler=wrr\n")),
+		"verify 1 uploads on the host: fsync each, compare its sha256",
+		"back up /etc/ha.d/ldirectord.cf to /var/backups/lvsforge",
+		// A push cut off from here on is finished by the next one.
+		"record pending commands, unit heartbeat, unit ldirectord in /var/lib/lvsforge/pending",
+		"rename temp into /etc/ha.d/ldirectord.cf",
+		"sync /etc/ha.d /var/lib/lvsforge",
 		// A secret lands 0600 whatever its Mode says; same content, so only a chmod.
 		"chmod 0600 /etc/ha.d/authkeys (was 0644)",
-		// A failure from here on is retried by the next push.
-		"record pending commands, unit heartbeat, unit ldirectord in /var/lib/lvsforge/pending",
 		"run sysctl --system",
 		"restart heartbeat: /etc/init.d/heartbeat restart",
 		// Same virtual services: a reload is enough.
@@ -92,21 +103,21 @@ func TestBuildPlan(t *testing.T) {
 
 	// A virtual service removed: restart.
 	h.Files[0].Data = []byte("virtual=10.0.0.9:80\n")
-	p, _ = buildPlan(h, facts, true, old)
+	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old)
 	if last := p.Ops[len(p.Ops)-2]; last.Kind != OpRestart || last.Unit != "ldirectord" {
 		t.Errorf("after removing a virtual: %v", last)
 	}
 
 	// Nothing changed: no commands, no restarts.
 	h.Files = h.Files[2:]
-	if p, _ = buildPlan(h, facts, true, old); p.Mutates() || len(p.Unchanged) != 1 {
+	if p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old); p.Mutates() || len(p.Unchanged) != 1 {
 		t.Errorf("no-op plan: %v", p.Ops)
 	}
 
 	// A restart that failed last time is redone; a kernel install pending
 	// from a push with --kernel stays pending through one without.
 	facts.Pending = map[string]bool{"unit heartbeat": true, "kernel": true}
-	p, _ = buildPlan(h, facts, true, old)
+	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old)
 	got = nil
 	for _, op := range p.Ops {
 		got = append(got, op.String())
@@ -122,12 +133,12 @@ func TestBuildPlan(t *testing.T) {
 
 	for _, bad := range []string{"etc/x", "/etc/../x", "/etc/x\n", `/etc/a\b`, "/"} {
 		h.Files = []File{{Path: bad}}
-		if _, err := buildPlan(h, &Facts{}, true, old); !errors.Is(err, ErrBadPath) {
+		if _, err := buildPlan(h, &Facts{}, true, "/var/backups/lvsforge", old); !errors.Is(err, ErrBadPath) {
 			t.Errorf("path %q: %v, want ErrBadPath", bad, err)
 		}
 	}
 	h.Files = []File{{Path: "/x", Units: []string{"nosuch"}}}
-	if _, err := buildPlan(h, &Facts{Files: map[string]RemoteFile{"/x": {}}}, true, old); err == nil {
+	if _, err := buildPlan(h, &Facts{Files: map[string]RemoteFile{"/x": {}}}, true, "/var/backups/lvsforge", old); err == nil {
 		t.Error("a file naming an undefined unit was accepted")
 	}
 }
@@ -146,29 +157,208 @@ func TestShellQuote(t *testing.T) {
 	}
 }
 
-// TestKernelOpsLegacy checks the GRUB legacy plan, which the test machine
-// (with update-grub installed) cannot exercise for real.
-func TestKernelOpsLegacy(t *testing.T) {
-	k := &Kernel{Release: "2.6.32-lvs", Image: &Artifact{}, ActivateOnce: true}
-	f := &Facts{Kernel: "2.6.18", Boot: map[string]bool{"legacy": true}}
-	install, activate, err := kernelOps(k, f, func(string) bool { return true })
+const legacyStanza = "# /etc/lvsforge/grub-legacy.conf: GRUB legacy stanza\n# boot it once with: grub --batch\n" +
+	"title 6.1.192+lvs (lvsforge director)\n\troot (hd0,0)\n\tkernel /boot/vmlinuz-6.1.192+lvs ro root=/dev/sda1 panic=10\n"
+
+// TestRenderLegacyConf: lvsforge's block in grub.conf is added once,
+// replaced (not duplicated) when its stanza changes, keeps the kernels
+// lvsforge installed earlier in their order, takes over the stanzas an
+// older lvsforge appended without markers, and leaves the rest alone. The
+// release has a "+", which a basic regular expression would have read as
+// an operator.
+func TestRenderLegacyConf(t *testing.T) {
+	base := "default saved\ntimeout 5\n\ntitle CentOS (2.6.18)\n\troot (hd0,0)\n\tkernel /vmlinuz-2.6.18 ro\n"
+	conf, idx, err := renderLegacyConf([]byte(base), []byte(legacyStanza), "6.1.192+lvs", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(install) != 1 || !strings.Contains(shellJoin(install[0].Argv), `grep -q "^title 2\.6\.32-lvs (lvsforge" /boot/grub/grub.conf`) {
-		t.Errorf("install: %v", install)
+	want := base + "\n" + legacyBegin + ": a stanza per kernel lvsforge push --kernel installed; rewritten on every push, edit the spec instead\n" +
+		"title 6.1.192+lvs (lvsforge director)\n\troot (hd0,0)\n\tkernel /boot/vmlinuz-6.1.192+lvs ro root=/dev/sda1 panic=10\n" + legacyEnd + "\n"
+	if string(conf) != want || idx != 1 {
+		t.Errorf("first render (entry %d):\n%s\nwant entry 1:\n%s", idx, conf, want)
 	}
-	if len(activate) != 1 || !strings.Contains(shellJoin(activate[0].Argv), "savedefault --default=%s --once") {
-		t.Errorf("activate: %v", activate)
+	if again, _, _ := renderLegacyConf(conf, []byte(legacyStanza), "6.1.192+lvs", []string{"6.1.192+lvs"}); string(again) != string(conf) {
+		t.Errorf("re-render changed the file:\n%s", again)
 	}
-	k.MakeDefault, k.ActivateOnce = true, false
-	if _, _, err := kernelOps(k, f, func(string) bool { return false }); !errors.Is(err, ErrNotRunning) {
+	// A changed panic value replaces the stanza.
+	changed, _, _ := renderLegacyConf(conf, []byte(strings.ReplaceAll(legacyStanza, "panic=10", "panic=30")), "6.1.192+lvs", nil)
+	if strings.Count(string(changed), "title 6.1.192+lvs") != 1 || !strings.Contains(string(changed), "panic=30") || strings.Contains(string(changed), "panic=10") {
+		t.Errorf("changed stanza:\n%s", changed)
+	}
+	// A newer kernel is appended in the block; the older one keeps its
+	// place (the saved default is an index) and gets the new stanza too.
+	next := strings.ReplaceAll(legacyStanza, "6.1.192+lvs", "6.1.193+lvs")
+	two, idx, err := renderLegacyConf(changed, []byte(next), "6.1.193+lvs", []string{"6.1.192+lvs", "6.1.193+lvs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i, j := strings.Index(string(two), "title 6.1.192+lvs"), strings.Index(string(two), "title 6.1.193+lvs"); i < 0 || j < i || idx != 2 || strings.Contains(string(two), "panic=30") {
+		t.Errorf("two kernels (entry %d):\n%s", idx, two)
+	}
+	if n := legacyIndex(two, "6.1.192+lvs"); n != 1 {
+		t.Errorf("legacyIndex of the older kernel = %d, want 1", n)
+	}
+	// What an older lvsforge appended ("\n" + the stanza without comments)
+	// is taken into the block, in place.
+	old := base + "\ntitle 6.1.192+lvs (lvsforge director)\n\troot (hd0,0)\n\tkernel /boot/vmlinuz-6.1.192+lvs ro root=/dev/sda1 panic=5\n\ntitle Other\n\tkernel /x\n"
+	mig, idx, err := renderLegacyConf([]byte(old), []byte(legacyStanza), "6.1.192+lvs", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(mig), "title 6.1.192+lvs") != 1 || strings.Contains(string(mig), "panic=5") || idx != 1 ||
+		!strings.HasSuffix(string(mig), legacyEnd+"\n\ntitle Other\n\tkernel /x\n") {
+		t.Errorf("migrated (entry %d):\n%s", idx, mig)
+	}
+	if _, _, err := renderLegacyConf([]byte(legacyBegin+"\ntitle x\n"), []byte(legacyStanza), "6.1.192+lvs", nil); err == nil {
+		t.Error("a block without its end marker was accepted")
+	}
+	if _, _, err := renderLegacyConf([]byte(base), []byte(legacyStanza), "6.1.193", nil); err == nil {
+		t.Error("a stanza for another release was accepted")
+	}
+	if !legacyDefaultSaved([]byte("timeout 5\n default=saved\n")) || legacyDefaultSaved([]byte("default 0\n# default saved\n")) {
+		t.Error("legacyDefaultSaved")
+	}
+	for _, c := range []struct{ def, saved, dflt, next string }{
+		{"saved", "1:2", "B", "C"}, {"saved", "2", "C", ""}, {"saved", "", "", ""}, {"1", "", "B", ""}, {"", "", "A", ""},
+	} {
+		d, n := legacyStatus(c.def, []string{"A", "B", "C"}, c.saved)
+		if d != c.dflt || n != c.next {
+			t.Errorf("legacyStatus(%q, %q) = %q, %q; want %q, %q", c.def, c.saved, d, n, c.dflt, c.next)
+		}
+	}
+}
+
+// TestKernelOpsLegacy checks the GRUB legacy plan: grub.conf is one of the
+// push's writes, the one-time activation names the entry by the index it
+// has in the new file, and confirm needs `default saved`.
+func TestKernelOpsLegacy(t *testing.T) {
+	k := &Kernel{Release: "6.1.192+lvs", Image: &Artifact{SHA256: sum("img")}, ActivateOnce: true}
+	base := "default 0\ntitle CentOS (2.6.18)\n\tkernel /vmlinuz-2.6.18 ro\n"
+	f := &Facts{Kernel: "2.6.18", Boot: map[string]bool{"legacy": true, "grub-set-default": true, "grub-editenv": true, "update-grub": true}, GrubLegacyConf: []byte(base),
+		Dirs: map[string]bool{"/boot/grub": true, "/etc/lvsforge": true, "/boot": true, modulesDir: true},
+		Files: map[string]RemoteFile{
+			grubLegacyConf:   {Exists: true, Mode: 0o600, SHA256: sum(base)},
+			grubLegacyStanza: {},
+		}}
+	h := &Host{Target: Target{Name: "d1"}, Kernel: k, Files: []File{{Path: grubLegacyStanza, Data: []byte(legacyStanza)}}}
+	for _, kf := range k.files() {
+		h.Files = append(h.Files, kf)
+		f.Files[kf.Path] = RemoteFile{}
+	}
+	p, err := buildPlan(h, f, true, "/b", func(string) ([]byte, error) { return nil, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := planText(p)
+	if !strings.Contains(plan, "write /boot/grub/grub.conf mode 0600") || !strings.Contains(plan, "back up /boot/grub/grub.conf to /b") ||
+		!strings.Contains(plan, "rename temp into /boot/grub/grub.conf") {
+		t.Errorf("grub.conf is not written through the write path:\n%s", plan)
+	}
+	last := p.Ops[len(p.Ops)-1]
+	if cmd := strings.Join(last.Argv, " "); !strings.Contains(cmd, "savedefault --default=1 --once") || !strings.Contains(cmd, "grep -qF -- 'title 6.1.192+lvs (lvsforge'") ||
+		strings.Contains(cmd, "grub-reboot") || strings.Contains(cmd, "update-grub") || strings.Contains(cmd, `\+`) {
+		t.Errorf("activation: %s", cmd)
+	}
+	if strings.Contains(plan, "update-grub") || strings.Contains(plan, "grub-set-default") {
+		t.Errorf("GRUB 2 tools used on a GRUB legacy host:\n%s", plan)
+	}
+
+	conf, _, _ := renderLegacyConf([]byte(base), []byte(legacyStanza), k.Release, nil)
+	confirm := &Kernel{Release: k.Release, MakeDefault: true}
+	f.Kernel = k.Release
+	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, conf); err == nil || !strings.Contains(err.Error(), "default saved") {
+		t.Errorf("confirm without `default saved`: %v", err)
+	}
+	saved := []byte(strings.Replace(string(conf), "default 0", "default saved", 1))
+	_, act, err := kernelOps(confirm, f, func(string) bool { return false }, saved)
+	if err != nil || len(act) != 1 || !strings.Contains(strings.Join(act[0].Argv, " "), "savedefault --default=1\\nquit") {
+		t.Errorf("confirm: %v %v", act, err)
+	}
+	f.Kernel = "2.6.18"
+	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, saved); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("confirm on a host running another kernel: %v", err)
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }, nil); err == nil {
 		t.Error("a release with shell metacharacters was accepted")
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }, nil); err == nil {
 		t.Error("a host without GRUB was accepted")
 	}
+}
+
+// TestPlanOwnerInit: an owner that differs is a planned change (content
+// equal: a chown alone), and a host whose init system is not the spec's
+// fails its plan, naming both and the fix.
+func TestPlanOwnerInit(t *testing.T) {
+	h := &Host{Target: Target{Name: "rs1"}, Init: InitSystemd, Files: []File{
+		{Path: "/etc/a", Data: []byte("a")},
+		{Path: "/etc/b", Data: []byte("b"), UID: 0, GID: 7},
+	}}
+	facts := &Facts{Init: InitSystemd, Dirs: map[string]bool{"/etc": true}, Files: map[string]RemoteFile{
+		"/etc/a": {Exists: true, Mode: 0o644, UID: 1000, GID: 1000, SHA256: sum("a")},
+		"/etc/b": {Exists: true, Mode: 0o644, UID: 0, GID: 7, SHA256: sum("old")},
+	}}
+	p, err := buildPlan(h, facts, false, "/b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := planText(p)
+	if !strings.Contains(plan, "chown 0:0 /etc/a (was 1000:1000)") || !strings.Contains(plan, "write /etc/b mode 0644 owner 0:7 size 1") ||
+		fmt.Sprint(p.Changed()) != "[/etc/b /etc/a]" {
+		t.Errorf("plan:\n%s\nchanged %v", plan, p.Changed())
+	}
+	for _, op := range p.Ops {
+		if op.Kind == OpWrite && (op.UID != 0 || op.GID != 7) {
+			t.Errorf("write of /etc/b owned %d:%d", op.UID, op.GID)
+		}
+	}
+
+	facts.Init = InitSysV
+	_, err = buildPlan(h, facts, false, "/b", nil)
+	if !errors.Is(err, ErrInitMismatch) || !strings.Contains(err.Error(), "runs sysv") || !strings.Contains(err.Error(), "init: systemd") || !strings.Contains(err.Error(), "set `init: sysv` on host rs1") {
+		t.Errorf("init mismatch: %v", err)
+	}
+	h.Init = ""
+	if _, err := buildPlan(h, facts, false, "/b", nil); err != nil {
+		t.Errorf("no init in the host: %v", err)
+	}
+}
+
+// TestKeepalivedReload: keepalived reloads when only its virtual_server
+// blocks changed (added, removed or edited) and restarts for anything
+// else (VRRP, global_defs).
+func TestKeepalivedReload(t *testing.T) {
+	base := "global_defs {\n    router_id d1\n}\n\nvrrp_instance VI_1 {\n    state BACKUP\n    priority 100\n}\n" +
+		"# service www\nvirtual_server 10.0.0.1 80 {\n    lvs_sched rr\n    real_server 10.0.0.2 80 {\n        weight 1\n        TCP_CHECK {\n            connect_timeout 3\n        }\n    }\n}\n"
+	u := Unit{Name: "keepalived", Restart: [][]string{{"systemctl", "restart", "keepalived.service"}}, Reload: [][]string{{"systemctl", "reload", "keepalived.service"}}}
+	for _, c := range []struct {
+		name, conf string
+		kind       OpKind
+	}{
+		{"weight changed", strings.Replace(base, "weight 1", "weight 3", 1), OpReload},
+		{"virtual server added", base + "virtual_server 10.0.0.1 443 {\n    lvs_sched rr\n}\n", OpReload},
+		{"virtual server removed", base[:strings.Index(base, "# service")], OpReload},
+		{"comment only", strings.Replace(base, "# service www", "# service web", 1), OpReload},
+		{"priority changed", strings.Replace(base, "priority 100", "priority 150", 1), OpRestart},
+		{"sync daemon added", strings.Replace(base, "router_id d1", "router_id d1\n    lvs_sync_daemon eth1 VI_1", 1), OpRestart},
+	} {
+		h := &Host{Target: Target{Name: "d1"}, Units: []Unit{u}, Files: []File{{Path: "/etc/keepalived/keepalived.conf", Data: []byte(c.conf), Units: []string{"keepalived"}}}}
+		facts := &Facts{Dirs: map[string]bool{"/etc/keepalived": true}, Files: map[string]RemoteFile{"/etc/keepalived/keepalived.conf": {Exists: true, Mode: 0o644, SHA256: sum(base)}}}
+		p, err := buildPlan(h, facts, false, "/b", func(string) ([]byte, error) { return []byte(base), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := p.Ops[len(p.Ops)-2]; last.Kind != c.kind {
+			t.Errorf("%s: %v, want %s", c.name, last, c.kind)
+		}
+	}
+}
+
+// planText is a plan's ops, one per line, as dry-run prints them.
+func planText(p *Plan) string {
+	var lines []string
+	for _, op := range p.Ops {
+		lines = append(lines, op.String())
+	}
+	return strings.Join(lines, "\n")
 }

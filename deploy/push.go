@@ -147,6 +147,7 @@ func Push(ctx context.Context, hosts []Host, o Options) *Report {
 			keep:       o.Backups,
 			stamp:      stamp,
 			uploadSlot: slot,
+			largeFile:  o.LargeFile,
 		})
 	})
 	for _, h := range rep.Hosts {
@@ -216,21 +217,41 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 		hk.Files = append(append([]File(nil), h.Files...), h.Kernel.files()...)
 		h = &hk
 	}
-	paths := make([]string, 0, len(h.Files))
-	for _, f := range h.Files {
-		if err := checkPath(f.Path); err != nil {
+	paths, large, locate, err := factsFor(h)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	run := func(script string) ([]byte, error) { return c.output(ctx, script) }
+	var sh *hostShell
+	if !o.DryRun {
+		// Held until the push is done: the temporaries the facts find
+		// are then a dead push's, never a concurrent one's.
+		if sh, err = openShell(c); err != nil {
 			r.err = err
 			return r
 		}
-		paths = append(paths, f.Path)
+		defer sh.Close()
+		run = func(script string) ([]byte, error) { return sh.Run(ctx, script) }
 	}
-	facts, err := gatherFacts(ctx, c, paths)
+	facts, err := gatherFacts(ctx, c, run, paths, large, locate, h.Kernel != nil)
 	if err != nil {
 		r.err = err
 		return r
 	}
 	r.Kernel, r.Init = facts.Kernel, facts.Init
-	plan, err := buildPlan(h, facts, o.Backups > 0, func(p string) ([]byte, error) { return readRemote(c, p) })
+	if len(locate) > 0 {
+		// Each located file goes where the host has its command.
+		hl := *h
+		hl.Files = append([]File(nil), h.Files...)
+		for i := range hl.Files {
+			if p := facts.Located[hl.Files[i].Locate]; hl.Files[i].Locate != "" && p != "" {
+				hl.Files[i].Path = p
+			}
+		}
+		h = &hl
+	}
+	plan, err := buildPlan(h, facts, o.Backups > 0, o.BackupDir, func(p string) ([]byte, error) { return readRemote(c, p) })
 	if err != nil {
 		r.err = err
 		return r
@@ -256,7 +277,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 	}
 	var sent atomic.Int64
 	env.sent = &sent
-	leftover, err := apply(ctx, c, plan, env)
+	leftover, err := apply(ctx, c, sh, plan, env)
 	r.BytesSent = sent.Load()
 	if err != nil {
 		r.err = err

@@ -7,9 +7,12 @@ import (
 	"github.com/lvsforge/lvsforge/roles"
 )
 
-// IpvsadmPath is where push installs the ipvsadm lvsforge built, over the
-// distro's: ldirectord, keepalived's checks and the rendered scripts all run
-// /sbin/ipvsadm, which is this file on merged-/usr systems.
+// IpvsadmPath is where push installs the ipvsadm lvsforge built on a host
+// that has none: elsewhere it replaces the host's own, wherever `command -v
+// ipvsadm` finds it (the rendered scripts run ipvsadm from PATH). On
+// merged-/usr systems (Debian 12, RHEL 7 and later) that is this file and
+// /sbin/ipvsadm alike; on older ones, with /sbin apart, the distro's
+// /sbin/ipvsadm is the one ldirectord runs, and it is the one replaced.
 const IpvsadmPath = "/usr/sbin/ipvsadm"
 
 // FromSpec renders the spec and turns the files and units of the selected
@@ -35,7 +38,7 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 		if !ok {
 			return nil, fmt.Errorf("push %s: not a host of the spec", h.Name)
 		}
-		host := Host{Target: t}
+		host := Host{Target: t, Init: h.Init}
 		for _, f := range r.Files {
 			host.Files = append(host.Files, File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Units: f.Units})
 		}
@@ -48,7 +51,8 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 }
 
 // AddIpvsadm installs the ipvsadm binary at path (a `lvsforge build
-// ipvsadm` artifact) on every director among hosts.
+// ipvsadm` artifact) on every director among hosts, over the host's own
+// ipvsadm, or as IpvsadmPath.
 func AddIpvsadm(s *cluster.Spec, hosts []Host, path string) error {
 	art, err := OpenArtifact(path)
 	if err != nil {
@@ -56,7 +60,7 @@ func AddIpvsadm(s *cluster.Spec, hosts []Host, path string) error {
 	}
 	for i := range hosts {
 		if h := s.Host(hosts[i].Target.Name); h != nil && h.Role == cluster.RoleDirector {
-			hosts[i].Files = append(hosts[i].Files, File{Path: IpvsadmPath, Mode: 0o755, Artifact: art})
+			hosts[i].Files = append(hosts[i].Files, File{Path: IpvsadmPath, Locate: "ipvsadm", Mode: 0o755, Artifact: art})
 		}
 	}
 	return nil

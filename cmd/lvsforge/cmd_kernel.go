@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/roles"
@@ -17,14 +18,47 @@ import (
 // kernelPushFlags are push's flags for installing the built kernel.
 func kernelPushFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.BoolFlag{Name: "kernel", Usage: "also install the role's built kernel: /boot files, modules + depmod, GRUB entry"},
-		&cli.StringFlag{Name: "kernel-dir", Value: "out/kernel", Usage: "`DIR` holding one kernel build per role (DIR/director, DIR/realserver: bzImage, System.map, config, kernelrelease, modules.tar.gz)"},
+		&cli.BoolFlag{Name: "kernel", Usage: "also install the role's built kernel (/boot files, modules + depmod, GRUB entry) and, on the directors, the built ipvsadm"},
+		&cli.StringFlag{Name: "kernel-dir", Usage: "`DIR` holding one kernel build per role (DIR/director, DIR/realserver: bzImage, System.map, config, kernelrelease, modules.tar.gz); default: the spec's builds in the cache (lvsforge build)"},
+		cacheDirFlag,
 		&cli.StringFlag{Name: "activate", Usage: "`once`: boot the new kernel on the next reboot only (lvsforge kernel confirm then makes it the default)"},
 	}
 }
 
-// addKernels attaches each host's role kernel for push --kernel.
-func addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) error {
+// builtArtifacts finds what `lvsforge build` left for a spec, without
+// building anything.
+type builtArtifacts interface {
+	// KernelDir is the directory of the role's kernel build for s, in the
+	// layout deploy.LoadKernel reads.
+	KernelDir(s *cluster.Spec, role string) (string, error)
+	// Ipvsadm is the built ipvsadm binary, "" when none was built.
+	Ipvsadm() (string, error)
+}
+
+// openBuilds opens the builds of the cache in dir ("": the default cache).
+var openBuilds = func(dir string) (builtArtifacts, error) {
+	if dir == "" {
+		var err error
+		if dir, err = build.DefaultCacheDir(); err != nil {
+			return nil, err
+		}
+	}
+	return cacheBuilds{dir: dir}, nil
+}
+
+// cacheBuilds is the cache's builds (build.LatestKernel, LatestIpvsadm).
+type cacheBuilds struct{ dir string }
+
+func (b cacheBuilds) KernelDir(s *cluster.Spec, role string) (string, error) {
+	return build.LatestKernel(b.dir, s, role, roles.Release(s, role))
+}
+
+func (b cacheBuilds) Ipvsadm() (string, error) { return build.LatestIpvsadm(b.dir) }
+
+// addKernels attaches each host's role kernel for push --kernel, from
+// --kernel-dir or the cache, and on the directors the cache's ipvsadm
+// unless --ipvsadm names one.
+func (a *App) addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) error {
 	act := c.String("activate")
 	if act != "" && act != "once" {
 		return usageError{fmt.Sprintf("--activate %q: only \"once\" (then `lvsforge kernel confirm`)", act)}
@@ -35,13 +69,28 @@ func addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) error {
 		}
 		return nil
 	}
+	var builds builtArtifacts
+	kdir := c.String("kernel-dir")
+	if kdir == "" {
+		var err error
+		if builds, err = openBuilds(c.String("cache-dir")); err != nil {
+			return err
+		}
+	}
 	byRole := map[string]*deploy.Kernel{}
 	for i := range hosts {
 		h := s.Host(hosts[i].Target.Name)
 		k := byRole[h.Role]
 		if k == nil {
+			dir := filepath.Join(kdir, h.Role)
+			if builds != nil {
+				var err error
+				if dir, err = builds.KernelDir(s, h.Role); err != nil {
+					return err
+				}
+			}
 			var err error
-			if k, err = deploy.LoadKernel(filepath.Join(c.String("kernel-dir"), h.Role)); err != nil {
+			if k, err = deploy.LoadKernel(dir); err != nil {
 				return fmt.Errorf("load %s kernel: %w", h.Role, err)
 			}
 			// roles' GRUB script lists /boot/vmlinuz-*LOCALVERSION only.
@@ -53,7 +102,23 @@ func addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) error {
 		}
 		hosts[i].Kernel = k
 	}
-	return nil
+	if builds == nil || c.String("ipvsadm") != "" {
+		return nil
+	}
+	bin, err := builds.Ipvsadm()
+	if err != nil {
+		return fmt.Errorf("find the built ipvsadm: %w", err)
+	}
+	if bin == "" {
+		for _, h := range hosts {
+			if s.Host(h.Target.Name).Role == cluster.RoleDirector {
+				fmt.Fprintln(a.Stderr, "no ipvsadm in the cache (lvsforge build ipvsadm --static): the directors keep their own")
+				break
+			}
+		}
+		return nil
+	}
+	return deploy.AddIpvsadm(s, hosts, bin)
 }
 
 func init() {

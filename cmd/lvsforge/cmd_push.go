@@ -39,7 +39,7 @@ func init() {
 				&cli.BoolFlag{Name: "diff", Usage: "print unified diffs of changed files (never of secrets)"},
 				&cli.IntFlag{Name: "upload-concurrency", Value: 4, Usage: "concurrent uploads of files of 1 MiB or more, across hosts"},
 				&cli.IntFlag{Name: "backups", Value: 3, Usage: "previous versions kept per replaced file under " + deploy.DefaultBackupDir + " (0: none)"},
-				&cli.StringFlag{Name: "ipvsadm", Usage: "also install this ipvsadm `BINARY` (from lvsforge build ipvsadm --static) on the directors, as " + deploy.IpvsadmPath},
+				&cli.StringFlag{Name: "ipvsadm", Usage: "also install this ipvsadm `BINARY` (from lvsforge build ipvsadm --static) on the directors, over the host's ipvsadm (command -v) or as " + deploy.IpvsadmPath + "; with --kernel the cache's is the default"},
 			), kernelPushFlags()...),
 			Action: func(c *cli.Context) error {
 				spec, hosts, opts, err := a.pushSetup(c, true)
@@ -51,7 +51,7 @@ func init() {
 						return err
 					}
 				}
-				if err := addKernels(c, spec, hosts); err != nil {
+				if err := a.addKernels(c, spec, hosts); err != nil {
 					return err
 				}
 				opts.DryRun, opts.Diff = c.Bool("dry-run"), c.Bool("diff")

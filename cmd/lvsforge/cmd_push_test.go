@@ -3,16 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
+	"github.com/lvsforge/lvsforge/roles"
 )
 
 // testSpec writes the seed example with its four hosts pointed at sshd test
@@ -93,5 +98,112 @@ func TestPushDryRunCLI(t *testing.T) {
 
 	if code, _, _ := runApp(append([]string{"push", "--hosts", "nosuch"}, common...)...); code != ExitUsage {
 		t.Errorf("--hosts nosuch: exit %d, want %d", code, ExitUsage)
+	}
+}
+
+// fakeBuild writes one kernel build (or, with release "", an ipvsadm
+// build) into cache the way `lvsforge build` lays it out, and returns its
+// directory.
+func fakeBuild(t *testing.T, cache, role, release string, inputs map[string]any, static bool) string {
+	t.Helper()
+	kind, sub := "kernel", "kernel"
+	if release == "" {
+		kind, sub = "ipvsadm", "ipvsadm"
+		inputs = map[string]any{"Static": static}
+	}
+	key := fmt.Sprintf("%x", sha256.Sum256([]byte(role+release+fmt.Sprint(static))))
+	dir := filepath.Join(cache, "artifacts", sub, key)
+	os.MkdirAll(dir, 0o755)
+	m, _ := json.Marshal(map[string]any{"kind": kind, "role": role, "release": release, "key": key, "inputs": inputs, "built": time.Now()})
+	os.WriteFile(filepath.Join(dir, "manifest.json"), m, 0o644)
+	if kind == "ipvsadm" {
+		os.WriteFile(filepath.Join(dir, "ipvsadm"), []byte(fmt.Sprintf("ipvsadm static=%v\n", static)), 0o755)
+		return dir
+	}
+	os.WriteFile(filepath.Join(dir, "bzImage"), []byte("kernel "+release), 0o644)
+	os.WriteFile(filepath.Join(dir, "System.map"), []byte("ffffffff81000000 T _text\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "kernelrelease"), []byte(release+"\n"), 0o644)
+	os.Symlink(key, filepath.Join(cache, "artifacts", "kernel", role+"-"+release))
+	return dir
+}
+
+// TestPushKernelFromCache: push --kernel without --kernel-dir installs the
+// spec's kernel builds from the cache, and on the directors the cache's
+// (static) ipvsadm where the host has its ipvsadm; a build with other
+// options than the spec's is refused; --kernel-dir still overrides.
+func TestPushKernelFromCache(t *testing.T) {
+	c := sshtest.Start(t, 4)
+	specPath := testSpec(t, c)
+	spec, err := cluster.Load(specPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	for _, role := range []string{cluster.RoleDirector, cluster.RoleRealServer} {
+		rk, _ := build.RoleKernel(spec, role)
+		fakeBuild(t, cache, role, roles.Release(spec, role), map[string]any{"Options": rk.Options}, false)
+	}
+	fakeBuild(t, cache, "", "", nil, false)
+	fakeBuild(t, cache, "", "", nil, true)
+	common := []string{"-f", specPath, "--known-hosts", c.KnownHostsFile, "--ssh-config", "none"}
+
+	code, out, errs := runApp(append([]string{"push", "--kernel", "--dry-run", "--cache-dir", cache}, common...)...)
+	if code != ExitOK {
+		t.Fatalf("push --kernel from the cache: exit %d\n%s\n%s", code, out, errs)
+	}
+	ipvsadm, _ := exec.LookPath("ipvsadm")
+	if ipvsadm == "" {
+		ipvsadm = "/usr/sbin/ipvsadm"
+	}
+	for _, want := range []string{
+		"write /boot/vmlinuz-" + roles.Release(spec, cluster.RoleDirector) + " mode 0644 size ",
+		"write /boot/vmlinuz-" + roles.Release(spec, cluster.RoleRealServer) + " mode 0644 size ",
+		// The static build, over the host's own ipvsadm.
+		fmt.Sprintf("write %s mode 0755 size %d", ipvsadm, len("ipvsadm static=true\n")),
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("plan lacks %q:\n%s", want, out)
+		}
+	}
+
+	// The spec's options changed since the build: refused, saying what to do.
+	y, _ := os.ReadFile(specPath)
+	changed := regexp.MustCompile(`(?m)^(  realserver:\n(?:    .*\n)*?    options:) \[\]`).ReplaceAllString(string(y), "$1 [CONFIG_IP_VS_TAB_BITS=14]")
+	if changed == string(y) {
+		t.Fatal("the test spec has no kernel.realserver.options")
+	}
+	os.WriteFile(specPath, []byte(changed), 0o644)
+	code, _, errs = runApp(append([]string{"push", "--kernel", "--dry-run", "--cache-dir", cache, "--role", "realserver"}, common...)...)
+	if code != ExitFailure || !strings.Contains(errs, "lvsforge build kernel --role realserver") {
+		t.Errorf("stale cached build: exit %d\n%s", code, errs)
+	}
+	os.WriteFile(specPath, y, 0o644)
+
+	// --kernel-dir overrides the cache.
+	kdir := t.TempDir()
+	os.MkdirAll(filepath.Join(kdir, "realserver"), 0o755)
+	for _, f := range []string{"bzImage", "System.map", "kernelrelease"} {
+		b, _ := os.ReadFile(filepath.Join(cache, "artifacts", "kernel", "realserver-"+roles.Release(spec, cluster.RoleRealServer), f))
+		if f == "bzImage" {
+			b = []byte("from --kernel-dir, longer")
+		}
+		os.WriteFile(filepath.Join(kdir, "realserver", f), b, 0o644)
+	}
+	code, out, errs = runApp(append([]string{"push", "--kernel", "--dry-run", "--kernel-dir", kdir, "--role", "realserver"}, common...)...)
+	if code != ExitOK || !strings.Contains(out, fmt.Sprintf("write /boot/vmlinuz-%s mode 0644 size %d", roles.Release(spec, cluster.RoleRealServer), len("from --kernel-dir, longer"))) {
+		t.Errorf("--kernel-dir: exit %d\n%s\n%s", code, out, errs)
+	}
+}
+
+// TestPushInitMismatchCLI: the spec says systemd, the hosts run sysv: each
+// host's plan fails, naming what to set.
+func TestPushInitMismatchCLI(t *testing.T) {
+	c := sshtest.Start(t, 4)
+	specPath := testSpec(t, c)
+	y, _ := os.ReadFile(specPath)
+	os.WriteFile(specPath, []byte(strings.ReplaceAll(string(y), "init: sysv", "init: systemd")), 0o644)
+	code, out, errs := runApp("push", "--dry-run", "--hosts", "rs1", "-f", specPath, "--known-hosts", c.KnownHostsFile, "--ssh-config", "none")
+	if code != ExitFailure || !strings.Contains(out, "set `init: sysv` on host rs1") {
+		t.Errorf("init mismatch: exit %d\n%s\n%s", code, out, errs)
 	}
 }

@@ -1,8 +1,11 @@
 // Command bench measures `lvsforge push` against one plain scp per host in
 // parallel (and Ansible's copy module when ansible-playbook is installed) on
 // real sshd hosts in network namespaces: a 12 MiB artifact plus 9 small
-// config files to every host, wall and client CPU time, median of N runs,
-// plus the no-op re-push. It needs root, sshd and scp:
+// config files to every host, wall and client CPU time, median of N rounds
+// (each tool once per round, so that every ratio compares runs made
+// seconds apart), plus the no-op re-push; also the CPU time the hosts'
+// sshd spent, which the machine's load does not inflate. It needs root,
+// sshd and scp:
 //
 //	go run ./deploy/bench -hosts 20 -runs 3
 //
@@ -42,7 +45,7 @@ type tool struct {
 }
 
 type sample struct {
-	wall, cpu time.Duration
+	wall, cpu, server time.Duration
 }
 
 func cpuTimes() (self, children time.Duration) {
@@ -53,15 +56,25 @@ func cpuTimes() (self, children time.Duration) {
 	return tv(s.Utime) + tv(s.Stime), tv(c.Utime) + tv(c.Stime)
 }
 
-// measure runs fn and returns its wall time and the CPU time of this process
-// and of the children it waited for (scp, ssh, ansible).
-func measure(fn func() error) (sample, error) {
+// measure runs fn and returns its wall time, the CPU time of this process
+// and of the children it waited for (scp, ssh, ansible), and the CPU time
+// the hosts spent (sshd, sftp-server, the remote commands), which the
+// machine's other load barely changes.
+func measure(c *sshtest.Cluster, fn func() error) (sample, error) {
+	h0, herr := c.CPUTime()
 	s0, c0 := cpuTimes()
 	start := time.Now()
 	err := fn()
 	wall := time.Since(start)
 	s1, c1 := cpuTimes()
-	return sample{wall: wall, cpu: (s1 - s0) + (c1 - c0)}, err
+	// The hosts' last sessions end just after the client is done.
+	time.Sleep(200 * time.Millisecond)
+	h1, _ := c.CPUTime()
+	s := sample{wall: wall, cpu: (s1 - s0) + (c1 - c0), server: -1}
+	if herr == nil {
+		s.server = h1 - h0
+	}
+	return s, err
 }
 
 func median(ss []sample) sample {
@@ -73,10 +86,10 @@ func median(ss []sample) sample {
 
 func main() {
 	nHosts := flag.Int("hosts", 20, "sshd hosts")
-	runs := flag.Int("runs", 3, "runs per tool (the median is reported)")
+	runs := flag.Int("runs", 3, "rounds: each tool runs once per round (the median is reported)")
 	artifactMiB := flag.Int("artifact-mib", 12, "size of the large artifact")
 	withAnsible := flag.Bool("ansible", true, "also measure Ansible when ansible-playbook is installed")
-	ansibleRuns := flag.Int("ansible-runs", 1, "runs per Ansible variant (each takes minutes)")
+	ansibleRuns := flag.Int("ansible-runs", 1, "rounds with Ansible (each run takes minutes)")
 	uploads := flag.Int("upload-concurrency", 0, "lvsforge's cap on concurrent large uploads (0: the default)")
 	flag.Parse()
 	log.SetFlags(0)
@@ -176,32 +189,58 @@ func main() {
 	} else if *withAnsible {
 		log.Printf("ansible-playbook not installed: Ansible not measured")
 	}
-	fmt.Printf("%d hosts, %d MiB artifact + 9 small files, median of %d runs\n", *nHosts, *artifactMiB, *runs)
-	fmt.Printf("%-40s %10s %10s\n", "tool", "wall", "client CPU")
-	var load [3]float64
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscan(string(b), &load[0], &load[1], &load[2])
-	}
-	defer fmt.Printf("load average at start: %.2f (machine shared with other work)\n", load[0])
-	for _, t := range tools {
-		var ss []sample
-		n := *runs
-		if t.runs > 0 {
-			n = t.runs
-		}
-		for i := 0; i < n; i++ {
+	fmt.Printf("%d hosts, %d MiB artifact + 9 small files, median of %d rounds\n", *nHosts, *artifactMiB, *runs)
+	start := loadAvg()
+	// Round by round, every tool once per round: on a shared machine the
+	// load drifts, and each round's ratio compares runs seconds apart.
+	samples := make([][]sample, len(tools))
+	for round := 0; round < *runs; round++ {
+		for i, t := range tools {
+			if t.runs > 0 && round >= t.runs {
+				continue
+			}
 			if t.fresh {
 				reset()
 			}
-			s, err := measure(t.run)
+			s, err := measure(c, t.run)
 			if err != nil {
 				log.Fatalf("%s: %v", t.name, err)
 			}
-			ss = append(ss, s)
+			samples[i] = append(samples[i], s)
 		}
-		m := median(ss)
-		fmt.Printf("%-40s %9.2fs %9.2fs  (%d runs)\n", t.name, m.wall.Seconds(), m.cpu.Seconds(), n)
 	}
+	fmt.Printf("%-40s %10s %10s %10s %10s\n", "tool", "wall", "client CPU", "hosts CPU", "wall / scp")
+	for i, t := range tools {
+		m := median(samples[i])
+		// The median of each round's ratio to that round's scp.
+		var ratios []float64
+		for r, s := range samples[i] {
+			ratios = append(ratios, s.wall.Seconds()/samples[0][r].wall.Seconds())
+		}
+		sort.Float64s(ratios)
+		server := "-"
+		if m.server >= 0 {
+			server = fmt.Sprintf("%.2fs", m.server.Seconds())
+		}
+		fmt.Printf("%-40s %9.2fs %9.2fs %10s %9.2fx  (%d runs; ratios %s)\n", t.name, m.wall.Seconds(), m.cpu.Seconds(), server, ratios[len(ratios)/2], len(samples[i]), fmtRatios(ratios))
+	}
+	fmt.Printf("load average at start %.2f, at end %.2f (1 min; 2 cores shared with other work)\n", start, loadAvg())
+}
+
+func loadAvg() float64 {
+	var l float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &l)
+	}
+	return l
+}
+
+func fmtRatios(r []float64) string {
+	var s []string
+	for _, x := range r {
+		s = append(s, fmt.Sprintf("%.2f", x))
+	}
+	return strings.Join(s, " ")
 }
 
 // ansibleTools copies the same files with Ansible's copy module, with the

@@ -28,6 +28,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -48,6 +49,9 @@ type Cluster struct {
 	bridge string
 	prefix string
 	lock   *os.File // holds the subnet; see pickSubnet
+	// cgroup holds every host's sshd and sessions (cgroup v2), for CPUTime;
+	// "" when the machine has no writable cgroup v2 hierarchy.
+	cgroup string
 }
 
 // Host is one sshd in its own network and mount namespaces.
@@ -58,10 +62,11 @@ type Host struct {
 	HostKey ssh.PublicKey
 	Dir     string
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	log  *os.File
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	log    *os.File
+	cgroup string
 }
 
 // Start creates n hosts named h0..h(n-1). It skips the test (fails in CI)
@@ -72,6 +77,8 @@ func Start(t testing.TB, n int) *Cluster {
 	sshd := testenv.LookPath(t, "sshd", "openssh-server")
 	testenv.LookPath(t, "ip", "iproute2")
 	testenv.LookPath(t, "unshare", "util-linux")
+	// Exec goes into the hosts' namespaces with it.
+	testenv.LookPath(t, "nsenter", "util-linux")
 	if _, err := os.Stat("/usr/lib/openssh/sftp-server"); err != nil {
 		testenv.Missing(t, "/usr/lib/openssh/sftp-server", "apt-get install -y openssh-sftp-server")
 	}
@@ -88,6 +95,11 @@ func Start(t testing.TB, n int) *Cluster {
 func New(dir string, n int) (*Cluster, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create cluster directory: %w", err)
+	}
+	for _, tool := range []string{"ip", "unshare", "nsenter", "/usr/sbin/sshd", "/usr/lib/openssh/sftp-server"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("start sshd hosts: %w (Debian: apt-get install -y iproute2 util-linux openssh-server)", err)
+		}
 	}
 	c := &Cluster{Dir: dir}
 	if err := c.start("/usr/sbin/sshd", n); err != nil {
@@ -160,6 +172,7 @@ func (c *Cluster) start(sshd string, n int) error {
 	rand.Read(rnd[:])
 	c.prefix = "lvf" + hex.EncodeToString(rnd[:])
 	c.bridge = c.prefix + "br"
+	c.cgroup = newCgroup(c.prefix)
 	if err := run("ip", "link", "add", c.bridge, "type", "bridge"); err != nil {
 		return err
 	}
@@ -197,6 +210,8 @@ func (c *Cluster) start(sshd string, n int) error {
 			NetNS: fmt.Sprintf("%s-%d", c.prefix, i),
 			Addr:  fmt.Sprintf("10.213.%d.%d", subnet, 10+i),
 			Dir:   filepath.Join(c.Dir, fmt.Sprintf("h%d", i)),
+
+			cgroup: c.cgroup,
 		}
 		c.Hosts = append(c.Hosts, h)
 		if err := c.setupHost(h, i, authorized); err != nil {
@@ -331,6 +346,10 @@ func (h *Host) Start(sshd string) error {
 		return fmt.Errorf("start sshd on %s: %w", h.Name, err)
 	}
 	h.cmd, h.log, h.done = cmd, log, make(chan struct{})
+	if h.cgroup != "" {
+		// Every session sshd forks from now on is accounted there.
+		os.WriteFile(filepath.Join(h.cgroup, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	}
 	listening := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -511,6 +530,54 @@ func HashTree(root string) (map[string]string, error) {
 	return tree, nil
 }
 
+// newCgroup creates a cgroup v2 group for a cluster's processes, or
+// returns "" where there is none to write to.
+func newCgroup(name string) string {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && f[2] == "cgroup2" {
+			d := filepath.Join(f[1], "lvsforge-sshtest-"+name)
+			if os.Mkdir(d, 0o755) == nil {
+				return d
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// ErrNoCgroup means the machine has no cgroup v2 hierarchy to account
+// the hosts' CPU time in.
+var ErrNoCgroup = errors.New("no writable cgroup v2 hierarchy")
+
+// CPUTime is the CPU time (user + system) every host's sshd and every
+// process it started have used so far: the server side of a push, for the
+// benchmark. Unlike a parent's rusage it also counts processes their parent
+// did not wait for.
+func (c *Cluster) CPUTime() (time.Duration, error) {
+	if c.cgroup == "" {
+		return 0, ErrNoCgroup
+	}
+	b, err := os.ReadFile(filepath.Join(c.cgroup, "cpu.stat"))
+	if err != nil {
+		return 0, fmt.Errorf("read hosts' CPU time: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
+			us, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("read hosts' CPU time: %w", err)
+			}
+			return time.Duration(us) * time.Microsecond, nil
+		}
+	}
+	return 0, fmt.Errorf("read hosts' CPU time: no usage_usec in %s", filepath.Join(c.cgroup, "cpu.stat"))
+}
+
 // Close stops every host and removes the namespaces and the bridge.
 func (c *Cluster) Close() {
 	for _, h := range c.Hosts {
@@ -521,6 +588,12 @@ func (c *Cluster) Close() {
 	}
 	if c.bridge != "" {
 		run("ip", "link", "del", c.bridge)
+	}
+	if c.cgroup != "" {
+		// Empty once the hosts' last processes have exited.
+		for i := 0; i < 50 && os.Remove(c.cgroup) != nil; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	if c.lock != nil {
 		c.lock.Close()
