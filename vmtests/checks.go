@@ -171,8 +171,37 @@ func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
 			r.Figure(sv.Name+" "+name, float64(t.By[name]), "req")
 		}
 		if msg := expectedSplit(r.Spec, sv, t); msg != "" {
-			r.Errorf("%s through %s:%d: %s", sv.Name, sv.VIP, sv.Port, msg)
+			r.Errorf("%s through %s:%d: %s\nanswers: %s\n%s", sv.Name, sv.VIP, sv.Port, msg, t.Sequence(), r.C.lbState(ctx, sv))
 		}
 	}
 	return nil
+}
+
+// lbState is what the cluster makes of sv right now, for the message of a
+// failed traffic check: on each running director whether it holds the VIP,
+// its IPVS table for sv with counters, and the health checker's last log
+// lines; on the client, its neighbour entry for the VIP.
+func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
+	checker := "-t ldirectord"
+	if c.Spec.HA.Backend == cluster.BackendKeepalived {
+		checker = "-u keepalived"
+	}
+	var b strings.Builder
+	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
+		if c.Nodes[d.Name].off() {
+			continue
+		}
+		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -4 -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; journalctl --no-pager -b %s | tail -8",
+			sv.VIP, sv.VIP, virtualOf(sv), checker))
+		if err != nil {
+			out += "\n" + err.Error()
+		}
+		fmt.Fprintf(&b, "--- %s:\n\t%s\n", d.Name, strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t"))
+	}
+	out, err := c.ClientRun(ctx, "ip neigh show "+sv.VIP)
+	if err != nil {
+		out += "\n" + err.Error()
+	}
+	fmt.Fprintf(&b, "--- client: neighbour %s", strings.TrimSpace(lastLines(out, 3)))
+	return b.String()
 }

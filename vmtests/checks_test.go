@@ -155,3 +155,28 @@ func TestScenarioSpecsValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestOutage(t *testing.T) {
+	ok := func(t float64, s string) ProbeLine { return ProbeLine{T: t, Server: s} }
+	fail := func(t float64) ProbeLine { return ProbeLine{T: t} }
+	lines := []ProbeLine{
+		ok(9.8, "rs1"), ok(10.0, "rs2"), // t0 = 10.1: the fault comes later
+		ok(10.2, "rs1"), ok(10.4, "rs2"), // still answered before the power-off
+		fail(11.5), fail(12.6), fail(13.7),
+		ok(14.0, "rs1"), ok(14.2, "rs2"),
+		fail(15.3), ok(15.5, "rs1"), // a shorter gap later (the failback)
+	}
+	last, first, failed, err := Outage(lines, 10.1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != 10.4 || first != 14.0 || failed != 3 {
+		t.Errorf("Outage = %.1f..%.1f, %d failed; want 10.4..14.0, 3 failed", last, first, failed)
+	}
+	if _, _, _, err := Outage(lines[2:], 10.1); err == nil {
+		t.Error("no answer before t0: want an error")
+	}
+	if _, _, _, err := Outage(lines[:2], 10.1); err == nil {
+		t.Error("no answer after t0: want an error")
+	}
+}

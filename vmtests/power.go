@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -153,9 +154,10 @@ func otherDirector(s *cluster.Spec, name string) string {
 }
 
 // Probe is a background request loop on the client: a request to one
-// service every 100 ms, each line "UPTIME NAME" or "UPTIME -" for a
-// failure, and an ARP request for the VIP every half second, whose answers
-// the switch records.
+// service started every 100 ms, whether or not the one before has ended
+// (each gives up after a second), each line "UPTIME NAME" or "UPTIME -" for
+// a failure, UPTIME when it started; and an ARP request for the VIP every
+// half second, whose answers the switch records.
 type Probe struct {
 	c    *Cluster
 	sv   *cluster.Service
@@ -169,7 +171,7 @@ func (c *Cluster) StartProbe(ctx context.Context, sv *cluster.Service) (*Probe, 
 	// Each loop is a script of its own, started in the background with
 	// its pid kept, so Stop can end it.
 	loops := map[string]string{
-		"req": fmt.Sprintf(`while :; do read -r t _ </proc/uptime; r=$(%s); echo "$t ${r:--}"; sleep 0.1; done`, requestCmd(sv, 1)),
+		"req": fmt.Sprintf(`while :; do (read -r t _ </proc/uptime; r=$(%s); echo "$t ${r:--}") & sleep 0.1; done`, requestCmd(sv, 1)),
 		"arp": fmt.Sprintf(`while :; do arping -q -c 1 -w 1 -I eth0 %s; sleep 0.5; done`, sv.VIP),
 	}
 	for _, name := range []string{"req", "arp"} {
@@ -180,7 +182,7 @@ func (c *Cluster) StartProbe(ctx context.Context, sv *cluster.Service) (*Probe, 
 		}
 		for _, cmd := range []string{
 			fmt.Sprintf(`printf '%%s\n' '%s' >%s`, loops[name], script),
-			fmt.Sprintf(`sh %s >%s 2>/dev/null & echo $! >%s.pid`, script, out, script),
+			fmt.Sprintf(`: >%s; sh %s >>%s 2>/dev/null & echo $! >%s.pid`, out, script, out, script),
 		} {
 			if _, err := c.ClientRun(ctx, cmd); err != nil {
 				return nil, err
@@ -207,7 +209,8 @@ type ProbeLine struct {
 
 // Stop ends the loops and returns the requests made.
 func (p *Probe) Stop(ctx context.Context) ([]ProbeLine, error) {
-	if _, err := p.c.ClientRun(ctx, "kill $(cat /tmp/probe-req.sh.pid /tmp/probe-arp.sh.pid) 2>/dev/null; true"); err != nil {
+	// The requests under way end within their second.
+	if _, err := p.c.ClientRun(ctx, "kill $(cat /tmp/probe-req.sh.pid /tmp/probe-arp.sh.pid) 2>/dev/null; sleep 1.5; true"); err != nil {
 		return nil, err
 	}
 	out, err := p.c.ClientRun(ctx, "cat "+p.file)
@@ -222,6 +225,8 @@ func (p *Probe) Stop(ctx context.Context) ([]ProbeLine, error) {
 		}
 		lines = append(lines, pl)
 	}
+	// A line is written when its request ends: in the order they started.
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].T < lines[j].T })
 	return lines, nil
 }
 
@@ -250,21 +255,28 @@ func stampedLines(out string, timeCol int) []stamped {
 	return ls
 }
 
-// Outage measures the gap in service around t0: the last answered request
-// at or before t0, the first answered one after it, and the failed
-// requests between.
+// Outage measures the gap in service that follows t0 (the probe's clock
+// just before the fault): the longest time between two consecutive
+// answered requests, the first of them the last answer at or before t0
+// or a later one, and the failed requests in it. The longest gap, not
+// the first: requests may still be answered between t0 and the fault.
 func Outage(lines []ProbeLine, t0 float64) (last, first float64, failed int, err error) {
+	prev := -1.0 // the last answer so far
+	before := false
 	last, first = -1, -1
 	for _, l := range lines {
-		switch {
-		case l.T <= t0 && l.Server != "":
-			last = l.T
-		case l.T > t0 && l.Server != "" && first < 0:
-			first = l.T
+		if l.Server == "" {
+			continue
 		}
+		if l.T <= t0 {
+			before = true
+		} else if before && (first < 0 || l.T-prev > first-last) {
+			last, first = prev, l.T
+		}
+		prev = l.T
 	}
 	if last < 0 || first < 0 {
-		return last, first, 0, fmt.Errorf("no answered request before (%v) or after (%v) t=%.2f among %d requests", last >= 0, first >= 0, t0, len(lines))
+		return last, first, 0, fmt.Errorf("no answered request both at or before and after t=%.2f among %d requests", t0, len(lines))
 	}
 	for _, l := range lines {
 		if l.T > last && l.T < first && l.Server == "" {

@@ -256,49 +256,79 @@ func ServiceTimeout(s *cluster.Spec) time.Duration {
 	return d
 }
 
-// Converge brings the cluster to spec: the real servers' test services,
-// then `lvsforge push` of spec, then it waits until every checked service
-// answers through its VIP. It returns when the first one did.
+// Converge brings the cluster to spec: the real servers' test services and
+// `lvsforge push` of spec, side by side (the health checks start at the end
+// of the directors' push, by when the services answer), then it waits
+// until every checked service answers through its VIP and the directors'
+// tables are the rendered one. It returns when the first service first
+// answered: that one is asked from the start, since a cluster serves as
+// soon as a director holds the VIP and the table, which comes before the
+// push has started ldirectord (seconds of Perl on an emulated CPU).
 func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, error) {
-	if err := c.StartServices(ctx, spec); err != nil {
-		return time.Time{}, err
-	}
+	svcs := checkedServices(spec)
 	t := time.Now()
-	if _, err := c.Push(ctx, spec); err != nil {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		at  time.Time
+		err error
+	}
+	firstAnswer := make(chan answer, 1)
+	if len(svcs) > 0 {
+		go func() {
+			at, err := c.WaitServing(wctx, svcs[0], ServiceTimeout(spec)+convergePushLimit)
+			firstAnswer <- answer{at, err}
+		}()
+	}
+	services := make(chan error, 1)
+	go func() { services <- c.StartServices(ctx, spec) }()
+	_, perr := c.Push(ctx, spec)
+	if err := errors.Join(<-services, perr); err != nil {
 		return time.Time{}, err
 	}
 	c.Timings["push"] = time.Since(t)
+	c.opts.logf("converge: test services started and spec pushed in %.1f s", time.Since(t).Seconds())
 	c.Spec = spec
 	var first time.Time
-	for i := range spec.Services {
-		sv := &spec.Services[i]
-		if kindOf(sv) == "" {
-			continue
+	if len(svcs) > 0 {
+		a := <-firstAnswer
+		if a.err != nil {
+			return time.Time{}, a.err
 		}
-		t, err := c.WaitServing(ctx, sv, ServiceTimeout(spec))
-		if err != nil {
+		first = a.at
+	}
+	for _, sv := range svcs[min(1, len(svcs)):] {
+		if _, err := c.WaitServing(ctx, sv, ServiceTimeout(spec)); err != nil {
 			return time.Time{}, err
-		}
-		if first.IsZero() {
-			first = t
 		}
 	}
 	// A change inside a virtual service reaches the kernel when
-	// ldirectord (or keepalived) has reloaded: wait for the active
-	// director's table to be the rendered one before anything is measured.
+	// ldirectord (or keepalived) has reloaded: wait for the directors'
+	// tables to be the rendered one before anything is measured.
 	return first, c.waitRules(ctx, spec, time.Minute)
 }
 
-// waitRules polls until the active director's IPVS table equals the rules
-// rendered for spec.
+// convergePushLimit is the room a push has within Converge's wait for the
+// first answer, which starts with the push.
+const convergePushLimit = 3 * time.Minute
+
+// waitRules polls until every running director's IPVS table equals the
+// rules rendered for spec (the standby keeps one too).
 func (c *Cluster) waitRules(ctx context.Context, spec *cluster.Spec, limit time.Duration) error {
 	var err error
 	if _, ok := poll(ctx, limit, time.Second, func(ctx context.Context) bool {
-		var active string
-		if active, err = c.ActiveDirector(ctx, spec.Services[0].VIP); err == nil {
-			err = c.CheckRules(ctx, active, spec)
+		if _, err = c.ActiveDirector(ctx, spec.Services[0].VIP); err != nil {
+			return false
 		}
-		return err == nil
+		for _, d := range spec.HostsByRole(cluster.RoleDirector) {
+			if c.Nodes[d.Name].off() {
+				continue
+			}
+			if err = c.CheckRules(ctx, d.Name, spec); err != nil {
+				return false
+			}
+		}
+		return true
 	}); !ok {
 		return fmt.Errorf("the IPVS table did not become the rendered one within %s: %w", limit, err)
 	}

@@ -13,7 +13,7 @@ import (
 var (
 	seedDR = &Scenario{
 		Name: "seed-dr",
-		Doc:  "the spec as given (the seed's LVS-DR cluster by default): 200 requests split as its scheduler and weights say; every service answers through its VIP; the active director's IPVS table is the rendered one",
+		Doc:  "the spec as given (the seed's LVS-DR cluster by default): 200 requests split as its scheduler and weights say; every service answers through its VIP; every director's IPVS table is the rendered one (the standby keeps it too)",
 		Run: func(ctx context.Context, r *Run) error {
 			if err := trafficCheck(ctx, r, 200, netip.Addr{}); err != nil {
 				return err
@@ -113,15 +113,18 @@ func setWeight(s *cluster.Spec, rs, sv string, w int) {
 	h.Weights[sv] = w
 }
 
-// checkTables compares the active director's IPVS table with the rendered
-// rules, for every VIP.
+// checkTables compares every running director's IPVS table with the
+// rendered rules: the active one's, and the standby's, which keeps the
+// table too (heartbeat's hot standby, keepalived on every node), so that a
+// takeover has nothing to load.
 func checkTables(ctx context.Context, r *Run) error {
-	active, err := r.C.ActiveDirector(ctx, r.Spec.Services[0].VIP)
-	if err != nil {
+	if _, err := r.C.ActiveDirector(ctx, r.Spec.Services[0].VIP); err != nil {
 		return err
 	}
-	if err := r.C.CheckRules(ctx, active, r.Spec); err != nil {
-		r.Errorf("%v", err)
+	for _, d := range r.Spec.HostsByRole(cluster.RoleDirector) {
+		if err := r.C.CheckRules(ctx, d.Name, r.Spec); err != nil {
+			r.Errorf("%v", err)
+		}
 	}
 	return nil
 }
@@ -334,7 +337,7 @@ func runWRR(ctx context.Context, r *Run) error {
 			return err
 		}
 		if t.Failed > 0 || len(t.By) != 1 {
-			r.Errorf("sh: client %s reached %s, want one server for all 10 requests", src, t)
+			r.Errorf("sh: client %s reached %s, want one server for all 10 requests\nanswers: %s\n%s", src, t, t.Sequence(), r.C.lbState(ctx, sv))
 		}
 		for n := range t.By {
 			servers[n] = true

@@ -152,6 +152,11 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 		return err
 	}
 	time.Sleep(3 * time.Second)
+	// The backup's clock first: t0 is taken right before the power-off.
+	up0, err := r.C.uptime(ctx, backup)
+	if err != nil {
+		return err
+	}
 	t0, err := probe.Now(ctx)
 	if err != nil {
 		return err
@@ -166,7 +171,15 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 		return err
 	}
 	r.Figure(label+"takeover by "+backup, takeover.Seconds(), "s")
-	// The announcement follows the address (IPaddr2 and keepalived send it
+	if tl, events, err := r.C.timeline(ctx, spec, backup, vip, up0); err == nil && len(events) > 0 {
+		r.Logf("%s%s's takeover after the power-off:%s", label, backup, tl)
+		what := " declared " + primary + " dead"
+		if spec.HA.Backend == cluster.BackendKeepalived {
+			what = " became VRRP master"
+		}
+		r.Figure(label+backup+what, events[0].t-up0, "s")
+	}
+	// The announcement follows the address (lvs-vip and keepalived send it
 	// right after adding it): wait for it on the switch, within bounds.
 	backupMAC := r.C.Nodes[backup].MAC
 	gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -378,20 +391,37 @@ func (c *Cluster) waitHolds(ctx context.Context, vip, host string, limit time.Du
 	return d, nil
 }
 
-// rsWeight is a real server's weight in the active director's table, and
-// whether it is there at all.
-func (c *Cluster) rsWeight(ctx context.Context, director string, sv *cluster.Service, rs *cluster.Host) (int, bool, error) {
+// svTable is sv's real servers in a director's IPVS table: each one's
+// weight by host name; a real server that is not in the table is not in
+// the map.
+func (c *Cluster) svTable(ctx context.Context, director string, sv *cluster.Service) (map[string]int, error) {
 	out, err := c.Exec(ctx, director, "ipvsadm -Ln "+virtualOf(sv))
 	if err != nil {
-		return 0, false, err
+		return nil, err
 	}
-	re := regexp.MustCompile(`->\s+` + regexp.QuoteMeta(fmt.Sprintf("%s:%d", rs.IP(), sv.RealPort)) + `\s+\S+\s+(\d+)`)
-	m := re.FindStringSubmatch(out)
-	if m == nil {
-		return 0, false, nil
+	tab := map[string]int{}
+	for _, rs := range c.Spec.RealServers(sv) {
+		re := regexp.MustCompile(`->\s+` + regexp.QuoteMeta(fmt.Sprintf("%s:%d", rs.IP(), sv.RealPort)) + `\s+\S+\s+(\d+)`)
+		if m := re.FindStringSubmatch(out); m != nil {
+			tab[rs.Name], _ = strconv.Atoi(m[1])
+		}
 	}
-	w, _ := strconv.Atoi(m[1])
-	return w, true, nil
+	return tab, nil
+}
+
+// waitTable polls sv's table on director until match accepts it, and
+// returns how long that took.
+func (c *Cluster) waitTable(ctx context.Context, director string, sv *cluster.Service, limit time.Duration, want string, match func(tab map[string]int) bool) (time.Duration, error) {
+	var tab map[string]int
+	var err error
+	d, ok := poll(ctx, limit, 250*time.Millisecond, func(ctx context.Context) bool {
+		tab, err = c.svTable(ctx, director, sv)
+		return err == nil && match(tab)
+	})
+	if !ok {
+		return 0, fmt.Errorf("%s's table on %s did not become %s within %s (weights now %v, %v)", sv.Name, director, want, limit, tab, err)
+	}
+	return d, nil
 }
 
 // virtualOf is ipvsadm's option naming sv's virtual service.
@@ -406,38 +436,26 @@ func virtualOf(sv *cluster.Service) string {
 	return fmt.Sprintf("%s %s:%d", flag, sv.VIP, sv.Port)
 }
 
-// waitWeight polls until match accepts rs's weight (or absence).
-func (c *Cluster) waitWeight(ctx context.Context, director string, sv *cluster.Service, rs *cluster.Host, limit time.Duration, match func(w int, present bool) bool) (time.Duration, error) {
-	var w int
-	var present bool
-	d, ok := poll(ctx, limit, 250*time.Millisecond, func(ctx context.Context) bool {
-		var err error
-		w, present, err = c.rsWeight(ctx, director, sv, rs)
-		return err == nil && match(w, present)
-	})
-	if !ok {
-		return 0, fmt.Errorf("%s's entry in %s did not change as expected within %s (weight %d, present %v)", rs.Name, sv.Name, limit, w, present)
+// rsDownService is the service realserver-down takes a real server out
+// of: the first checked HTTP service, else the first checked one.
+func rsDownService(s *cluster.Spec) *cluster.Service {
+	var first *cluster.Service
+	for _, sv := range checkedServices(s) {
+		if sv.Check.Type == "off" {
+			continue
+		}
+		if kindOf(sv) == kindHTTP {
+			return sv
+		}
+		if first == nil {
+			first = sv
+		}
 	}
-	return d, nil
+	return first
 }
 
 func runRealServerDown(ctx context.Context, r *Run) error {
-	svcs := checkedServices(r.Spec)
-	var sv *cluster.Service
-	for _, x := range svcs {
-		if kindOf(x) == kindHTTP && x.Check.Type != "off" {
-			sv = x
-			break
-		}
-	}
-	if sv == nil {
-		for _, x := range svcs {
-			if x.Check.Type != "off" {
-				sv = x
-				break
-			}
-		}
-	}
+	sv := rsDownService(r.Spec)
 	if sv == nil {
 		r.Logf("no service with a health check: nothing to check")
 		return nil
@@ -453,37 +471,57 @@ func runRealServerDown(ctx context.Context, r *Run) error {
 		return err
 	}
 	quiescent := sv.Quiescent == nil || *sv.Quiescent
-	kind := kindOf(sv)
+	// out: rs is out of the table (weight 0 when quiescent, gone
+	// otherwise); in: every other real server is in at its weight.
+	out := func(tab map[string]int) bool {
+		w, ok := tab[rs.Name]
+		if quiescent {
+			return ok && w == 0
+		}
+		return !ok
+	}
+	in := func(tab map[string]int, hosts []*cluster.Host) bool {
+		for _, h := range hosts {
+			if w, ok := tab[h.Name]; !ok || w != cluster.Weight(h, sv.Name) {
+				return false
+			}
+		}
+		return true
+	}
 	limit := time.Duration(sv.Check.Interval+sv.Check.Timeout)*time.Second + time.Minute
 	r.Logf("stopping %s on %s", sv.Name, rs.Name)
-	if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop %s %d", guestTestSvc, kind, sv.RealPort)); err != nil {
+	if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop %s %d", guestTestSvc, kindOf(sv), sv.RealPort)); err != nil {
 		return err
 	}
-	detect, err := r.C.waitWeight(ctx, active, sv, rs, limit, func(w int, present bool) bool {
-		if quiescent {
-			return present && w == 0
-		}
-		return !present
-	})
+	detect, err := r.C.waitTable(ctx, active, sv, limit, rs.Name+" out", out)
 	if err != nil {
 		return err
 	}
 	r.Figure("detection of "+rs.Name+" down", detect.Seconds(), "s")
 	r.Figure("check interval + timeout", float64(sv.Check.Interval+sv.Check.Timeout), "s")
+	// Traffic goes out once the table says the others serve: a check of
+	// theirs that failed too (a check timeout on a loaded machine) would
+	// leave the requests no server, which is not what this checks.
+	if d, err := r.C.waitTable(ctx, active, sv, limit, rs.Name+" out and the others in", func(tab map[string]int) bool { return out(tab) && in(tab, rss[1:]) }); err != nil {
+		return err
+	} else if d > time.Second {
+		r.Logf("the other real servers were out of the table too for %.1f s: their health checks failed", d.Seconds())
+	}
 	t, err := r.C.Requests(ctx, sv, 20, netip.Addr{})
 	if err != nil {
 		return err
 	}
 	if t.Failed > 0 || t.By[rs.Name] > 0 {
-		r.Errorf("with %s down: %s, want every request answered by the others", rs.Name, t)
+		r.Errorf("with %s down: %s, want every request answered by the others\nanswers: %s\n%s", rs.Name, t, t.Sequence(), r.C.lbState(ctx, sv))
 	}
 	r.Logf("%s down: %s", rs.Name, t)
 
-	if err := r.C.StartServices(ctx, r.Spec); err != nil {
+	// Only rs's application comes back: restarting the others' too would
+	// take them out of the table for a check.
+	if _, err := r.C.Exec(ctx, rs.Name, strings.Join(startCmds(sv), " && ")); err != nil {
 		return err
 	}
-	want := cluster.Weight(rs, sv.Name)
-	back, err := r.C.waitWeight(ctx, active, sv, rs, limit, func(w int, present bool) bool { return present && w == want })
+	back, err := r.C.waitTable(ctx, active, sv, limit, "every real server in at its weight", func(tab map[string]int) bool { return in(tab, rss) })
 	if err != nil {
 		return err
 	}
@@ -493,7 +531,7 @@ func runRealServerDown(ctx context.Context, r *Run) error {
 		return err
 	}
 	if msg := expectedSplit(r.Spec, sv, t); msg != "" {
-		r.Errorf("after %s came back: %s", rs.Name, msg)
+		r.Errorf("after %s came back: %s\nanswers: %s\n%s", rs.Name, msg, t.Sequence(), r.C.lbState(ctx, sv))
 	}
 	r.Logf("%s back: %s", rs.Name, t)
 	return nil

@@ -48,19 +48,7 @@ func (c *Cluster) StartServices(ctx context.Context, spec *cluster.Spec) error {
 			var cmds []string
 			seen := map[string]bool{}
 			for _, sv := range spec.ServicesOf(h) {
-				kind := kindOf(sv)
-				if kind == "" {
-					continue
-				}
-				ports := []int{sv.RealPort}
-				if sv.Check.Port != 0 && sv.Check.Port != sv.RealPort {
-					ports = append(ports, sv.Check.Port)
-				}
-				for _, p := range ports {
-					cmd := fmt.Sprintf("%s start %s %d", guestTestSvc, kind, p)
-					if kind == kindHTTP && sv.Check.Request != "" {
-						cmd += " " + shellQuote("/"+strings.TrimPrefix(sv.Check.Request, "/")) + " " + shellQuote(sv.Check.Receive)
-					}
+				for _, cmd := range startCmds(sv) {
 					if !seen[cmd] {
 						seen[cmd] = true
 						cmds = append(cmds, cmd)
@@ -87,14 +75,38 @@ func (c *Cluster) StartServices(ctx context.Context, spec *cluster.Spec) error {
 	return nil
 }
 
+// startCmds are the guest commands that start sv's test application on a
+// real server: its real port, and its check port if that differs.
+func startCmds(sv *cluster.Service) []string {
+	kind := kindOf(sv)
+	if kind == "" {
+		return nil
+	}
+	ports := []int{sv.RealPort}
+	if sv.Check.Port != 0 && sv.Check.Port != sv.RealPort {
+		ports = append(ports, sv.Check.Port)
+	}
+	var cmds []string
+	for _, p := range ports {
+		cmd := fmt.Sprintf("%s start %s %d", guestTestSvc, kind, p)
+		if kind == kindHTTP && sv.Check.Request != "" {
+			cmd += " " + shellQuote("/"+strings.TrimPrefix(sv.Check.Request, "/")) + " " + shellQuote(sv.Check.Receive)
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds
+}
+
 // shellQuote quotes s for the guest's shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// Tally counts which real server answered each request; "" is a failure.
+// Tally counts which real server answered each request. Seq is every
+// answer in order, a failure as "!" and the request's exit status.
 type Tally struct {
 	N      int
 	By     map[string]int
 	Failed int
+	Seq    []string
 }
 
 func (t Tally) String() string {
@@ -112,6 +124,10 @@ func (t Tally) String() string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// Sequence is the answers in order, for a failure message: which request
+// failed, how, and what came before and after it.
+func (t Tally) Sequence() string { return strings.Join(t.Seq, " ") }
 
 // requestCmd is the client's shell command for one request to sv, printing
 // the answering host's name, or nothing when the request fails.
@@ -137,9 +153,9 @@ func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src 
 		}
 		defer c.ClientRun(context.WithoutCancel(ctx), c.plan.vipRoute(sv.VIP, "eth0", c.plan.Client))
 	}
-	// One line per request, "R:" then the answer: a failed request is an
-	// empty answer, not a missing line.
-	cmd := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do echo "R:$(%s)"; i=$((i+1)); done`, n, requestCmd(sv, 3))
+	// One line per request, "R:" then the answer: a failed request is "!"
+	// and its exit status (143: timed out), not a missing line.
+	cmd := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do a=$(%s); echo "R:${a:-!$?}"; i=$((i+1)); done`, n, requestCmd(sv, 3))
 	out, err := c.ClientRun(ctx, cmd)
 	if err != nil {
 		return Tally{}, err
@@ -152,11 +168,13 @@ func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src 
 		}
 		t.N++
 		name := strings.Fields(strings.TrimPrefix(l, "R:"))
-		if len(name) == 0 {
+		if len(name) == 0 || strings.HasPrefix(name[0], "!") {
 			t.Failed++
+			t.Seq = append(t.Seq, strings.Join(name, ""))
 			continue
 		}
 		t.By[name[0]]++
+		t.Seq = append(t.Seq, name[0])
 	}
 	if t.N != n {
 		return t, fmt.Errorf("requests to %s: %d answers for %d requests:\n%s", sv.Name, t.N, n, lastLines(out, 20))

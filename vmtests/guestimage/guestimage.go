@@ -37,7 +37,7 @@ const ReadyMarker = "lvsforge-guest: ready"
 
 // formatVersion changes whenever the customisation below changes, so cached
 // bases built by older code are not reused.
-const formatVersion = "guestimage-v8"
+const formatVersion = "guestimage-v11"
 
 // Spec says what goes into the base; its Key is the cache key.
 type Spec struct {
@@ -51,6 +51,8 @@ type Spec struct {
 var ClusterPackages = []string{
 	"systemd-sysv", "udev", "kmod", "iproute2", "procps",
 	"openssh-server", "heartbeat", "ldirectord", "keepalived", "ipvsadm",
+	// The director script's marks for firewall-mark services.
+	"iptables",
 	// GRUB's tools (update-grub, grub-reboot, grub-set-default) and BIOS
 	// modules, for push --kernel and the VM that boots through GRUB.
 	"grub2-common", "grub-pc-bin",
@@ -376,31 +378,43 @@ func (b *Builder) run(ctx context.Context, tool string, args ...string) error {
 }
 
 // systemctl enables the harness's services and trims the boot: under TCG
-// every unit costs seconds. The cluster daemons keep Debian's defaults
-// (heartbeat and keepalived enabled, as on a freshly installed host, so
-// push finds them enabled), except ldirectord, which heartbeat starts and
-// lvsforge push disables at boot.
+// every unit costs seconds, and five VMs boot at once on two cores. The
+// cluster daemons keep Debian's defaults (heartbeat, ldirectord and
+// keepalived enabled, as on a freshly installed host); ldirectord runs only
+// where push has put its config (customize drops the package's sample), so
+// a real server starts no Perl for nothing.
 func (b *Builder) systemctl(ctx context.Context, root string) error {
 	if err := b.run(ctx, "chroot", root, "systemctl", "enable", "lvsforge-cmdline.service", "lvsforge-console.service"); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(root, "lib/systemd/system/ldirectord.service")); err == nil {
-		if err := b.run(ctx, "chroot", root, "systemctl", "disable", "ldirectord.service"); err != nil {
-			return err
-		}
-	}
 	// Masked: the console, whichever serial port it is on, belongs to
 	// lvsforge-console; the rest is work a test VM never needs: timers,
 	// filesystem scrubs, a getty on tty1 that no one sees, Debian's
-	// ipvsadm rules loader (lvs-director loads the rules), and udev with
-	// its early module loads (every driver is built in, the harness names
-	// the NICs, and the kernel runs modprobe itself for ip_vs and ipip).
+	// ipvsadm rules loader (lvs-director loads the rules), udev with its
+	// early module loads (every driver is built in, the harness names the
+	// NICs, and the kernel runs modprobe itself for ip_vs and ipip), utmp
+	// records, the users the image already has, heartbeat's logd (ha.cf
+	// logs to syslog), and the journal's flush to disk (it stays in /run).
+	// The root's remount stays: a VM that boots through GRUB mounts it ro.
 	return b.run(ctx, "chroot", root, "systemctl", "mask", "serial-getty@.service", "getty-static.service",
 		"apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "fstrim.timer", "logrotate.timer",
 		"e2scrub_all.timer", "e2scrub_reap.service", "ipvsadm.service", "systemd-udev-trigger.service",
 		"systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
 		"modprobe@dm_mod.service", "modprobe@efi_pstore.service", "modprobe@fuse.service", "modprobe@loop.service",
-		"modprobe@configfs.service", "modprobe@drm.service", "systemd-random-seed.service")
+		"modprobe@configfs.service", "modprobe@drm.service", "systemd-random-seed.service",
+		"systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-sysusers.service",
+		"logd.service", "systemd-journal-flush.service")
+}
+
+// unusedGenerators are the systemd generators a test VM has nothing for:
+// every packaged daemon has a native unit, the root is on the command line,
+// and nothing is encrypted, hibernated or updated offline. Each costs an
+// exec at every boot and daemon-reload; masked by a /dev/null link in
+// /etc/systemd/system-generators.
+var unusedGenerators = []string{
+	"systemd-sysv-generator", "systemd-rc-local-generator", "systemd-getty-generator", "systemd-gpt-auto-generator",
+	"systemd-hibernate-resume-generator", "systemd-cryptsetup-generator", "systemd-integritysetup-generator",
+	"systemd-veritysetup-generator", "systemd-system-update-generator", "systemd-debug-generator", "systemd-run-generator",
 }
 
 // consoleScript is the guest side of qemu.VM.Run: the same contract as the
@@ -460,12 +474,16 @@ func customize(root string) error {
 		"etc/hosts":                       {"127.0.0.1\tlocalhost\n", 0o644},
 		"etc/fstab":                       {"/dev/vda / ext4 rw,errors=remount-ro 0 1\n", 0o644},
 		"usr/local/sbin/lvsforge-console": {consoleScript, 0o755},
-		"etc/systemd/system/lvsforge-console.service":   {consoleUnit, 0o644},
-		"usr/local/sbin/lvsforge-cmdline":               {string(initramfs.CmdlineScript), 0o755},
-		"etc/systemd/system/lvsforge-cmdline.service":   {cmdlineUnit, 0o644},
-		"etc/ssh/sshd_config.d/lvsforge.conf":           {"PermitRootLogin prohibit-password\nUseDNS no\n", 0o644},
-		"etc/systemd/journald.conf.d/lvsforge.conf":     {"[Journal]\nForwardToConsole=no\n", 0o644},
-		"etc/systemd/system.conf.d/lvsforge-quiet.conf": {"[Manager]\nShowStatus=no\n", 0o644},
+		"etc/systemd/system/lvsforge-console.service": {consoleUnit, 0o644},
+		"usr/local/sbin/lvsforge-cmdline":             {string(initramfs.CmdlineScript), 0o755},
+		"etc/systemd/system/lvsforge-cmdline.service": {cmdlineUnit, 0o644},
+		"etc/ssh/sshd_config.d/lvsforge.conf":         {"PermitRootLogin prohibit-password\nUseDNS no\n", 0o644},
+		"etc/systemd/journald.conf.d/lvsforge.conf":   {"[Journal]\nForwardToConsole=no\nStorage=volatile\n", 0o644},
+		// sshd's config test before every start is a second sshd exec.
+		"etc/systemd/system/ssh.service.d/lvsforge.conf": {"[Service]\nExecStartPre=\n", 0o644},
+		// ldirectord where push has put its config (the directors) only.
+		"etc/systemd/system/ldirectord.service.d/lvsforge.conf": {"[Unit]\nConditionPathExists=/etc/ha.d/ldirectord.cf\n", 0o644},
+		"etc/systemd/system.conf.d/lvsforge-quiet.conf":         {"[Manager]\nShowStatus=no\n", 0o644},
 	}
 	for p, f := range files {
 		full := filepath.Join(root, p)
@@ -485,6 +503,21 @@ func customize(root string) error {
 	}
 	os.Remove(link)
 	if err := os.Symlink("/dev/null", link); err != nil {
+		return fmt.Errorf("customize image: %w", err)
+	}
+	for _, g := range unusedGenerators {
+		link := filepath.Join(root, "etc/systemd/system-generators", g)
+		if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+			return fmt.Errorf("customize image: %w", err)
+		}
+		os.Remove(link)
+		if err := os.Symlink("/dev/null", link); err != nil {
+			return fmt.Errorf("customize image: %w", err)
+		}
+	}
+	// The ldirectord package's sample config: a host runs ldirectord with
+	// the config push gives it, or not at all.
+	if err := os.Remove(filepath.Join(root, "etc/ha.d/ldirectord.cf")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("customize image: %w", err)
 	}
 	// The debs were already in the package cache; the image need not carry

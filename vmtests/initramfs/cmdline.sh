@@ -9,8 +9,31 @@
 #   lvs.ip=IFACE,ADDR/PREFIX   an address (repeatable)
 #   lvs.gw=ADDR                default gateway
 #   lvs.sshkey=BASE64          a root authorized_keys line, base64 (repeatable)
+#
+# It runs at every boot of five VMs sharing two emulated cores: the ip(8)
+# commands go to iproute2 as two batches (two execs, not one per command);
+# busybox's ip, which has no batch mode, runs them one by one.
 
 # shellcheck disable=SC2013 # the command line is one line of words
+
+BATCH=/run/lvsforge-cmdline.ip
+batch=
+if ip -batch /dev/null 2>/dev/null; then
+	batch=1
+fi
+
+# run_ip: the commands collected in $BATCH.
+run_ip() {
+	if [ -n "$batch" ]; then
+		ip -force -batch "$BATCH"
+	else
+		while read -r l; do
+			# shellcheck disable=SC2086 # a line is ip's arguments
+			ip $l || echo "lvsforge-cmdline: ip $l failed"
+		done <"$BATCH"
+	fi
+	: >"$BATCH"
+}
 
 # Waits for an interface whose driver udev may still be loading.
 wait_iface() {
@@ -21,7 +44,9 @@ wait_iface() {
 	done
 }
 
-ip link set lo up
+[ -d /run ] || mkdir /run
+: >"$BATCH"
+echo "link set lo up" >>"$BATCH"
 # Renames first: the addresses below name interfaces by their new names.
 # Two passes through temporary names, so that swapping two names works.
 n=0
@@ -39,7 +64,8 @@ for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
 			[ -n "$dev" ] || sleep 0.1
 			i=$((i + 1))
 		done
-		if [ -n "$dev" ] && ip link set "$dev" name "lvsr$n"; then
+		if [ -n "$dev" ]; then
+			echo "link set dev $dev name lvsr$n" >>"$BATCH"
 			renames="$renames lvsr$n,${v#*,}"
 		else
 			echo "lvsforge-cmdline: no interface with MAC $mac"
@@ -49,36 +75,39 @@ for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
 	esac
 done
 for r in $renames; do
-	ip link set "${r%%,*}" name "${r#*,}" || echo "lvsforge-cmdline: cannot name ${r%%,*} ${r#*,}"
+	echo "link set dev ${r%%,*} name ${r#*,}" >>"$BATCH"
 done
+run_ip
 for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
 	case "$arg" in
 	lvs.hostname=*)
-		hostname "${arg#lvs.hostname=}"
-		echo "${arg#lvs.hostname=}" > /etc/hostname
+		echo "${arg#lvs.hostname=}" >/proc/sys/kernel/hostname
+		echo "${arg#lvs.hostname=}" >/etc/hostname
 		;;
 	lvs.ip=*)
 		v="${arg#lvs.ip=}"
 		dev="${v%%,*}"
 		wait_iface "$dev"
-		ip link set "$dev" up || echo "lvsforge-cmdline: no interface $dev"
+		echo "link set dev $dev up" >>"$BATCH"
 		# brd +: heartbeat's bcast medium sends to the interface's broadcast
 		# address, which ip(8) leaves unset otherwise.
-		ip addr add "${v#*,}" brd + dev "$dev" || echo "lvsforge-cmdline: cannot add ${v#*,} to $dev"
+		echo "addr add ${v#*,} brd + dev $dev" >>"$BATCH"
 		;;
 	lvs.gw=*)
 		gw="${arg#lvs.gw=}"
 		;;
 	lvs.sshkey=*)
-		mkdir -p /root/.ssh
-		chmod 700 /root/.ssh
-		echo "${arg#lvs.sshkey=}" | base64 -d >> /root/.ssh/authorized_keys
-		echo >> /root/.ssh/authorized_keys
-		chmod 600 /root/.ssh/authorized_keys
+		[ -d /root/.ssh ] || mkdir -m 700 /root/.ssh
+		(
+			umask 077
+			echo "${arg#lvs.sshkey=}" | base64 -d >>/root/.ssh/authorized_keys
+			echo >>/root/.ssh/authorized_keys
+		)
 		;;
 	esac
 done
 # The route needs its interface's address first, whatever the argument order.
 if [ -n "$gw" ]; then
-	ip route add default via "$gw" || echo "lvsforge-cmdline: cannot route via $gw"
+	echo "route add default via $gw" >>"$BATCH"
 fi
+run_ip
