@@ -181,7 +181,9 @@ func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) erro
 			rc.Close()
 			return fmt.Errorf("extract %s: %w", archive, err)
 		}
-		stop = reportOffset(f, st.Size(), opt.Progress)
+		ticker := time.NewTicker(progressEvery)
+		defer ticker.Stop()
+		stop = reportOffset(f, st.Size(), opt.Progress, ticker.C)
 		defer stop()
 	}
 	// Buffered: tar reads each 512-byte header on its own.
@@ -207,23 +209,22 @@ func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) erro
 	return nil
 }
 
-// reportOffset calls progress with the file offset of f every
-// progressEvery until the returned stop is called (once or more). The offset is the descriptor's own, which a system xz
-// reading the same descriptor advances too, so both decoders are measured
-// without copying the archive through this process.
-func reportOffset(f *os.File, size int64, progress func(read, size int64)) (stop func()) {
+// reportOffset calls progress with the file offset of f at every tick
+// until the returned stop is called (once or more). The offset is the
+// descriptor's own, which a system xz reading the same descriptor advances
+// too, so both decoders are measured without copying the archive through
+// this process. Reports never go back and never pass size.
+func reportOffset(f *os.File, size int64, progress func(read, size int64), ticks <-chan time.Time) (stop func()) {
 	done := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(progressEvery)
-		defer t.Stop()
 		var last int64
 		for {
 			select {
 			case <-done:
 				return
-			case <-t.C:
+			case <-ticks:
 				if pos, err := f.Seek(0, io.SeekCurrent); err == nil {
 					last = max(last, min(pos, size))
 					progress(last, size)

@@ -415,7 +415,8 @@ func TestFetchStalledDownloadRetried(t *testing.T) {
 	m.files["/slow.tar.xz"] = data
 	m.stallOnce["/slow.tar.xz"] = true
 	f := newTestFetcher(t)
-	f.IdleTimeout = 300 * time.Millisecond
+	// Long enough that a loaded machine never stalls the healthy retry.
+	f.IdleTimeout = 2 * time.Second
 	var mu sync.Mutex
 	var failures []error
 	f.Progress = func(p Progress) {

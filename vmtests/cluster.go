@@ -162,7 +162,7 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	}
 	b := &build.Builder{Cache: cache, SystemXZ: true, Status: func(step, msg string) {
 		fmt.Fprintln(buildLog, msg)
-		if step != "compile" {
+		if step != "compile" && step != "extract" { // progress: build.log only
 			o.logf("build: %s", msg)
 		}
 	}}

@@ -162,7 +162,7 @@ func (r *Run) build(ctx context.Context, spec *cluster.Spec, roles ...string) (*
 		return nil, err
 	}
 	b := &build.Builder{Cache: cache, SystemXZ: true, Status: func(step, msg string) {
-		if step != "compile" {
+		if step != "compile" && step != "extract" { // progress: build.log only
 			r.Logf("build: %s", msg)
 		}
 	}}
