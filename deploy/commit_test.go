@@ -247,7 +247,9 @@ func TestConcurrentPushesLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	reached, release := make(chan struct{}), make(chan struct{})
-	wrapArtifact(a, func(f io.Reader) io.Reader { return &blockingReader{r: f, at: a.Size / 2, reached: reached, release: release} })
+	wrapArtifact(a, func(f io.Reader) io.Reader {
+		return &blockingReader{r: f, at: a.Size / 2, reached: reached, release: release}
+	})
 	first := make(chan *deploy.Report, 1)
 	go func() {
 		first <- deploy.Push(context.Background(), e.hosts([]deploy.File{{Path: "/boot/vmlinuz-first", Artifact: a}}), e.opts)

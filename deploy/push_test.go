@@ -393,18 +393,8 @@ func TestKilledUploadLeavesOldFile(t *testing.T) {
 	const target = "/boot/vmlinuz-test"
 	mustPush(t, e.hosts([]deploy.File{{Path: target, Artifact: oldA}}), e.opts)
 
-	open := newA.Open
 	killed := *newA
-	killed.Open = func() (io.ReadCloser, error) {
-		f, err := open()
-		if err != nil {
-			return nil, err
-		}
-		return struct {
-			io.Reader
-			io.Closer
-		}{&killingReader{r: f, at: newA.Size / 2, kill: h.KillSessions}, f}, nil
-	}
+	wrapArtifact(&killed, func(r io.Reader) io.Reader { return &killingReader{r: r, at: newA.Size / 2, kill: h.KillSessions} })
 	r := deploy.Push(context.Background(), e.hosts([]deploy.File{{Path: target, Artifact: &killed}}), e.opts)
 	if r.Err() == nil {
 		t.Fatal("push survived its connection being killed")

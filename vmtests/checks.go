@@ -179,20 +179,21 @@ func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
 
 // lbState is what the cluster makes of sv right now, for the message of a
 // failed traffic check: on each running director whether it holds the VIP,
-// its IPVS table for sv with counters, and the health checker's last log
-// lines; on the client, its neighbour entry for the VIP.
+// its IPVS table for sv with counters, and the last log lines of the
+// health checker and the HA daemon; on the client, its neighbour entry for
+// the VIP.
 func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
-	checker := "-t ldirectord"
+	logs := "journalctl --no-pager -b -t ldirectord | tail -8; journalctl --no-pager -b -u heartbeat | tail -8"
 	if c.Spec.HA.Backend == cluster.BackendKeepalived {
-		checker = "-u keepalived"
+		logs = "journalctl --no-pager -b -u keepalived | tail -12"
 	}
 	var b strings.Builder
 	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
 		if c.Nodes[d.Name].off() {
 			continue
 		}
-		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -4 -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; journalctl --no-pager -b %s | tail -8",
-			sv.VIP, sv.VIP, virtualOf(sv), checker))
+		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -4 -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; %s",
+			sv.VIP, sv.VIP, virtualOf(sv), logs))
 		if err != nil {
 			out += "\n" + err.Error()
 		}

@@ -93,7 +93,6 @@ type Cluster struct {
 const (
 	guestBusybox = "/usr/local/lib/lvsforge/busybox"
 	guestTestSvc = "/usr/local/sbin/lvsforge-testsvc"
-	guestHello   = "/usr/local/sbin/lvsforge-hello"
 )
 
 const (
@@ -232,7 +231,6 @@ func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
 	extra := guestimage.Extra{Files: []guestimage.File{
 		{Path: guestBusybox, Data: bb, Mode: 0o755},
 		{Path: guestTestSvc, Data: testSvcScript, Mode: 0o755},
-		{Path: guestHello, Data: []byte("#!/bin/sh\necho \"$(hostname)\"\n"), Mode: 0o755},
 	}}
 	for _, role := range build.Roles {
 		if m := c.Art.Kernels[role].Modules; m != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,6 +142,78 @@ func (c *Cluster) WaitHolder(ctx context.Context, vip, want string, limit time.D
 		return 0, fmt.Errorf("%s did not become the only holder of %s within %s (holders: %v)", want, vip, limit, got)
 	}
 	return d, nil
+}
+
+// waitSettled waits until the directors' pair is at rest, as it is after
+// a push that restarted heartbeat (a changed ha.cf), which moves the VIPs
+// to the peer and, with auto_failback, back again: every running director's
+// daemon is up and heartbeat's sees its running peers, none is in a
+// resource transition, one director holds every VIP, and all of that
+// twice, a poll apart, so that nothing measured after it races a takeover.
+// Which director that is depends on the order the two restarts took:
+// heartbeat, even with auto_failback on, may leave the VIPs on the backup.
+func (c *Cluster) waitSettled(ctx context.Context, spec *cluster.Spec, limit time.Duration) error {
+	var running []string
+	for _, d := range spec.HostsByRole(cluster.RoleDirector) {
+		if !c.Nodes[d.Name].off() {
+			running = append(running, d.Name)
+		}
+	}
+	var holder string
+	settled := func(ctx context.Context) error {
+		for _, d := range running {
+			cmd := "systemctl is-active -q keepalived"
+			if spec.HA.Backend == cluster.BackendHeartbeat {
+				cmd = "cl_status rscstatus"
+				for _, p := range running {
+					if p != d {
+						cmd += "; cl_status nodestatus " + p
+					}
+				}
+			}
+			out, err := c.Exec(ctx, d, cmd)
+			if err != nil {
+				return fmt.Errorf("%s: %w", d, err)
+			}
+			if f := strings.Fields(out); spec.HA.Backend == cluster.BackendHeartbeat && (len(f) == 0 || f[0] == "transition" || slices.ContainsFunc(f[1:], func(s string) bool { return s != "active" })) {
+				return fmt.Errorf("heartbeat on %s: resources, peers: %s", d, strings.Join(f, " "))
+			}
+		}
+		holder = ""
+		for _, vip := range spec.VIPs() {
+			h, err := c.Holders(ctx, vip)
+			if err != nil {
+				return err
+			}
+			switch {
+			case len(h) != 1:
+				return fmt.Errorf("%s is held by %d directors %v", vip, len(h), h)
+			case holder != "" && h[0] != holder:
+				return fmt.Errorf("%s is held by %s, other VIPs by %s", vip, h[0], holder)
+			}
+			holder = h[0]
+		}
+		return nil
+	}
+	var err error
+	row := 0
+	if d, ok := poll(ctx, limit, time.Second, func(ctx context.Context) bool {
+		e := settled(ctx)
+		if e != nil {
+			row = 0
+			if ctx.Err() == nil || err == nil {
+				err = e // not the poll's own deadline cutting a command
+			}
+			return false
+		}
+		row++
+		return row == 2
+	}); !ok {
+		return fmt.Errorf("the directors did not settle within %s: %v", limit, err)
+	} else if d > 2*time.Second {
+		c.opts.logf("converge: the directors settled after %.1f s, %s holding the VIPs", d.Seconds(), holder)
+	}
+	return nil
 }
 
 // otherDirector is the director of a pair that is not name.

@@ -259,8 +259,8 @@ func ServiceTimeout(s *cluster.Spec) time.Duration {
 // Converge brings the cluster to spec: the real servers' test services and
 // `lvsforge push` of spec, side by side (the health checks start at the end
 // of the directors' push, by when the services answer), then it waits
-// until every checked service answers through its VIP and the directors'
-// tables are the rendered one. It returns when the first service first
+// until every checked service answers through its VIP, the directors'
+// pair has settled and their tables are the rendered one. It returns when the first service first
 // answered: that one is asked from the start, since a cluster serves as
 // soon as a director holds the VIP and the table, which comes before the
 // push has started ldirectord (seconds of Perl on an emulated CPU).
@@ -301,6 +301,10 @@ func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, 
 		if _, err := c.WaitServing(ctx, sv, ServiceTimeout(spec)); err != nil {
 			return time.Time{}, err
 		}
+	}
+	// A push that restarted heartbeat moves the VIPs over and back.
+	if err := c.waitSettled(ctx, spec, takeoverLimit(spec)+time.Duration(spec.HA.Initdead)); err != nil {
+		return time.Time{}, err
 	}
 	// A change inside a virtual service reaches the kernel when
 	// ldirectord (or keepalived) has reloaded: wait for the directors'
