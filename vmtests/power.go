@@ -216,6 +216,28 @@ func (c *Cluster) waitSettled(ctx context.Context, spec *cluster.Spec, limit tim
 	return nil
 }
 
+// holdOn brings the VIPs to the director want before a scenario that
+// starts from there, and waits until it holds them alone. A push that
+// restarted heartbeat on both directors may have left them on the other
+// one (see waitSettled): heartbeat's hb_takeover on want asks for them,
+// as an operator would. keepalived's VRRP settles where priority and
+// preemption say, which is the primary where a scenario needs it.
+func (c *Cluster) holdOn(ctx context.Context, spec *cluster.Spec, want string) error {
+	vip := spec.Services[0].VIP
+	h, err := c.Holders(ctx, vip)
+	if err != nil {
+		return err
+	}
+	if spec.HA.Backend == cluster.BackendHeartbeat && len(h) == 1 && h[0] != want {
+		c.opts.logf("%s holds %s: hb_takeover on %s", h[0], vip, want)
+		if _, err := c.Exec(ctx, want, "/usr/share/heartbeat/hb_takeover all"); err != nil {
+			return err
+		}
+	}
+	_, err = c.WaitHolder(ctx, vip, want, takeoverLimit(spec))
+	return err
+}
+
 // otherDirector is the director of a pair that is not name.
 func otherDirector(s *cluster.Spec, name string) string {
 	for _, d := range s.HostsByRole(cluster.RoleDirector) {

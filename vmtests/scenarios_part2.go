@@ -144,7 +144,7 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 	sv := checkedServices(spec)[0]
 	vip := sv.VIP
 	primary, backup := primaryAndBackup(spec)
-	if _, err := r.C.WaitHolder(ctx, vip, primary, takeoverLimit(spec)); err != nil {
+	if err := r.C.holdOn(ctx, spec, primary); err != nil {
 		return fmt.Errorf("before the power-off: %w", err)
 	}
 	probe, err := r.C.StartProbe(ctx, sv)
@@ -285,7 +285,7 @@ func runHeartbeatLinks(ctx context.Context, r *Run) error {
 	}
 	vip := s.Services[0].VIP
 	primary, backup := primaryAndBackup(s)
-	if _, err := r.C.WaitHolder(ctx, vip, primary, takeoverLimit(s)); err != nil {
+	if err := r.C.holdOn(ctx, s, primary); err != nil {
 		return err
 	}
 	deadtime := time.Duration(s.HA.Deadtime)
