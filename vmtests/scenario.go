@@ -260,10 +260,11 @@ func ServiceTimeout(s *cluster.Spec) time.Duration {
 // `lvsforge push` of spec, side by side (the health checks start at the end
 // of the directors' push, by when the services answer), then it waits
 // until every checked service answers through its VIP, the directors'
-// pair has settled and their tables are the rendered one. It returns when the first service first
-// answered: that one is asked from the start, since a cluster serves as
-// soon as a director holds the VIP and the table, which comes before the
-// push has started ldirectord (seconds of Perl on an emulated CPU).
+// pair has settled and their tables are the rendered one. It returns when
+// the first service first answered: that one is asked from the start, since
+// a cluster serves as soon as a director holds the VIP and the table, which
+// comes before the push has started ldirectord (seconds of Perl on an
+// emulated CPU).
 func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, error) {
 	svcs := checkedServices(spec)
 	t := time.Now()
