@@ -19,6 +19,8 @@ import (
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lvsforge/lvsforge/internal/syncbuf"
 )
 
 // writesPerHost bounds the files uploaded at once to one host.
@@ -61,33 +63,12 @@ type hostShell struct {
 	sess   *ssh.Session
 	stdin  io.WriteCloser
 	out    *bufio.Reader
-	stderr lockedBuffer
+	stderr syncbuf.Buffer
 	broken error
 }
 
 // shellDone ends each command's output, with its exit status.
 const shellDone = "\x1elvsforge-done"
-
-// lockedBuffer is the shell's stderr, written by the SSH session.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) since(n int) (string, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if n > l.b.Len() {
-		n = l.b.Len()
-	}
-	return string(l.b.Bytes()[n:]), l.b.Len()
-}
 
 // openShell starts the push's shell; the lock is taken before the first
 // command runs.
@@ -131,7 +112,7 @@ func (h *hostShell) Run(ctx context.Context, cmd string) ([]byte, error) {
 	if strings.ContainsAny(cmd, "\n\r") {
 		return nil, fmt.Errorf("run %q on %s: a command line holds a newline", cmd, h.c.Target.Name)
 	}
-	_, errStart := h.stderr.since(0)
+	_, errStart := h.stderr.Since(0)
 	type result struct {
 		out    []byte
 		status int
@@ -168,7 +149,7 @@ func (h *hostShell) Run(ctx context.Context, cmd string) ([]byte, error) {
 			// The shell ended: its preamble (lock) failed, or the
 			// connection dropped.
 			werr := h.sess.Wait()
-			stderr, _ := h.stderr.since(errStart)
+			stderr, _ := h.stderr.Since(errStart)
 			var ee *ssh.ExitError
 			if errors.As(werr, &ee) {
 				h.broken = &CommandError{Cmd: cmd, Status: ee.ExitStatus(), Stderr: stderr}
@@ -178,7 +159,7 @@ func (h *hostShell) Run(ctx context.Context, cmd string) ([]byte, error) {
 			return nil, h.broken
 		}
 		if r.status != 0 {
-			stderr, _ := h.stderr.since(errStart)
+			stderr, _ := h.stderr.Since(errStart)
 			return r.out, &CommandError{Cmd: cmd, Status: r.status, Stderr: stderr}
 		}
 		return r.out, nil

@@ -1,16 +1,16 @@
 package vmtests
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/lvsforge/lvsforge/internal/syncbuf"
 )
 
 // ExecError is a command that ran on a VM and failed.
@@ -56,7 +56,7 @@ func (c *Cluster) Exec(ctx context.Context, host, cmd string) (string, error) {
 	defer sess.Close()
 	// One writer for both streams, serialised and without ReadFrom: two
 	// io.Copy calls into one bytes.Buffer race and lose the output.
-	var out syncBuffer
+	var out syncbuf.Buffer
 	sess.Stdout, sess.Stderr = &out, &out
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(cmd) }()
@@ -108,23 +108,4 @@ func (c *Cluster) sshClient(ctx context.Context, n *Node) (*ssh.Client, error) {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the two copy goroutines of a
-// session; it hides ReadFrom so io.Copy goes through Write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/lvsforge/lvsforge/internal/syncbuf"
 )
 
 var timeZero time.Time
@@ -42,7 +44,7 @@ type VM struct {
 	dir     string
 	ownDir  bool
 	logFile *os.File
-	stderr  *lockedBuffer
+	stderr  *syncbuf.Buffer
 	ports   map[int]int // guest port -> host port
 	started time.Time
 
@@ -156,7 +158,7 @@ func start(ctx context.Context, cfg config, accel Accel, reason string) (*VM, er
 		vm.cleanupDir()
 		return nil, fmt.Errorf("pipe console: %w", err)
 	}
-	vm.stderr = &lockedBuffer{}
+	vm.stderr = &syncbuf.Buffer{}
 	cmd.Stderr = vm.stderr
 	var log io.Writer
 	if cfg.consoleLog != "" {
@@ -499,21 +501,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
