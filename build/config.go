@@ -43,16 +43,6 @@ func BuiltinFragment(name string) (Fragment, error) {
 	return Fragment{Name: name, Data: data}, nil
 }
 
-// BuiltinFragments lists the names of the shipped fragments.
-func BuiltinFragments() []string {
-	ents, _ := fs.ReadDir(fragmentFS, "fragments")
-	var names []string
-	for _, e := range ents {
-		names = append(names, strings.TrimSuffix(e.Name(), ".config"))
-	}
-	return names
-}
-
 // Schedulers maps each IPVS scheduler name to its Kconfig option, in the
 // order ipvsadm's man page lists them. Not every kernel has all of them
 // (fo and ovf came in 4.x, mh in 4.18, twos in 5.12).

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -656,11 +655,6 @@ func (c *Cluster) ClientRun(ctx context.Context, cmd string) (string, error) {
 	}
 	return out, nil
 }
-
-// Plan accessors for scenarios.
-
-// ClientAddr is the source address of the client's requests.
-func (c *Cluster) ClientAddr() netip.Addr { return c.plan.Client }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

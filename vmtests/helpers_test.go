@@ -113,15 +113,3 @@ func testArtifacts(t testing.TB) *build.SpecArtifacts {
 	}
 	return artifacts.art
 }
-
-// testOut is where a test keeps its consoles and pcaps.
-func testOut(t testing.TB) string {
-	if base := os.Getenv(outEnv); base != "" {
-		d := filepath.Join(base, filepath.Base(t.Name()))
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
-}

@@ -579,20 +579,6 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 
 func (t *tailWriter) String() string { return strings.TrimSpace(string(t.b)) }
 
-// ErrNoTool is wrapped when a host tool the builder needs is missing.
-var ErrNoTool = errors.New("tool not installed")
-
-// CheckTools reports the first missing host tool, so a caller can skip or
-// fail with an install hint before a long build starts.
-func CheckTools() error {
-	for tool, pkg := range map[string]string{"debootstrap": "debootstrap", "mke2fs": "e2fsprogs", "depmod": "kmod", "qemu-img": "qemu-utils", "chroot": "coreutils"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%w: %s (apt-get install -y %s)", ErrNoTool, tool, pkg)
-		}
-	}
-	return nil
-}
-
 // removeBuildDir deletes a build directory, first unmounting what
 // debootstrap may have left mounted in it (/proc, and in a container a bind
 // of the host's /dev): deleting through such a mount would delete the

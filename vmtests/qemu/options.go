@@ -50,7 +50,6 @@ type config struct {
 	consoleLog   string
 	dir          string
 	allowReboot  bool
-	extra        []string
 	startRetries int
 }
 
@@ -92,17 +91,6 @@ func WithMemory(mb int) Option {
 			return fmt.Errorf("set memory: %d MiB is too small", mb)
 		}
 		c.memoryMB = mb
-		return nil
-	}
-}
-
-// WithCPUs sets the number of virtual CPUs (default 1).
-func WithCPUs(n int) Option {
-	return func(c *config) error {
-		if n < 1 {
-			return fmt.Errorf("set cpus: %d", n)
-		}
-		c.cpus = n
 		return nil
 	}
 }
@@ -233,17 +221,6 @@ func WithDir(dir string) Option {
 // so a reboot or a panic (panic=-1) ends the process and tests see it.
 func WithAllowReboot() Option {
 	return func(c *config) error { c.allowReboot = true; return nil }
-}
-
-// WithArgs appends raw QEMU arguments, for what no option covers yet.
-func WithArgs(args ...string) Option {
-	return func(c *config) error { c.extra = append(c.extra, args...); return nil }
-}
-
-// WithStartRetries sets how many times a QEMU that fails to start (exits
-// before its QMP monitor answers) is started again; default 2.
-func WithStartRetries(n int) Option {
-	return func(c *config) error { c.startRetries = n; return nil }
 }
 
 // serialPorts lays the console and the cables out on ttyS0..: the console

@@ -282,7 +282,7 @@ func (vm *VM) args(qmpPath string) ([]string, error) {
 		}
 		a = append(a, "-drive", drive)
 	}
-	return append(a, c.extra...), nil
+	return a, nil
 }
 
 // Name returns the VM's name.
