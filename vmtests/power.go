@@ -179,11 +179,21 @@ func (c *Cluster) waitSettled(ctx context.Context, spec *cluster.Spec, limit tim
 				return fmt.Errorf("heartbeat on %s: resources, peers: %s", d, strings.Join(f, " "))
 			}
 		}
-		holder = ""
-		for _, vip := range spec.VIPs() {
-			h, err := c.Holders(ctx, vip)
+		addrs := map[string]string{}
+		for _, d := range running {
+			out, err := c.Exec(ctx, d, "ip -4 -o addr show")
 			if err != nil {
 				return err
+			}
+			addrs[d] = out
+		}
+		holder = ""
+		for _, vip := range spec.VIPs() {
+			var h []string
+			for _, d := range running {
+				if holdsAddr(addrs[d], vip) {
+					h = append(h, d)
+				}
 			}
 			switch {
 			case len(h) != 1:
