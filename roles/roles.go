@@ -7,10 +7,12 @@ package roles
 import (
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/ipvs"
 	"github.com/lvsforge/lvsforge/templates"
 )
 
@@ -56,9 +58,10 @@ func Render(s *cluster.Spec) ([]HostFiles, error) {
 			return nil, fmt.Errorf("read authkey: %w", err)
 		}
 	}
+	t := ipvs.Build(s)
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
-		r := &renderer{s: s, h: h, secret: secret}
+		r := &renderer{s: s, t: t, h: h, secret: secret}
 		var err error
 		switch h.Role {
 		case cluster.RoleDirector:
@@ -81,7 +84,9 @@ func Render(s *cluster.Spec) ([]HostFiles, error) {
 
 // renderer accumulates one host's files.
 type renderer struct {
-	s      *cluster.Spec
+	s *cluster.Spec
+	// t is the IPVS table every host's files encode a part of.
+	t      *ipvs.Table
 	h      *cluster.Host
 	secret string
 	out    HostFiles
@@ -239,20 +244,15 @@ const (
 	LdirectordPath  = "/etc/ha.d/ldirectord.cf"
 )
 
-// methodsOf describes the forwarding methods in use, for script headers.
-func methodsOf(svcs []*cluster.Service) string {
-	seen := map[string]bool{}
-	var out string
+// methodsOf describes the forwarding methods of services, for script headers.
+func methodsOf(svcs ...ipvs.Service) string {
+	var names []string
 	for _, sv := range svcs {
-		if !seen[sv.Forwarding] {
-			seen[sv.Forwarding] = true
-			if out != "" {
-				out += ", "
-			}
-			out += methodName[sv.Forwarding]
+		if n := methodName[sv.Method]; !slices.Contains(names, n) {
+			names = append(names, n)
 		}
 	}
-	return out
+	return strings.Join(names, ", ")
 }
 
-var methodName = map[string]string{cluster.ForwardDR: "LVS-DR", cluster.ForwardTUN: "LVS-TUN", cluster.ForwardNAT: "LVS-NAT"}
+var methodName = map[ipvs.Method]string{ipvs.Route: "LVS-DR", ipvs.Tunnel: "LVS-TUN", ipvs.Masq: "LVS-NAT"}
