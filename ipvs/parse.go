@@ -91,18 +91,37 @@ func parseRuleKey(f []string) (Key, []string, error) {
 	return k, f[2:], nil
 }
 
+// options walks the options of an ipvsadm rule.
+type options struct {
+	f []string
+	i int
+}
+
+// next returns the next option, or false at the end.
+func (o *options) next() (string, bool) {
+	if o.i >= len(o.f) {
+		return "", false
+	}
+	o.i++
+	return o.f[o.i-1], true
+}
+
+// value returns the value of the option just read.
+func (o *options) value() (string, error) {
+	if o.i >= len(o.f) {
+		return "", fmt.Errorf("%s without a value", o.f[o.i-1])
+	}
+	o.i++
+	return o.f[o.i-1], nil
+}
+
 func (s *Service) parseOpts(f []string) error {
-	for i := 0; i < len(f); i++ {
-		arg := func() (string, error) {
-			if i+1 >= len(f) {
-				return "", fmt.Errorf("%s without a value", f[i])
-			}
-			i++
-			return f[i], nil
-		}
+	o := &options{f: f}
+	for opt, ok := o.next(); ok; opt, ok = o.next() {
+		arg := o.value
 		var v string
 		var err error
-		switch f[i] {
+		switch opt {
 		case "-s", "--scheduler":
 			s.Scheduler, err = arg()
 		case "-p", "--persistent":
@@ -120,7 +139,7 @@ func (s *Service) parseOpts(f []string) error {
 		case "--pe":
 			_, err = arg() // persistence engines (sip) are not modelled
 		default:
-			return fmt.Errorf("unknown virtual service option %q", f[i])
+			return fmt.Errorf("unknown virtual service option %q", opt)
 		}
 		if err != nil {
 			return err
@@ -134,17 +153,12 @@ func (s *Service) parseOpts(f []string) error {
 
 func parseDestRule(f []string) (Dest, error) {
 	var d Dest
-	for i := 0; i < len(f); i++ {
-		arg := func() (string, error) {
-			if i+1 >= len(f) {
-				return "", fmt.Errorf("%s without a value", f[i])
-			}
-			i++
-			return f[i], nil
-		}
+	o := &options{f: f}
+	for opt, ok := o.next(); ok; opt, ok = o.next() {
+		arg := o.value
 		var v string
 		var err error
-		switch f[i] {
+		switch opt {
 		case "-r", "--real-server":
 			if v, err = arg(); err == nil {
 				d.Addr, d.Port, err = parseAddrPort(v)
@@ -178,7 +192,7 @@ func parseDestRule(f []string) (Dest, error) {
 		case "--tun-remcsum":
 			d.Tunnel.Csum = "remcsum"
 		default:
-			return d, fmt.Errorf("unknown real server option %q", f[i])
+			return d, fmt.Errorf("unknown real server option %q", opt)
 		}
 		if err != nil {
 			return d, err
