@@ -31,6 +31,8 @@ func TestJSONEnvelope(t *testing.T) {
 		{[]string{"validate", "--json", bad}, false, "", jsonError{File: bad, Line: 33, Col: 5, Path: "services[0].scheduler", Message: `unknown scheduler "best"`}},
 		{[]string{"render", spec, "--json", "-o", filepath.Join(t.TempDir(), "out")}, true, `"files":`, jsonError{}},
 		{[]string{"render", spec, "--json", "-o", foreign}, false, "", jsonError{Message: "refusing to replace it"}},
+		{[]string{"doctor", "--for", "render", "--json"}, true, `"tools":[]`, jsonError{}},
+		{[]string{"doctor", "--for", "nosuch", "--json"}, false, "", jsonError{Message: `--for "nosuch"`, Usage: true}},
 		{[]string{"push", "--json", "--dry-run"}, false, "", jsonError{Message: "push reaches real hosts", Usage: true}},
 		{[]string{"kernel", "status", "--json"}, false, "", jsonError{Message: "kernel status reaches real hosts", Usage: true}},
 		{[]string{"kernel", "confirm", bad, "--json"}, false, "", jsonError{File: bad, Line: 33, Path: "services[0].scheduler"}},
