@@ -63,6 +63,12 @@ func jobsFlag() *cli.IntFlag {
 	return f
 }
 
+// buildProgress is how build, vmtest and vm up show a build's steps and
+// progress on stderr: one rewritten line on a terminal, log lines
+// otherwise (see fetchProgress). vm up and vmtest once sent compilation to
+// build.log only, and a first run said nothing for half an hour.
+func (a *App) buildProgress() *fetchProgress { return newFetchProgress(a.Stderr) }
+
 type kernelReport struct {
 	Role     string   `json:"role"`
 	Release  string   `json:"release"`
@@ -97,7 +103,7 @@ func (a *App) build(c *cli.Context, roles []string, ipvsadm bool) error {
 		// one, so build ipvsadm from its own fetch.
 		return a.buildIpvsadmOnly(c, f, opt)
 	}
-	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), SystemXZ: true, NoCCache: c.Bool("no-ccache"), Status: newFetchProgress(a.Stderr).step}
+	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), SystemXZ: true, NoCCache: c.Bool("no-ccache"), Status: a.buildProgress().step}
 	art, err := b.BuildSpec(c.Context, f, s, opt, build.SpecBuild{Roles: roles, VM: c.Bool("vm"), Ipvsadm: ipvsadm, Static: c.Bool("static"), Package: c.String("package")})
 	if err != nil {
 		return err
@@ -131,7 +137,7 @@ func (a *App) buildIpvsadmOnly(c *cli.Context, f *build.Fetcher, opt build.Fetch
 	if err != nil {
 		return err
 	}
-	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), Status: newFetchProgress(a.Stderr).step}
+	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), Status: a.buildProgress().step}
 	art, err := b.Ipvsadm(c.Context, build.IpvsadmInputs{Tarball: path, TarballSHA256: src.SHA256, Static: c.Bool("static")})
 	if err != nil {
 		return err
