@@ -190,6 +190,10 @@ func readManifest(out string) (*Manifest, error) {
 	if err := dec.Decode(&m); err != nil {
 		return nil, fmt.Errorf("%s is not lvsforge's manifest: %w", ManifestName, err)
 	}
+	if m.Format == "" && m.Cluster != "" && len(m.Hosts) > 0 {
+		// Renders before the format field: not provably lvsforge's.
+		return nil, fmt.Errorf("%s has no format: a render by an older lvsforge, or not lvsforge's at all; remove the directory yourself if it is one", ManifestName)
+	}
 	if m.Format != ManifestFormat {
 		return nil, fmt.Errorf("%s is not lvsforge's manifest: format %q, want %q", ManifestName, m.Format, ManifestFormat)
 	}

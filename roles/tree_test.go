@@ -62,6 +62,8 @@ func TestWriteTreeReplacesOnlyItsOwnRender(t *testing.T) {
 			"rs1/usr/local/sbin/lvs-realserver was changed since lvsforge rendered it"},
 		{"a file that is merely named MANIFEST.json", []func(*testing.T, string){write(ManifestName, `{"hosts": []}`), write("precious.txt", "mine")},
 			`MANIFEST.json is not lvsforge's manifest: format "", want "lvsforge.dev/render-manifest/v1"`},
+		{"a render by an older lvsforge", []func(*testing.T, string){earlier, editManifest(func(m map[string]any) { delete(m, "format") })},
+			"MANIFEST.json has no format: a render by an older lvsforge, or not lvsforge's at all; remove the directory yourself"},
 		{"a manifest that is not JSON", []func(*testing.T, string){write(ManifestName, "# my list\n")}, "MANIFEST.json is not lvsforge's manifest: invalid character"},
 		{"a manifest with a field lvsforge never writes", []func(*testing.T, string){earlier, editManifest(func(m map[string]any) { m["owner"] = "me" })},
 			`MANIFEST.json is not lvsforge's manifest: json: unknown field "owner"`},
