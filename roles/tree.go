@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -8,17 +9,23 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 )
 
 // ManifestName is the file at the top of a rendered tree that records every
-// file's mode, hash (but a secret's) and units, for push and for humans; its presence also
-// marks a directory as lvsforge's to replace.
+// file's mode, hash (but a secret's) and units, for push and for humans.
 const ManifestName = "MANIFEST.json"
+
+// ManifestFormat marks a manifest lvsforge wrote. A file merely named
+// MANIFEST.json proves nothing: WriteTree replaces a directory only when
+// its manifest has this format and lists everything the directory holds.
+const ManifestFormat = "lvsforge.dev/render-manifest/v1"
 
 // Manifest describes a rendered tree.
 type Manifest struct {
+	Format  string         `json:"format"`
 	Cluster string         `json:"cluster"`
 	Hosts   []ManifestHost `json:"hosts"`
 }
@@ -43,9 +50,19 @@ type ManifestFile struct {
 // WriteTree writes out/<host>/<path> for every file, plus the manifest. It
 // renders into a temporary directory beside out and renames it into place
 // only when everything was written, so a failure leaves out as it was. An
-// existing out is replaced only if it is empty or an earlier lvsforge tree.
+// existing out is replaced only if it is empty or an earlier lvsforge tree
+// that nobody added to or changed since (see checkReplaceable). An out that
+// is a symlink is rendered into: the directory it points to is what gets
+// replaced, never the link.
 func WriteTree(out, clusterName string, hosts []HostFiles) (err error) {
 	out = filepath.Clean(out)
+	if st, err := os.Lstat(out); err == nil && st.Mode()&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(out)
+		if err != nil {
+			return fmt.Errorf("check output directory: %s is a symlink that does not resolve: %w", out, err)
+		}
+		out = target
+	}
 	if err := checkReplaceable(out); err != nil {
 		return err
 	}
@@ -65,7 +82,7 @@ func WriteTree(out, clusterName string, hosts []HostFiles) (err error) {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return fmt.Errorf("create temporary output: %w", err)
 	}
-	m := Manifest{Cluster: clusterName}
+	m := Manifest{Format: ManifestFormat, Cluster: clusterName}
 	for _, hf := range hosts {
 		mh := ManifestHost{Name: hf.Host.Name, Role: hf.Host.Role}
 		for _, f := range hf.Files {
@@ -99,21 +116,112 @@ func WriteTree(out, clusterName string, hosts []HostFiles) (err error) {
 	return swapInto(tmp, out)
 }
 
+// checkReplaceable is nil when out does not exist, is an empty directory,
+// or is provably an earlier render: its manifest is lvsforge's and lists
+// every file and directory in out, and every file it hashes is unchanged.
+// Otherwise replacing out could delete what a user wrote, so it names the
+// first thing that is not lvsforge's.
 func checkReplaceable(out string) error {
-	entries, err := os.ReadDir(out)
+	st, err := os.Lstat(out)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("check output directory: %w", err)
 	}
+	if !st.IsDir() {
+		return fmt.Errorf("check output directory: %s is not a directory: refusing to replace it", out)
+	}
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		return fmt.Errorf("check output directory: %w", err)
+	}
 	if len(entries) == 0 {
 		return nil
 	}
-	if _, err := os.Stat(filepath.Join(out, ManifestName)); err != nil {
-		return fmt.Errorf("check output directory: %s is not empty and holds no earlier lvsforge render (%s): refusing to replace it", out, ManifestName)
+	m, err := readManifest(out)
+	if err != nil {
+		return fmt.Errorf("check output directory: %s is not empty and holds no earlier lvsforge render (%v): refusing to replace it", out, err)
 	}
-	return nil
+	files := map[string]ManifestFile{}
+	dirs := map[string]bool{}
+	for _, h := range m.Hosts {
+		for _, f := range h.Files {
+			rel := filepath.Join(h.Name, filepath.FromSlash(f.Path))
+			files[rel] = f
+			for d := filepath.Dir(rel); d != "."; d = filepath.Dir(d) {
+				dirs[d] = true
+			}
+		}
+	}
+	return filepath.WalkDir(out, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("check output directory: %w", err)
+		}
+		rel, err := filepath.Rel(out, p)
+		if err != nil {
+			return fmt.Errorf("check output directory: %w", err)
+		}
+		if rel == "." || rel == ManifestName && d.Type().IsRegular() {
+			return nil
+		}
+		f, isFile := files[rel]
+		switch {
+		case d.IsDir() && dirs[rel], isFile && d.Type().IsRegular() && unchanged(p, f):
+			return nil
+		case isFile && d.Type().IsRegular():
+			return fmt.Errorf("check output directory: %s was changed since lvsforge rendered it: refusing to replace %s", p, out)
+		}
+		return fmt.Errorf("check output directory: %s is not part of the earlier render in %s: refusing to replace it", p, out)
+	})
+}
+
+// readManifest reads out's manifest and refuses anything lvsforge would
+// not have written: another format, unknown fields, a host or file path
+// that is not one name or one clean absolute path.
+func readManifest(out string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(out, ManifestName))
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("%s is not lvsforge's manifest: %w", ManifestName, err)
+	}
+	if m.Format == "" && m.Cluster != "" && len(m.Hosts) > 0 {
+		// Renders before the format field: not provably lvsforge's.
+		return nil, fmt.Errorf("%s has no format: a render by an older lvsforge, or not lvsforge's at all; remove the directory yourself if it is one", ManifestName)
+	}
+	if m.Format != ManifestFormat {
+		return nil, fmt.Errorf("%s is not lvsforge's manifest: format %q, want %q", ManifestName, m.Format, ManifestFormat)
+	}
+	for _, h := range m.Hosts {
+		if h.Name == "" || h.Name == "." || h.Name == ".." || strings.ContainsAny(h.Name, "/\\") {
+			return nil, fmt.Errorf("%s is not lvsforge's manifest: host %q", ManifestName, h.Name)
+		}
+		for _, f := range h.Files {
+			if !strings.HasPrefix(f.Path, "/") || path.Clean(f.Path) != f.Path || f.Path == "/" {
+				return nil, fmt.Errorf("%s is not lvsforge's manifest: file %q", ManifestName, f.Path)
+			}
+		}
+	}
+	return &m, nil
+}
+
+// unchanged: a secret has no hash in the manifest, so only its presence
+// is checked.
+func unchanged(p string, f ManifestFile) bool {
+	if f.SHA256 == "" {
+		return f.Secret
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return false
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]) == f.SHA256
 }
 
 // swapInto moves the finished tree to out, setting any earlier render aside

@@ -37,6 +37,12 @@ type Options struct {
 	Accel qemu.Accel
 	// Verifier checks kernel.org sources (see build.NewVerifier).
 	Verifier build.Verifier
+	// BuildStatus and FetchProgress, when set, receive the builds' steps
+	// and progress and the downloads' (build.Builder.Status,
+	// build.Fetcher.Progress), so that `lvsforge vmtest` shows them as
+	// `lvsforge build` does; without BuildStatus, Log gets the steps only.
+	BuildStatus   func(step, msg string)
+	FetchProgress func(build.Progress)
 }
 
 // Node is one VM of a cluster: a host of the spec, or the client.
@@ -160,11 +166,13 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	}
 	b := &build.Builder{Cache: cache, SystemXZ: true, Status: func(step, msg string) {
 		fmt.Fprintln(buildLog, msg)
-		if step != "compile" && step != "extract" { // progress: build.log only
+		if o.BuildStatus != nil {
+			o.BuildStatus(step, msg)
+		} else if step != "compile" && step != "extract" { // progress: build.log only
 			o.logf("build: %s", msg)
 		}
 	}}
-	f := &build.Fetcher{Cache: cache}
+	f := &build.Fetcher{Cache: cache, Progress: o.FetchProgress}
 	c.Art, err = b.BuildSpec(ctx, f, s, build.FetchOptions{Verifier: o.Verifier},
 		build.SpecBuild{Roles: build.Roles, VM: true, Ipvsadm: true, Static: true})
 	if err != nil {

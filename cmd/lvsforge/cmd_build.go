@@ -11,7 +11,7 @@ import (
 func init() {
 	register(func(a *App) *cli.Command {
 		common := []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag, ipvsadmFileFlag, buildJSONFlag,
-			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "parallel make `JOBS` (default: the CPUs, plus each build farm host's /jobs, 4 when it gives none)"},
+			jobsFlag(),
 			&cli.BoolFlag{Name: "no-ccache", Usage: "do not use ccache even when it is installed"},
 		}
 		kernelFlags := []cli.Flag{
@@ -57,6 +57,18 @@ func init() {
 	})
 }
 
+func jobsFlag() *cli.IntFlag {
+	f := intFlag("jobs", 0, 1, "parallel make `JOBS` (default: the CPUs, plus each build farm host's /jobs, 4 when it gives none)")
+	f.Aliases = []string{"j"}
+	return f
+}
+
+// buildProgress is how build, vmtest and vm up show a build's steps and
+// progress on stderr: one rewritten line on a terminal, log lines
+// otherwise (see fetchProgress). vm up and vmtest once sent compilation to
+// build.log only, and a first run said nothing for half an hour.
+func (a *App) buildProgress() *fetchProgress { return newFetchProgress(a.Stderr) }
+
 type kernelReport struct {
 	Role     string   `json:"role"`
 	Release  string   `json:"release"`
@@ -91,8 +103,7 @@ func (a *App) build(c *cli.Context, roles []string, ipvsadm bool) error {
 		// one, so build ipvsadm from its own fetch.
 		return a.buildIpvsadmOnly(c, f, opt)
 	}
-	p := newFetchProgress(a.Stderr)
-	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), SystemXZ: true, NoCCache: c.Bool("no-ccache"), Status: p.step}
+	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), SystemXZ: true, NoCCache: c.Bool("no-ccache"), Status: a.buildProgress().step}
 	art, err := b.BuildSpec(c.Context, f, s, opt, build.SpecBuild{Roles: roles, VM: c.Bool("vm"), Ipvsadm: ipvsadm, Static: c.Bool("static"), Package: c.String("package")})
 	if err != nil {
 		return err
@@ -126,8 +137,7 @@ func (a *App) buildIpvsadmOnly(c *cli.Context, f *build.Fetcher, opt build.Fetch
 	if err != nil {
 		return err
 	}
-	p := newFetchProgress(a.Stderr)
-	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), Status: p.step}
+	b := &build.Builder{Cache: f.Cache, Jobs: c.Int("jobs"), Status: a.buildProgress().step}
 	art, err := b.Ipvsadm(c.Context, build.IpvsadmInputs{Tarball: path, TarballSHA256: src.SHA256, Static: c.Bool("static")})
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ func init() {
 			Usage:     "write DIR/cluster.yaml (the seed article's cluster, commented) and a fresh heartbeat authkey",
 			ArgsUsage: " ",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "dir", Value: ".", Usage: "directory to write the spec into"},
+				&cli.StringFlag{Name: "dir", Value: ".", Usage: "`DIR` to write the spec into"},
 				&cli.BoolFlag{Name: "force", Usage: "replace an existing cluster.yaml"},
 				&cli.StringFlag{Name: "src-dir", Value: "/usr/src", Usage: "where to look for a distro linux-source-*.tar.xz", Hidden: true},
 			},

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -132,7 +132,6 @@ func init() {
 					Usage: "make the kernel each host runs now (booted with push --kernel --activate once) its GRUB default",
 					Description: "Refused on a host that is not running the role's kernel (or --release): confirm only\n" +
 						"after the kernel booted and the checks passed.",
-					ArgsUsage: " ",
 					Flags: append(sshFlags(),
 						&cli.StringFlag{Name: "release", Usage: "kernel `RELEASE` to confirm (default: the role's kernel from the spec)"}),
 					Action: func(c *cli.Context) error {
@@ -147,14 +146,13 @@ func init() {
 							}
 							hosts[i].Kernel = &deploy.Kernel{Release: rel, MakeDefault: true}
 						}
-						return a.report(c, deploy.Push(c.Context, hosts, opts))
+						return a.report(deploy.Push(c.Context, hosts, opts))
 					},
 				},
 				{
-					Name:      "status",
-					Usage:     "show each host's running, installed, default and next-boot kernel",
-					ArgsUsage: " ",
-					Flags:     sshFlags(),
+					Name:  "status",
+					Usage: "show each host's running, installed, default and next-boot kernel",
+					Flags: sshFlags(),
 					Action: func(c *cli.Context) error {
 						_, hosts, opts, err := a.pushSetup(c, false)
 						if err != nil {
@@ -165,7 +163,7 @@ func init() {
 							targets = append(targets, h.Target)
 						}
 						st := deploy.Status(c.Context, targets, opts)
-						return a.kernelStatus(c, st)
+						return a.kernelStatus(st)
 					},
 				},
 			},
@@ -173,15 +171,9 @@ func init() {
 	})
 }
 
-func (a *App) kernelStatus(c *cli.Context, st []*deploy.KernelStatus) error {
-	if c.Bool("json") {
-		enc := json.NewEncoder(a.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
-			return fmt.Errorf("write json: %w", err)
-		}
-	} else {
-		tw := tabwriter.NewWriter(a.Stdout, 0, 0, 2, ' ', 0)
+func (a *App) kernelStatus(st []*deploy.KernelStatus) error {
+	err := a.emit(st, func(w io.Writer) error {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "HOST\tRUNNING\tDEFAULT\tNEXT BOOT\tINSTALLED")
 		for _, s := range st {
 			if s.Err() != nil {
@@ -193,6 +185,10 @@ func (a *App) kernelStatus(c *cli.Context, st []*deploy.KernelStatus) error {
 		if err := tw.Flush(); err != nil {
 			return fmt.Errorf("write status: %w", err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	var failed []string
 	for _, s := range st {

@@ -17,11 +17,11 @@ func sshFlags() []cli.Flag {
 		specFlag,
 		&cli.StringFlag{Name: "hosts", Usage: "only these hosts (comma-separated `NAMES`)"},
 		&cli.StringFlag{Name: "role", Usage: "only hosts of this `ROLE` (director or realserver)"},
-		&cli.IntFlag{Name: "concurrency", Value: 16, Usage: "hosts worked on at once"},
-		&cli.StringFlag{Name: "host-key-policy", Value: string(deploy.HostKeyStrict), Usage: "strict: refuse unknown hosts; accept-new: append their keys to known_hosts (a changed key is always refused)"},
+		intFlag("concurrency", 16, 1, "`N` hosts worked on at once"),
+		&cli.StringFlag{Name: "host-key-policy", Value: string(deploy.HostKeyStrict), Usage: "`POLICY` for host keys: strict refuses unknown hosts; accept-new appends their keys to known_hosts (a changed key is always refused)"},
 		&cli.StringFlag{Name: "known-hosts", Usage: "known_hosts `FILE` (default ~/.ssh/known_hosts)"},
 		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config `FILE` for User, Port, IdentityFile, HostName and ProxyJump (default ~/.ssh/config; \"none\" ignores it)"},
-		&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+		jsonFlag,
 	}
 }
 
@@ -33,12 +33,11 @@ func init() {
 			Description: "Facts (file hashes, kernel, init system) are gathered from every host first; files whose\n" +
 				"sha256 already matches are skipped. --dry-run prints the exact per-host plan and changes nothing.\n" +
 				"Exit status 1 if any host failed; every host is attempted and reported.",
-			ArgsUsage: " ",
 			Flags: append(append(sshFlags(),
 				&cli.BoolFlag{Name: "dry-run", Usage: "gather facts and print the plan; change nothing"},
 				&cli.BoolFlag{Name: "diff", Usage: "print unified diffs of changed files (never of secrets)"},
-				&cli.IntFlag{Name: "upload-concurrency", Value: 4, Usage: "concurrent uploads of files of 1 MiB or more, across hosts"},
-				&cli.IntFlag{Name: "backups", Value: 3, Usage: "previous versions kept per replaced file under " + deploy.DefaultBackupDir + " (0: none)"},
+				intFlag("upload-concurrency", 4, 1, "`N` concurrent uploads of files of 1 MiB or more, across hosts"),
+				intFlag("backups", 3, 0, "`N` previous versions kept per replaced file under "+deploy.DefaultBackupDir+" (0: none)"),
 				&cli.StringFlag{Name: "ipvsadm", Usage: "also install this ipvsadm `BINARY` (from lvsforge build ipvsadm --static) on the directors, over the host's ipvsadm (command -v) or as " + deploy.IpvsadmPath + "; with --kernel the cache's is the default"},
 			), kernelPushFlags()...),
 			Action: func(c *cli.Context) error {
@@ -60,17 +59,17 @@ func init() {
 				if opts.Backups == 0 {
 					opts.Backups = -1
 				}
-				return a.report(c, deploy.Push(c.Context, hosts, opts))
+				return a.report(deploy.Push(c.Context, hosts, opts))
 			},
 		}
 	})
 }
 
-// pushSetup loads the spec, selects the hosts and resolves how to reach
+// pushSetup loads the spec (never the example: see hostSpec), selects the hosts and resolves how to reach
 // them; with render, it also renders their files.
 func (a *App) pushSetup(c *cli.Context, render bool) (*cluster.Spec, []deploy.Host, deploy.Options, error) {
 	var o deploy.Options
-	s, err := a.loadSpec(c)
+	s, err := a.hostSpec(c)
 	if err != nil {
 		return nil, nil, o, err
 	}
@@ -114,7 +113,7 @@ func (a *App) pushSetup(c *cli.Context, render bool) (*cluster.Spec, []deploy.Ho
 		Concurrency: c.Int("concurrency"),
 		Out:         a.Stdout,
 	}
-	if c.Bool("json") {
+	if a.json {
 		// Plans are in the JSON; diffs go to stderr so stdout stays one document.
 		o.Out = a.Stderr
 	}
@@ -150,13 +149,10 @@ func selectHosts(s *cluster.Spec, names, role string) ([]*cluster.Host, error) {
 	return out, nil
 }
 
-// report prints the summary (or JSON) and turns host failures into the exit status.
-func (a *App) report(c *cli.Context, r *deploy.Report) error {
-	if c.Bool("json") {
-		if err := r.WriteJSON(a.Stdout); err != nil {
-			return err
-		}
-	} else if err := r.WriteTable(a.Stdout); err != nil {
+// report prints the summary (or hands it to the JSON envelope) and turns
+// host failures into the exit status.
+func (a *App) report(r *deploy.Report) error {
+	if err := a.emit(r, r.WriteTable); err != nil {
 		return err
 	}
 	if failed := r.Failed(); len(failed) > 0 {

@@ -77,20 +77,48 @@ func TestPushDryRunCLI(t *testing.T) {
 		t.Errorf("kernel confirm of a kernel rs1 does not run: exit %d\n%s", code, errs)
 	}
 
+	// The spec as the argument, every flag after it honoured: a dry run of rs1 alone.
+	code, out, errs = runApp("push", spec, "--dry-run", "--hosts", "rs1", "--known-hosts", c.KnownHostsFile, "--ssh-config", "none")
+	if code != ExitOK || !strings.Contains(out, "rs1") || strings.Contains(out, "rs2") || strings.Contains(out, "linuxha1") || !strings.Contains(out, "planned") {
+		t.Errorf("push SPEC --dry-run --hosts rs1: exit %d\n%s\n%s", code, out, errs)
+	}
+	if _, err := os.Stat(c.Hosts[2].Path("/etc/sysctl.d/60-lvsforge-realserver.conf")); err == nil {
+		t.Error("push SPEC --dry-run wrote to rs1")
+	}
+
+	// --json: the envelope, on success and on failure.
+	args := append([]string{"kernel", "status", "--json", "--hosts", "rs1,linuxha1"}, common...)
+	code, out, errs = runApp(args...)
+	env := decodeEnvelope(t, args, out)
+	if hosts := compactJSON(t, env.Result); code != ExitOK || !env.OK || env.Command != "kernel status" || !strings.Contains(hosts, `"host":"rs1"`) || !strings.Contains(hosts, `"running":`) {
+		t.Errorf("kernel status --json: exit %d %+v\n%s", code, env, errs)
+	}
+	args = append([]string{"kernel", "confirm", "--json", "--hosts", "rs1"}, common...)
+	code, out, _ = runApp(args...)
+	env = decodeEnvelope(t, args, out)
+	if code != ExitFailure || env.OK || len(env.Errors) != 1 || !strings.Contains(env.Errors[0].Message, "failed on 1 of 1 hosts: rs1") || !strings.Contains(compactJSON(t, env.Result), `"result":"failed"`) {
+		t.Errorf("kernel confirm --json of a kernel rs1 does not run: exit %d %+v", code, env)
+	}
+
 	// JSON, one host down: exit status 1 naming it, the others planned.
 	c.Hosts[3].Stop()
-	code, out, errs = runApp(append([]string{"push", "--dry-run", "--json", "--role", "realserver"}, common...)...)
+	args = append([]string{"push", "--dry-run", "--json", "--role", "realserver"}, common...)
+	code, out, errs = runApp(args...)
 	if code != ExitFailure || !strings.Contains(errs, "rs2") {
 		t.Fatalf("push with rs2 down: exit %d, stderr %s", code, errs)
 	}
+	env = decodeEnvelope(t, args, out)
 	var rep struct {
 		Hosts []struct {
 			Host, Result string
 			Plan         []string
 		}
 	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("--json output is not JSON: %v\n%s", err, out)
+	if err := json.Unmarshal([]byte(compactJSON(t, env.Result)), &rep); err != nil {
+		t.Fatalf("the envelope's result is not push's report: %v\n%s", err, out)
+	}
+	if env.OK || env.Command != "push" || len(env.Errors) != 1 || !strings.Contains(env.Errors[0].Message, "rs2") {
+		t.Errorf("envelope: %+v", env)
 	}
 	if len(rep.Hosts) != 2 || rep.Hosts[0].Host != "rs1" || rep.Hosts[0].Result != "planned" || len(rep.Hosts[0].Plan) == 0 || rep.Hosts[1].Result != "failed" {
 		t.Errorf("report: %+v", rep)

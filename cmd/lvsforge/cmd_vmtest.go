@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/vmtests"
 )
@@ -81,7 +82,14 @@ func (a *App) vmSetup(c *cli.Context, out string) (*cluster.Spec, vmtests.Option
 	if err != nil {
 		return nil, vmtests.Options{}, err
 	}
-	return s, vmtests.Options{CacheDir: f.Cache.Dir, Out: out, Log: a.Stderr, Verifier: opt.Verifier}, nil
+	return s, a.vmOptions(f, opt, out), nil
+}
+
+// vmOptions reports the kernel and ipvsadm builds, and the downloads,
+// through the renderers `lvsforge build` uses.
+func (a *App) vmOptions(f *build.Fetcher, opt build.FetchOptions, out string) vmtests.Options {
+	return vmtests.Options{CacheDir: f.Cache.Dir, Out: out, Log: a.Stderr, Verifier: opt.Verifier,
+		BuildStatus: a.buildProgress().step, FetchProgress: f.Progress}
 }
 
 func (a *App) vmtest(c *cli.Context) error {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
+	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/vmtests"
 )
 
@@ -28,5 +30,39 @@ func TestVMCommandErrors(t *testing.T) {
 	}
 	if code, _, errOut := run(t, "vm", "ssh", "--state", state); code != ExitUsage || !strings.Contains(errOut, "which host?") {
 		t.Errorf("vm ssh without a host: exit %d, %q", code, errOut)
+	}
+}
+
+// TestVMCommandsShowBuildProgress: vmtest and vm up hand the kernel builds'
+// steps and progress to the renderer `lvsforge build` uses, line for line
+// (they used to keep compilation in build.log: half an hour of silence on
+// a first run), and the downloads to the fetcher's.
+func TestVMCommandsShowBuildProgress(t *testing.T) {
+	steps := [][2]string{
+		{"extract", "extracting linux 6.1 source"},
+		{"extract", "extracting linux 6.1 source: 10.0/130.5 MiB (7%)"},
+		{"extracted", "extracted linux 6.1 source: 130.5 MiB in 8.1s"},
+		{"compile", "director: make -j2 bzImage modules"},
+		{"compile", "director: 50 objects compiled"},
+	}
+	var vmOut, buildOut, fetchOut bytes.Buffer
+	cache, err := build.NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &build.Fetcher{Cache: cache, Progress: newFetchProgress(&fetchOut).download}
+	opts := NewApp(nil, nil, &vmOut).vmOptions(f, build.FetchOptions{}, t.TempDir())
+	buildStatus := NewApp(nil, nil, &buildOut).buildProgress().step
+	for _, s := range steps {
+		opts.BuildStatus(s[0], s[1])
+		buildStatus(s[0], s[1])
+	}
+	want := "extracting linux 6.1 source\nextracted linux 6.1 source: 130.5 MiB in 8.1s\ndirector: make -j2 bzImage modules\n"
+	if vmOut.String() != want || buildOut.String() != want {
+		t.Errorf("vmtest shows:\n%s\nbuild shows:\n%s\nwant:\n%s", vmOut.String(), buildOut.String(), want)
+	}
+	opts.FetchProgress(build.Progress{Name: "linux-6.1.192.tar.xz", Bytes: 3 << 20, Done: true})
+	if got := fetchOut.String(); got != "fetch linux-6.1.192.tar.xz: 3.0 MiB downloaded\n" {
+		t.Errorf("vmtest's downloads: %q", got)
 	}
 }

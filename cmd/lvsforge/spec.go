@@ -2,25 +2,75 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
 )
 
-// specFlag is the -f flag every command that reads a cluster takes.
+// specFlag is the -f flag every command that reads a cluster takes; such a
+// command also takes the spec as its one positional argument.
 var specFlag = &cli.StringFlag{
 	Name:    "file",
 	Aliases: []string{"f"},
-	Usage:   "cluster spec `FILE` (default: the built-in example, the seed article's cluster)",
+	Usage:   "cluster spec `FILE` (or give it as the argument; default ./cluster.yaml, else $" + specEnv + ")",
 }
 
-// loadSpec reads the spec named by -f, or the built-in example. The
-// example's heartbeat authkey is generated once under
+const (
+	// specEnv names a spec for commands given none.
+	specEnv = "LVSFORGE_SPEC"
+	// specHere is the spec a command given none takes from the current directory.
+	specHere = "cluster.yaml"
+)
+
+// specArg is the spec the command line names: -f or the one positional
+// argument ("" when neither is given).
+func specArg(c *cli.Context) (string, error) {
+	f := c.String("file")
+	switch c.NArg() {
+	case 0:
+		return f, nil
+	case 1:
+	default:
+		return "", usageError{fmt.Sprintf("%s takes one spec file, got %d arguments: %s", commandName(c), c.NArg(), quoteArgs(c.Args().Slice()))}
+	}
+	p := c.Args().First()
+	if f != "" && filepath.Clean(f) != filepath.Clean(p) {
+		return "", usageError{fmt.Sprintf("two specs: -f %q and the argument %q; give one", f, p)}
+	}
+	return p, nil
+}
+
+// specPath is the spec a command uses: the one the command line names,
+// else ./cluster.yaml, else $LVSFORGE_SPEC; "" when there is none. A spec
+// the command line does not name is announced on stderr.
+func (a *App) specPath(c *cli.Context) (string, error) {
+	p, err := specArg(c)
+	if err != nil || p != "" {
+		return p, err
+	}
+	if st, err := os.Stat(specHere); err == nil && !st.IsDir() {
+		fmt.Fprintf(a.Stderr, "lvsforge: no spec named: using ./%s\n", specHere)
+		return specHere, nil
+	}
+	if p := os.Getenv(specEnv); p != "" {
+		fmt.Fprintf(a.Stderr, "lvsforge: no spec named: using $%s (%q)\n", specEnv, p)
+		return p, nil
+	}
+	return "", nil
+}
+
+// loadSpec reads the spec (see specPath), or else the built-in example.
+// The example's heartbeat authkey is generated once under
 // $XDG_CONFIG_HOME/lvsforge/example, so it works with no set-up.
 func (a *App) loadSpec(c *cli.Context) (*cluster.Spec, error) {
-	if f := c.String("file"); f != "" {
-		return cluster.Load(f)
+	p, err := a.specPath(c)
+	if err != nil {
+		return nil, err
+	}
+	if p != "" {
+		return cluster.Load(p)
 	}
 	dir, err := cluster.ExampleDir()
 	if err != nil {
@@ -33,6 +83,22 @@ func (a *App) loadSpec(c *cli.Context) (*cluster.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(a.Stderr, "lvsforge: no -f given: using the built-in example (the seed article's cluster)")
+	fmt.Fprintln(a.Stderr, "lvsforge: no spec named, no ./"+specHere+", no $"+specEnv+": using the built-in example (the seed article's cluster)")
 	return cluster.Example(src, dir)
+}
+
+// hostSpec is loadSpec for the commands that reach real hosts (push,
+// kernel confirm, kernel status): they never fall back to the example,
+// whose hosts may well be someone's machines.
+func (a *App) hostSpec(c *cli.Context) (*cluster.Spec, error) {
+	p, err := a.specPath(c)
+	if err != nil {
+		return nil, err
+	}
+	if p == "" {
+		name := commandName(c)
+		return nil, usageError{fmt.Sprintf("%s reaches real hosts, so it never uses the built-in example: name the spec "+
+			"(lvsforge %s FILE, or -f FILE), or put it in ./%s or $%s", name, name, specHere, specEnv)}
+	}
+	return cluster.Load(p)
 }
