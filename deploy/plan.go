@@ -141,11 +141,31 @@ func (p *Plan) Mutates() bool { return len(p.Ops) > 0 }
 // ErrInitMismatch means a host runs another init system than the spec says.
 var ErrInitMismatch = errors.New("init system differs from the spec")
 
+// ErrHostnameMismatch means a host's uname -n is not its name in the spec.
+// heartbeat finds its own node line in ha.cf by uname -n, and keepalived's
+// router_id is the spec's name too: such a host would run a cluster it is
+// not part of, or it is another machine than the spec describes.
+var ErrHostnameMismatch = errors.New("host name differs from the spec")
+
+// checkHostname compares the host's uname -n with its name in the spec,
+// exactly, as heartbeat does: a fully qualified name matches only itself.
+func checkHostname(name string, f *Facts) error {
+	if f.Hostname == "" || f.Hostname == name {
+		return nil
+	}
+	return fmt.Errorf("plan %s: the host's uname -n is %q, the spec names it %q: %w (heartbeat's node and keepalived's router_id must be the uname -n); "+
+		"set the host's name in the spec to %[2]q (a fully qualified name is fine), or rename the host to %[3]q (hostnamectl set-hostname %[3]s)",
+		name, f.Hostname, name, ErrHostnameMismatch)
+}
+
 // buildPlan compares the wanted files with the facts. backups says whether
 // replaced files are kept, in backupDir. readOld returns a file's current
 // content; it is only called to choose between a unit's reload and restart.
 func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld func(string) ([]byte, error)) (*Plan, error) {
 	p := &Plan{Host: h.Target.Name, Facts: facts}
+	if err := checkHostname(h.Target.Name, facts); err != nil {
+		return nil, err
+	}
 	if h.Init != "" && facts.Init != "" && h.Init != facts.Init {
 		return nil, fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
 			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)

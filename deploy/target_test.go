@@ -76,6 +76,9 @@ Host *
 func TestProxyJump(t *testing.T) {
 	e := newEnv(t, 2)
 	h0, h1 := e.c.Hosts[0], e.c.Hosts[1]
+	if err := h1.SetHostname("web1"); err != nil {
+		t.Fatal(err)
+	}
 	sc := writeSSHConfig(t, fmt.Sprintf("Host web1\n  HostName %s\n  IdentityFile %s\n  ProxyJump jumpbox\nHost jumpbox\n  HostName %s\n",
 		h1.Addr, e.c.ClientKeyFile, h0.Addr))
 	tg, err := deploy.ResolveTarget(cluster.Host{Name: "web1", Address: "192.168.7.11/24"}, sc)
