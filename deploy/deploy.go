@@ -40,6 +40,10 @@ type File struct {
 	Artifact *Artifact
 	// Secret files are never shown: no content, diff or hash in any output.
 	Secret bool
+	// Boot files (GRUB's configuration) are written only by a push that
+	// installs a kernel (Host.Kernel with an Image): pushing configuration
+	// never changes what the host boots.
+	Boot bool
 	// Units names the Host.Units to enable and restart (or reload) when
 	// this file changes.
 	Units []string

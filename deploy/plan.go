@@ -302,7 +302,13 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		for _, w := range writes {
 			written[w.Path] = true
 		}
-		install, activate, err := kernelOps(h.Kernel, facts, func(p string) bool { return written[p] || pending["kernel"] }, legacyConf)
+		var boot []string
+		for _, f := range files {
+			if f.Boot {
+				boot = append(boot, f.Path)
+			}
+		}
+		install, activate, err := kernelOps(h.Kernel, facts, func(p string) bool { return written[p] || pending["kernel"] }, boot, legacyConf)
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
 		}

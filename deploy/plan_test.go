@@ -266,22 +266,22 @@ func TestKernelOpsLegacy(t *testing.T) {
 	conf, _, _ := renderLegacyConf([]byte(base), []byte(legacyStanza), k.Release, nil)
 	confirm := &Kernel{Release: k.Release, MakeDefault: true}
 	f.Kernel = k.Release
-	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, conf); err == nil || !strings.Contains(err.Error(), "default saved") {
+	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, nil, conf); err == nil || !strings.Contains(err.Error(), "default saved") {
 		t.Errorf("confirm without `default saved`: %v", err)
 	}
 	saved := []byte(strings.Replace(string(conf), "default 0", "default saved", 1))
-	_, act, err := kernelOps(confirm, f, func(string) bool { return false }, saved)
+	_, act, err := kernelOps(confirm, f, func(string) bool { return false }, nil, saved)
 	if err != nil || len(act) != 1 || !strings.Contains(strings.Join(act[0].Argv, " "), "savedefault --default=1\\nquit") {
 		t.Errorf("confirm: %v %v", act, err)
 	}
 	f.Kernel = "2.6.18"
-	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, saved); !errors.Is(err, ErrNotRunning) {
+	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, nil, saved); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("confirm on a host running another kernel: %v", err)
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }, nil); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }, nil, nil); err == nil {
 		t.Error("a release with shell metacharacters was accepted")
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }, nil); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }, nil, nil); err == nil {
 		t.Error("a host without GRUB was accepted")
 	}
 }

@@ -212,11 +212,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 		return r
 	}
 	defer c.Close()
-	if h.Kernel != nil {
-		hk := *h
-		hk.Files = append(append([]File(nil), h.Files...), h.Kernel.files()...)
-		h = &hk
-	}
+	h = h.pushed()
 	paths, large, locate, err := factsFor(h)
 	if err != nil {
 		r.err = err

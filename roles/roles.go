@@ -22,6 +22,10 @@ type File struct {
 	Data []byte
 	// Secret files (authkeys) are never shown in logs, diffs or --json.
 	Secret bool
+	// Boot files (GRUB's configuration) change what the host boots: push
+	// writes them only with --kernel, so that pushing configuration never
+	// changes a boot setting.
+	Boot bool
 	// Units names the units of HostFiles.Units to restart or reload when this file changes.
 	Units []string
 }
@@ -217,6 +221,7 @@ func (r *renderer) grub() error {
 		"Root": r.h.Boot.Root, "GrubRoot": r.h.Boot.GrubRoot, "Panic": r.s.Kernel.PanicTimeout,
 		"Cmdline": r.s.Kernel.Cmdline, "Path": GrubLegacyPath,
 	}
+	n := len(r.out.Files)
 	if err := r.add(Grub2Path, 0o755, "grub2.sh.tmpl", data); err != nil {
 		return err
 	}
@@ -227,7 +232,13 @@ func (r *renderer) grub() error {
 			return err
 		}
 	}
-	return r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data)
+	if err := r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data); err != nil {
+		return err
+	}
+	for i := n; i < len(r.out.Files); i++ {
+		r.out.Files[i].Boot = true
+	}
+	return nil
 }
 
 // Paths other packages (deploy) refer to.
