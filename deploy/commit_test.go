@@ -215,6 +215,7 @@ func TestHostnameMismatch(t *testing.T) {
 		hosts[0].Target.Name = c.spec
 		o := e.opts
 		o.DryRun = c.dryRun
+		e.out.Reset()
 		r := deploy.Push(context.Background(), hosts, o)
 		err := r.Hosts[0].Err()
 		if c.fix == "" {
@@ -228,6 +229,12 @@ func TestHostnameMismatch(t *testing.T) {
 		}
 		if _, err := os.Stat(h.Path("/etc/ha.d/ha.cf")); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("uname -n %s, spec %s: the host was written to: %v", c.uname, c.spec, err)
+		}
+		// The output (plans, then the summary) says it once, and that
+		// nothing changed.
+		r.WriteTable(e.out)
+		if n := strings.Count(e.out.String(), err.Error()); n != 1 || (!c.dryRun && !strings.Contains(e.out.String(), "nothing changed on the host")) {
+			t.Errorf("uname -n %s, spec %s: the error appears %d times in:\n%s", c.uname, c.spec, n, e.out)
 		}
 	}
 }

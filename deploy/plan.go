@@ -64,7 +64,46 @@ type Op struct {
 	Paths []string
 	// Unit is the daemon of a restart or reload.
 	Unit string
+	// LeftOver marks a command an earlier push left pending (it failed, or
+	// the push was cut off): this push runs it although nothing changed.
+	LeftOver bool
+	// Step names the part of the push the op belongs to ("files in place",
+	// "heartbeat restart"): a failed push reports which steps ran.
+	Step string
 }
+
+// Steps of a push besides the units' ("NAME enable", "NAME restart",
+// "NAME reload"). stepPending, the pending record's update after the
+// commands, is only reported when it failed.
+const (
+	stepStaleTemps    = "stale temporaries removed"
+	stepUpload        = "files uploaded"
+	stepCommit        = "files in place"
+	stepCommands      = "commands"
+	stepKernelInstall = "kernel install"
+	stepKernelOnce    = "kernel boot once"
+	stepKernelConfirm = "kernel confirm"
+	stepPending       = "pending record"
+)
+
+// defaultStep is the step of an op that buildPlan did not name.
+func defaultStep(o Op) string {
+	switch o.Kind {
+	case OpRemoveTemp:
+		return stepStaleTemps
+	case OpMkdir, OpWrite, OpVerify, OpBackup:
+		return stepUpload
+	case OpRename, OpSync, OpChmod, OpChown:
+		return stepCommit
+	case OpEnable, OpRestart, OpReload:
+		return o.Unit + " " + string(o.Kind)
+	case OpRun:
+		return stepCommands
+	}
+	return stepPending
+}
+
+const leftOverNote = " (left over from a failed push)"
 
 // String is the op as dry-run and --json show it. It never contains a
 // secret's content or hash.
@@ -107,9 +146,16 @@ func (o Op) String() string {
 	case OpClearPending:
 		return "clear " + o.Path
 	case OpRun:
+		if o.LeftOver {
+			return "run" + leftOverNote + " " + shellJoin(o.Argv)
+		}
 		return "run " + shellJoin(o.Argv)
 	case OpEnable, OpRestart, OpReload:
-		return fmt.Sprintf("%s %s: %s", o.Kind, o.Unit, shellJoin(o.Argv))
+		note := ""
+		if o.LeftOver {
+			note = leftOverNote
+		}
+		return fmt.Sprintf("%s %s%s: %s", o.Kind, o.Unit, note, shellJoin(o.Argv))
 	}
 	return string(o.Kind) + " " + o.Path
 }
@@ -278,9 +324,11 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 	// restart failed, or it was cut off during its commit) is done again,
 	// although its files are now in place.
 	pending := facts.Pending
+	leftOver := map[string]bool{} // units restarted only because they are pending
 	for u := range pending {
 		if name, ok := strings.CutPrefix(u, "unit "); ok && units[name] != nil && touched[name] == nil {
 			touched[name] = []Op{{Kind: OpChmod}} // unknown change: restart, not reload
+			leftOver[name] = true
 		}
 	}
 	var marks []string
@@ -294,10 +342,10 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 			if len(c) == 0 {
 				return nil, fmt.Errorf("plan %s: empty command", h.Target.Name)
 			}
-			p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c})
+			p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c, LeftOver: len(writes) == 0})
 		}
 	}
-	if h.Kernel != nil {
+	if k := h.Kernel; k != nil {
 		written := map[string]bool{}
 		for _, w := range writes {
 			written[w.Path] = true
@@ -308,12 +356,29 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 				boot = append(boot, f.Path)
 			}
 		}
-		install, activate, err := kernelOps(h.Kernel, facts, func(p string) bool { return written[p] || pending["kernel"] }, boot, legacyConf)
+		install, activate, err := kernelOps(k, facts, func(p string) bool { return written[p] || pending["kernel"] }, boot, legacyConf)
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
 		}
 		if len(install) > 0 {
 			marks = append(marks, "kernel")
+		}
+		// An install with none of its files written is an earlier push's.
+		leftOverKernel := true
+		for _, f := range k.files() {
+			leftOverKernel = leftOverKernel && !written[f.Path]
+		}
+		for _, b := range boot {
+			leftOverKernel = leftOverKernel && !written[b]
+		}
+		for i := range install {
+			install[i].Step, install[i].LeftOver = stepKernelInstall, leftOverKernel
+		}
+		for i := range activate {
+			activate[i].Step = stepKernelOnce
+			if k.MakeDefault {
+				activate[i].Step = stepKernelConfirm
+			}
 		}
 		p.Ops = append(append(p.Ops, install...), activate...)
 	}
@@ -324,7 +389,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		}
 		marks = append(marks, "unit "+u.Name)
 		for _, c := range u.Enable {
-			p.Ops = append(p.Ops, Op{Kind: OpEnable, Unit: u.Name, Argv: c})
+			p.Ops = append(p.Ops, Op{Kind: OpEnable, Unit: u.Name, Argv: c, LeftOver: leftOver[u.Name]})
 		}
 		restart := true
 		if len(u.Reload) > 0 {
@@ -338,7 +403,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 			kind, cmds = OpReload, u.Reload
 		}
 		for _, c := range cmds {
-			p.Ops = append(p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c})
+			p.Ops = append(p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c, LeftOver: leftOver[u.Name]})
 		}
 	}
 	// The steps after the files are recorded as pending before the first
@@ -364,7 +429,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 				slices.Sort(rest[i].Paths)
 			}
 		}
-		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...)})
+		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...), Step: stepCommit})
 		p.Ops = append(p.Ops, rest...)
 		if len(carry) > 0 {
 			p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
@@ -375,6 +440,11 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		p.Ops = append(p.Ops, Op{Kind: OpClearPending, Path: pendingFile})
 	case len(carry) < len(pending):
 		p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
+	}
+	for i := range p.Ops {
+		if p.Ops[i].Step == "" {
+			p.Ops[i].Step = defaultStep(p.Ops[i])
+		}
 	}
 	return p, nil
 }

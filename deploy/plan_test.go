@@ -114,8 +114,9 @@ func TestBuildPlan(t *testing.T) {
 		t.Errorf("no-op plan: %v", p.Ops)
 	}
 
-	// A restart that failed last time is redone; a kernel install pending
-	// from a push with --kernel stays pending through one without.
+	// A restart that failed last time is redone, and the plan says why; a
+	// kernel install pending from a push with --kernel stays pending
+	// through one without.
 	facts.Pending = map[string]bool{"unit heartbeat": true, "kernel": true}
 	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old)
 	got = nil
@@ -124,7 +125,7 @@ func TestBuildPlan(t *testing.T) {
 	}
 	want = []string{
 		"record pending unit heartbeat, kernel in /var/lib/lvsforge/pending",
-		"restart heartbeat: /etc/init.d/heartbeat restart",
+		"restart heartbeat (left over from a failed push): /etc/init.d/heartbeat restart",
 		"record pending kernel in /var/lib/lvsforge/pending",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -361,4 +362,53 @@ func planText(p *Plan) string {
 		lines = append(lines, op.String())
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestSteps: a push's report says, step by step, what ran, what failed
+// and what did not run; the pending record's update only when it failed.
+func TestSteps(t *testing.T) {
+	h := &Host{
+		Target: Target{Name: "d1"},
+		Files: []File{
+			{Path: "/etc/ha.d/ha.cf", Data: []byte("node d1\n"), Units: []string{"heartbeat"}},
+			{Path: "/etc/ha.d/ldirectord.cf", Data: []byte("virtual=10.0.0.1:80\n"), Units: []string{"ldirectord"}},
+		},
+		Units: []Unit{
+			{Name: "heartbeat", Enable: [][]string{{"update-rc.d", "heartbeat", "defaults"}}, Restart: [][]string{{"/etc/init.d/heartbeat", "restart"}}},
+			{Name: "ldirectord", Restart: [][]string{{"/etc/init.d/ldirectord", "restart"}}},
+		},
+	}
+	facts := &Facts{Dirs: map[string]bool{"/etc/ha.d": true}, Files: map[string]RemoteFile{"/etc/ha.d/ha.cf": {}, "/etc/ha.d/ldirectord.cf": {}}}
+	p, err := buildPlan(h, facts, false, "/b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(kind OpKind, unit string) int {
+		for i, op := range p.Ops {
+			if op.Kind == kind && op.Unit == unit {
+				return i
+			}
+		}
+		t.Fatalf("no %s %s in the plan:\n%s", kind, unit, planText(p))
+		return 0
+	}
+	const all = "files uploaded: %s; files in place: %s; heartbeat enable: %s; heartbeat restart: %s; ldirectord restart: %s"
+	for _, c := range []struct {
+		failed int
+		want   string
+	}{
+		{len(p.Ops), fmt.Sprintf(all, "yes", "yes", "yes", "yes", "yes")},
+		{at(OpWrite, ""), fmt.Sprintf(all, "FAILED", "not run", "not run", "not run", "not run")},
+		{at(OpRename, ""), fmt.Sprintf(all, "yes", "FAILED", "not run", "not run", "not run")},
+		{at(OpRestart, "heartbeat"), fmt.Sprintf(all, "yes", "yes", "yes", "FAILED", "not run")},
+		{at(OpClearPending, ""), fmt.Sprintf(all, "yes", "yes", "yes", "yes", "yes") + "; pending record: FAILED"},
+	} {
+		r := &HostReport{Steps: steps(p.Ops, c.failed)}
+		if got := r.stepsText(); got != c.want {
+			t.Errorf("failed at op %d (%s):\n got %s\nwant %s", c.failed, p.Ops[min(c.failed, len(p.Ops)-1)], got, c.want)
+		}
+	}
+	if got := (&HostReport{}).stepsText(); got != "nothing changed on the host" {
+		t.Errorf("no steps: %s", got)
+	}
 }
