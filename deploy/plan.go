@@ -212,7 +212,9 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 	if err := checkHostname(h.Target.Name, facts); err != nil {
 		return nil, err
 	}
-	if h.Init != "" && facts.Init != "" && h.Init != facts.Init {
+	// SysV scripts run under systemd too (the units' OnSystemd commands);
+	// a systemd unit file means nothing to sysvinit.
+	if h.Init != "" && facts.Init != "" && h.Init != facts.Init && (h.Init != InitSysV || facts.Init != InitSystemd) {
 		return nil, fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
 			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)
 	}
@@ -220,12 +222,14 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		p.Ops = append(p.Ops, Op{Kind: OpRemoveTemp, Path: t})
 	}
 	units := map[string]*Unit{}
+	hostUnits := make([]Unit, len(h.Units))
 	for i := range h.Units {
-		u := &h.Units[i]
+		u := h.Units[i].on(facts.Init)
 		if units[u.Name] != nil {
 			return nil, fmt.Errorf("plan %s: unit %s is defined twice", h.Target.Name, u.Name)
 		}
-		units[u.Name] = u
+		hostUnits[i] = u
+		units[u.Name] = &hostUnits[i]
 	}
 	files := h.Files
 	var legacyConf []byte
@@ -382,7 +386,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		}
 		p.Ops = append(append(p.Ops, install...), activate...)
 	}
-	for _, u := range h.Units {
+	for _, u := range hostUnits {
 		changed := touched[u.Name]
 		if len(changed) == 0 {
 			continue

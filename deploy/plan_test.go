@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 func sum(s string) string {
@@ -322,6 +325,81 @@ func TestPlanOwnerInit(t *testing.T) {
 	h.Init = ""
 	if _, err := buildPlan(h, facts, false, "/b", nil); err != nil {
 		t.Errorf("no init in the host: %v", err)
+	}
+}
+
+// TestPlanInitSystems: what the spec's init system makes of a host's
+// units on each init system the host may run. SysV scripts on a systemd
+// host are enabled by the host's own tools and run through systemctl; a
+// spec saying systemd on a sysvinit host stays refused.
+func TestPlanInitSystems(t *testing.T) {
+	dir := t.TempDir()
+	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		host, spec, os, hostInit string
+		want                     []string // "" for ErrInitMismatch
+	}{
+		{"rs1", cluster.InitSysV, cluster.OSDebian, InitSystemd, []string{
+			"enable lvs-realserver: update-rc.d lvs-realserver defaults",
+			"enable lvs-realserver: systemctl daemon-reload",
+			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
+		{"rs1", cluster.InitSysV, cluster.OSRedHat, InitSystemd, []string{
+			"enable lvs-realserver: chkconfig --add lvs-realserver",
+			"enable lvs-realserver: chkconfig lvs-realserver on",
+			"enable lvs-realserver: systemctl daemon-reload",
+			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
+		{"linuxha1", cluster.InitSysV, cluster.OSDebian, InitSystemd, []string{
+			"enable lvs-director: systemctl daemon-reload",
+			"restart lvs-director: systemctl reload-or-restart lvs-director.service",
+			"enable heartbeat: update-rc.d heartbeat defaults",
+			"restart heartbeat: systemctl restart heartbeat.service",
+			"restart ldirectord: systemctl restart ldirectord.service"}},
+		{"rs1", cluster.InitSysV, cluster.OSDebian, InitSysV, []string{
+			"enable lvs-realserver: update-rc.d lvs-realserver defaults",
+			"restart lvs-realserver: /etc/init.d/lvs-realserver restart"}},
+		{"rs1", cluster.InitSystemd, cluster.OSDebian, InitSystemd, []string{
+			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
+		{"rs1", cluster.InitSystemd, cluster.OSDebian, InitSysV, nil},
+	} {
+		name := fmt.Sprintf("%s %s (%s) on %s", c.host, c.spec, c.os, c.hostInit)
+		spec, err := cluster.Example(cluster.KernelOrgSource(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := spec.Host(c.host)
+		sh.Init, sh.OS = c.spec, c.os
+		hosts, err := FromSpec(spec, []*cluster.Host{sh}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts := &Facts{Init: c.hostInit, Files: map[string]RemoteFile{}, Dirs: map[string]bool{}}
+		for _, f := range hosts[0].Files {
+			facts.Files[f.Path] = RemoteFile{}
+		}
+		p, err := buildPlan(&hosts[0], facts, false, "/b", nil)
+		if c.want == nil {
+			if !errors.Is(err, ErrInitMismatch) {
+				t.Errorf("%s: %v, want ErrInitMismatch", name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		plan := planText(p)
+		for _, w := range c.want {
+			if !strings.Contains(plan, w) {
+				t.Errorf("%s: plan lacks %q:\n%s", name, w, plan)
+			}
+		}
+		for _, op := range p.Ops {
+			if c.hostInit == InitSystemd && (op.Kind == OpRestart || op.Kind == OpReload) && strings.HasPrefix(op.Argv[0], "/etc/init.d/") {
+				t.Errorf("%s: an init script run outside systemd: %s", name, op)
+			}
+		}
 	}
 }
 

@@ -43,7 +43,11 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 			host.Files = append(host.Files, File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Boot: f.Boot, Units: f.Units})
 		}
 		for _, u := range r.Units {
-			host.Units = append(host.Units, Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload})
+			unit := Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload}
+			if c := u.OnSystemd; c != nil {
+				unit.OnSystemd = &UnitCommands{Enable: c.Enable, Restart: c.Restart, Reload: c.Reload}
+			}
+			host.Units = append(host.Units, unit)
 		}
 		hosts = append(hosts, host)
 	}

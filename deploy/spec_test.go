@@ -9,6 +9,7 @@ import (
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/internal/testenv"
 	"github.com/lvsforge/lvsforge/roles"
 )
 
@@ -96,5 +97,52 @@ func TestBootFilesOnlyWithKernel(t *testing.T) {
 		if !kernel && (len(written) > 0 || len(plan) == 0) {
 			t.Errorf("push without --kernel writes boot files %v:\n%s", written, strings.Join(plan, "\n"))
 		}
+	}
+}
+
+// fakeSystemctl stands in for systemctl on a test host that presents
+// itself as running systemd (/run/systemd/system): it records its
+// arguments.
+const fakeSystemctl = "#!/bin/sh\necho \"systemctl $*\" >> /var/log/lvsforge-test-systemctl\n"
+
+// TestSysVOnSystemdHost: a real server the spec runs at `init: sysv` on a
+// host whose PID 1 is systemd is pushed, not refused: its script is
+// enabled with the host's update-rc.d (the real one), systemd is told of
+// the new unit (daemon-reload) and restarts it.
+func TestSysVOnSystemdHost(t *testing.T) {
+	testenv.LookPath(t, "update-rc.d", "init-system-helpers")
+	e := newEnv(t, 1)
+	h := e.c.Hosts[0]
+	_, hosts := exampleHosts(t, e, cluster.InitSysV, "rs1")
+	script := "mkdir -p /run/systemd/system /usr/local/sbin && cat > /usr/local/sbin/systemctl && chmod 0755 /usr/local/sbin/systemctl"
+	if _, err := h.ExecInput(strings.NewReader(fakeSystemctl), "sh", "-c", script); err != nil {
+		t.Fatal(err)
+	}
+	r := mustPush(t, hosts, e.opts)
+	plan := strings.Join(r.Hosts[0].Plan, "\n")
+	t.Logf("plan:\n%s", plan)
+	if r.Hosts[0].Init != deploy.InitSystemd {
+		t.Fatalf("the host's init is %q, want systemd", r.Hosts[0].Init)
+	}
+	for _, want := range []string{
+		"write /etc/init.d/lvs-realserver mode 0755",
+		"enable lvs-realserver: update-rc.d lvs-realserver defaults",
+		"enable lvs-realserver: systemctl daemon-reload",
+		"restart lvs-realserver: systemctl restart lvs-realserver.service",
+	} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+	if strings.Contains(plan, "/etc/init.d/lvs-realserver restart") || strings.Contains(plan, "/etc/systemd/system/") {
+		t.Errorf("systemd host got sysvinit's restart or a systemd unit file")
+	}
+	if links, _ := filepath.Glob(h.Path("/etc/rc2.d/S??lvs-realserver")); len(links) != 1 {
+		t.Errorf("update-rc.d made no start link in /etc/rc2.d: %v", links)
+	}
+	// update-rc.d reloads systemd itself where it runs; lvsforge does so
+	// on Red Hat's chkconfig too, then restarts the generated unit.
+	if got := readHost(t, h, "/var/log/lvsforge-test-systemctl"); !strings.HasSuffix(got, "systemctl daemon-reload\nsystemctl restart lvs-realserver.service\n") {
+		t.Errorf("systemctl calls:\n%s", got)
 	}
 }
