@@ -433,7 +433,13 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 				slices.Sort(rest[i].Paths)
 			}
 		}
-		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...), Step: stepCommit})
+		// The record belongs to the commit, or, when nothing is renamed
+		// (a retry of what an earlier push left), to the bookkeeping.
+		step := stepPending
+		if len(writes) > 0 || len(attrs) > 0 {
+			step = stepCommit
+		}
+		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...), Step: step})
 		p.Ops = append(p.Ops, rest...)
 		if len(carry) > 0 {
 			p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})

@@ -489,4 +489,21 @@ func TestSteps(t *testing.T) {
 	if got := (&HostReport{}).stepsText(); got != "nothing changed on the host" {
 		t.Errorf("no steps: %s", got)
 	}
+
+	// A retry of a restart an earlier push left: no file step.
+	for _, f := range h.Files {
+		facts.Files[f.Path] = RemoteFile{Exists: true, Mode: 0o644, SHA256: f.sha256()}
+	}
+	facts.Pending = map[string]bool{"unit heartbeat": true}
+	if p, err = buildPlan(h, facts, false, "/b", nil); err != nil {
+		t.Fatal(err)
+	}
+	for failed, want := range map[int]string{
+		len(p.Ops): "heartbeat enable: yes; heartbeat restart: yes",
+		0:          "pending record: FAILED; heartbeat enable: not run; heartbeat restart: not run",
+	} {
+		if got := (&HostReport{Steps: steps(p.Ops, failed)}).stepsText(); got != want {
+			t.Errorf("retry failed at op %d:\n got %s\nwant %s\n%s", failed, got, want, planText(p))
+		}
+	}
 }
