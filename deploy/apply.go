@@ -194,11 +194,13 @@ func (h *hostShell) Close() {
 // then commands and daemon restarts. Ctrl-C stops it before the commit
 // (the pending record, renames, sync, chown and chmod) or after it, never
 // inside. On error it returns the temporaries that may still exist so the
-// caller can remove them, over a new connection if this one died.
-func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (leftover []string, err error) {
+// caller can remove them, over a new connection if this one died, and the
+// index in p.Ops of the op that failed: the ops before it ran (the uploads
+// excepted: that failure is the first write's).
+func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (leftover []string, failed int, err error) {
 	s, err := c.SFTP()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var mu sync.Mutex
 	tmps := map[string]string{} // target path -> its temporary, until renamed
@@ -212,15 +214,20 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 			}
 		}
 	}()
-	for _, op := range p.Ops {
+	firstWrite := -1
+	for i, op := range p.Ops {
 		switch op.Kind {
 		case OpRemoveTemp:
 			if err := s.Remove(op.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("remove stale temp %s: %w", op.Path, err)
+				return nil, i, fmt.Errorf("remove stale temp %s: %w", op.Path, err)
 			}
 		case OpMkdir:
 			if err := s.MkdirAll(op.Path); err != nil {
-				return nil, fmt.Errorf("create directory %s: %w", op.Path, err)
+				return nil, i, fmt.Errorf("create directory %s: %w", op.Path, err)
+			}
+		case OpWrite:
+			if firstWrite < 0 {
+				firstWrite = i
 			}
 		}
 	}
@@ -259,10 +266,10 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 		werrs = append(werrs, verr)
 	}
 	if len(werrs) > 0 {
-		return nil, errors.Join(werrs...)
+		return nil, firstWrite, errors.Join(werrs...)
 	}
 	var commit context.Context
-	for _, op := range p.Ops {
+	for i, op := range p.Ops {
 		switch op.Kind {
 		case OpRemoveTemp, OpMkdir, OpWrite, OpVerify:
 			// Done above.
@@ -270,7 +277,7 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 		case OpMarkPending, OpRename, OpSync, OpChmod, OpChown:
 			if commit == nil {
 				if err := ctx.Err(); err != nil {
-					return nil, fmt.Errorf("commit on %s: %w", c.Target.Name, err)
+					return nil, i, fmt.Errorf("commit on %s: %w", c.Target.Name, err)
 				}
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 				defer cancel()
@@ -291,16 +298,16 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 		switch op.Kind {
 		case OpBackup:
 			if err := backup(ctx, c, op, env); err != nil {
-				return nil, err
+				return nil, i, err
 			}
 		case OpMarkPending:
 			if err := writePending(opCtx, c, op.Argv); err != nil {
-				return nil, err
+				return nil, i, err
 			}
 		case OpRename:
 			tmp := tmps[op.Path]
 			if err := rename(opCtx, c, tmp, op.Path); err != nil {
-				return nil, fmt.Errorf("rename %s into place: %w", op.Path, err)
+				return nil, i, fmt.Errorf("rename %s into place: %w", op.Path, err)
 			}
 			mu.Lock()
 			delete(tmps, op.Path)
@@ -310,32 +317,32 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 			// directories that hold them (fsync of each, not a sync of every
 			// file system, which waits for every other writer's data too).
 			if _, err := sh.Run(opCtx, "sync -- "+shellJoin(op.Paths)); err != nil {
-				return nil, fmt.Errorf("sync renames: %w", err)
+				return nil, i, fmt.Errorf("sync renames: %w", err)
 			}
 		case OpChown:
 			if err := s.Chown(op.Path, op.UID, op.GID); err != nil {
-				return nil, fmt.Errorf("chown %s: %w", op.Path, err)
+				return nil, i, fmt.Errorf("chown %s: %w", op.Path, err)
 			}
 		case OpChmod:
 			if err := s.Chmod(op.Path, op.Mode); err != nil {
-				return nil, fmt.Errorf("chmod %s: %w", op.Path, err)
+				return nil, i, fmt.Errorf("chmod %s: %w", op.Path, err)
 			}
 		case OpClearPending:
 			if err := s.Remove(op.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("clear pending steps: %w", err)
+				return nil, i, fmt.Errorf("clear pending steps: %w", err)
 			}
 		case OpRun, OpEnable, OpRestart, OpReload:
 			// The commit is over: Ctrl-C stops the commands, and the
 			// pending record has the next push redo them.
 			commit = nil
 			if _, err := c.output(ctx, shellJoin(op.Argv)); err != nil {
-				return nil, fmt.Errorf("%s on %s: %w", op.Kind, c.Target.Name, err)
+				return nil, i, fmt.Errorf("%s: %w", op.Step, err)
 			}
 		default:
-			return nil, fmt.Errorf("apply %s: unknown op %q", c.Target.Name, op.Kind)
+			return nil, i, fmt.Errorf("apply %s: unknown op %q", c.Target.Name, op.Kind)
 		}
 	}
-	return nil, nil
+	return nil, len(p.Ops), nil
 }
 
 // tempName is a fresh temporary's name beside target.

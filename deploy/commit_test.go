@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -187,6 +188,54 @@ func TestInitMismatch(t *testing.T) {
 	}
 	if _, err := os.Stat(e.c.Hosts[0].Path("/etc/ha.d/ha.cf")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the mismatched host was written to: %v", err)
+	}
+}
+
+// TestHostnameMismatch: a host whose uname -n is not its name in the spec
+// (heartbeat's node, keepalived's router_id) is not touched, also in a
+// dry-run; the error names both and the fix. A fully qualified name works
+// when the spec uses it too.
+func TestHostnameMismatch(t *testing.T) {
+	e := newEnv(t, 1)
+	h := e.c.Hosts[0]
+	for _, c := range []struct {
+		uname, spec string
+		dryRun      bool
+		fix         string // "" when the push must succeed
+	}{
+		{"web7", "h0", false, `set the host's name in the spec to "web7"`},
+		{"web7", "h0", true, `set the host's name in the spec to "web7"`},
+		{"lvs1.example.com", "lvs1", false, `set the host's name in the spec to "lvs1.example.com" (a fully qualified name is fine), or rename the host to "lvs1"`},
+		{"lvs1.example.com", "lvs1.example.com", false, ""},
+	} {
+		if err := h.SetHostname(c.uname); err != nil {
+			t.Fatal(err)
+		}
+		hosts := e.hosts(files("v1"))
+		hosts[0].Target.Name = c.spec
+		o := e.opts
+		o.DryRun = c.dryRun
+		e.out.Reset()
+		r := deploy.Push(context.Background(), hosts, o)
+		err := r.Hosts[0].Err()
+		if c.fix == "" {
+			if err != nil {
+				t.Errorf("uname -n %s, spec %s: %v", c.uname, c.spec, err)
+			}
+			continue
+		}
+		if !errors.Is(err, deploy.ErrHostnameMismatch) || !strings.Contains(err.Error(), fmt.Sprintf("uname -n is %q, the spec names it %q", c.uname, c.spec)) || !strings.Contains(err.Error(), c.fix) {
+			t.Errorf("uname -n %s, spec %s: %v; want ErrHostnameMismatch saying %q", c.uname, c.spec, err, c.fix)
+		}
+		if _, err := os.Stat(h.Path("/etc/ha.d/ha.cf")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("uname -n %s, spec %s: the host was written to: %v", c.uname, c.spec, err)
+		}
+		// The output (plans, then the summary) says it once, and that
+		// nothing changed.
+		r.WriteTable(e.out)
+		if n := strings.Count(e.out.String(), err.Error()); n != 1 || (!c.dryRun && !strings.Contains(e.out.String(), "nothing changed on the host")) {
+			t.Errorf("uname -n %s, spec %s: the error appears %d times in:\n%s", c.uname, c.spec, n, e.out)
+		}
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -65,11 +67,11 @@ func Dial(ctx context.Context, t Target, o DialOptions) (*Conn, error) {
 	if o.HostKeys == nil {
 		return nil, errors.New("dial: no host key checker configured")
 	}
-	auth, closeAgent, err := authMethods(t.KeyFiles, o.NoAgent)
+	auth, err := authMethods(t.KeyFiles, o.NoAgent)
 	if err != nil {
 		return nil, err
 	}
-	defer closeAgent()
+	defer auth.close()
 	c := &Conn{Target: t, opts: o, done: make(chan struct{})}
 	client, hops, err := dialChain(ctx, t, o, auth)
 	if err != nil {
@@ -81,7 +83,7 @@ func Dial(ctx context.Context, t Target, o DialOptions) (*Conn, error) {
 }
 
 // dialChain opens the jump hops first, then t over the last hop.
-func dialChain(ctx context.Context, t Target, o DialOptions, auth []ssh.AuthMethod) (*ssh.Client, []*ssh.Client, error) {
+func dialChain(ctx context.Context, t Target, o DialOptions, auth *keyAuth) (*ssh.Client, []*ssh.Client, error) {
 	var hops []*ssh.Client
 	var via *ssh.Client
 	if t.Jump != nil {
@@ -119,7 +121,7 @@ func dialChain(ctx context.Context, t Target, o DialOptions, auth []ssh.AuthMeth
 	}
 	cfg := &ssh.ClientConfig{
 		User:              t.User,
-		Auth:              auth,
+		Auth:              auth.methods,
 		HostKeyCallback:   o.HostKeys.Callback(t.Addr()),
 		HostKeyAlgorithms: algorithms(known),
 		Timeout:           o.ConnectTimeout,
@@ -141,23 +143,76 @@ func dialChain(ctx context.Context, t Target, o DialOptions, auth []ssh.AuthMeth
 		if cerr := ctx.Err(); cerr != nil {
 			return nil, nil, fmt.Errorf("connect %s: %w", t.Addr(), cerr)
 		}
+		// x/crypto/ssh has no type for it; its message has been this one for years.
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, nil, fmt.Errorf("connect %s: log in as %q: %w: the host accepted none of the keys offered: %s; "+
+				"add one of them to %[2]s's ~/.ssh/authorized_keys on the host, or set the user and key in the spec (hosts[].ssh.user, ssh.key) or ~/.ssh/config (User, IdentityFile) (%[5]v)",
+				t.Addr(), t.User, ErrAuth, strings.Join(auth.tried, "; "), err)
+		}
 		return nil, nil, fmt.Errorf("connect %s: %w", t.Addr(), err)
 	}
 	nc.SetDeadline(time.Time{})
 	return ssh.NewClient(sc, chans, reqs), hops, nil
 }
 
-// authMethods offers the agent's keys first, then the key files, like ssh(1).
-func authMethods(keyFiles []string, noAgent bool) ([]ssh.AuthMethod, func(), error) {
+// ErrAuth means a host accepted none of the keys offered.
+var ErrAuth = errors.New("authentication failed")
+
+// keyAuth is what a connection offers to log in: the agent's keys first,
+// then the key files, like ssh(1). tried describes each source, for the
+// error a host that accepts none of them gets.
+type keyAuth struct {
+	methods []ssh.AuthMethod
+	tried   []string
+	close   func()
+}
+
+// describeKey is a key as ssh-keygen -l shows it.
+func describeKey(k ssh.PublicKey, comment string) string {
+	d := k.Type() + " " + ssh.FingerprintSHA256(k)
+	if comment != "" {
+		d += " " + strconv.Quote(comment)
+	}
+	return d
+}
+
+// authMethods loads the agent's keys (unless noAgent) and the key files:
+// keyFiles, or ~/.ssh/id_{ed25519,ecdsa,rsa} where they exist.
+func authMethods(keyFiles []string, noAgent bool) (*keyAuth, error) {
+	a := &keyAuth{close: func() {}}
 	var signers []ssh.Signer
-	closeAgent := func() {}
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" && !noAgent {
-		if ac, err := net.Dial("unix", sock); err == nil {
-			closeAgent = func() { ac.Close() }
-			if s, err := agent.NewClient(ac).Signers(); err == nil {
+	switch sock := os.Getenv("SSH_AUTH_SOCK"); {
+	case noAgent:
+		a.tried = append(a.tried, "agent not used")
+	case sock == "":
+		a.tried = append(a.tried, "no agent (SSH_AUTH_SOCK is not set)")
+	default:
+		ac, err := net.Dial("unix", sock)
+		if err != nil {
+			a.tried = append(a.tried, fmt.Sprintf("agent %q: %v", sock, err))
+			break
+		}
+		a.close = func() { ac.Close() }
+		ag := agent.NewClient(ac)
+		keys, err := ag.List()
+		if err == nil {
+			var s []ssh.Signer
+			if s, err = ag.Signers(); err == nil {
 				signers = append(signers, s...)
 			}
 		}
+		if err != nil {
+			a.tried = append(a.tried, fmt.Sprintf("agent %q: %v", sock, err))
+			break
+		}
+		desc := make([]string, len(keys))
+		for i, k := range keys {
+			desc[i] = describeKey(k, k.Comment)
+		}
+		if len(keys) == 0 {
+			desc = []string{"no keys"}
+		}
+		a.tried = append(a.tried, fmt.Sprintf("agent %q (%s)", sock, strings.Join(desc, ", ")))
 	}
 	files := keyFiles
 	explicit := len(files) > 0
@@ -168,31 +223,40 @@ func authMethods(keyFiles []string, noAgent bool) ([]ssh.AuthMethod, func(), err
 		}
 	}
 	var keyErrs []error
+	found := 0
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if errors.Is(err, os.ErrNotExist) && !explicit {
 			continue
 		}
+		found++
 		if err != nil {
 			keyErrs = append(keyErrs, fmt.Errorf("read key: %w", err))
+			a.tried = append(a.tried, fmt.Sprintf("%q (not read: %v)", f, err))
 			continue
 		}
 		s, err := ssh.ParsePrivateKey(b)
 		if err != nil {
 			// A passphrase-protected key is only usable through the agent.
 			keyErrs = append(keyErrs, fmt.Errorf("parse key %s: %w", f, err))
+			a.tried = append(a.tried, fmt.Sprintf("%q (not used: %v; a passphrase-protected key works through the agent)", f, err))
 			continue
 		}
 		signers = append(signers, s)
+		a.tried = append(a.tried, fmt.Sprintf("%q (%s)", f, describeKey(s.PublicKey(), "")))
+	}
+	if found == 0 {
+		a.tried = append(a.tried, "no ~/.ssh/id_ed25519, id_ecdsa or id_rsa")
 	}
 	if len(signers) == 0 {
-		closeAgent()
+		a.close()
 		if len(keyErrs) > 0 {
-			return nil, nil, fmt.Errorf("load ssh keys: %w", errors.Join(keyErrs...))
+			return nil, fmt.Errorf("load ssh keys: %w", errors.Join(keyErrs...))
 		}
-		return nil, nil, errors.New("load ssh keys: no agent (SSH_AUTH_SOCK) and no key file")
+		return nil, errors.New("load ssh keys: no agent (SSH_AUTH_SOCK) and no key file")
 	}
-	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, closeAgent, nil
+	a.methods = []ssh.AuthMethod{ssh.PublicKeys(signers...)}
+	return a, nil
 }
 
 func (c *Conn) keepAlive() {

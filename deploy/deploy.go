@@ -40,6 +40,10 @@ type File struct {
 	Artifact *Artifact
 	// Secret files are never shown: no content, diff or hash in any output.
 	Secret bool
+	// Boot files (GRUB's configuration) are written only by a push that
+	// installs a kernel (Host.Kernel with an Image): pushing configuration
+	// never changes what the host boots.
+	Boot bool
 	// Units names the Host.Units to enable and restart (or reload) when
 	// this file changes.
 	Units []string
@@ -55,6 +59,22 @@ type Unit struct {
 	// the change needs no restart (see needsRestart).
 	Restart [][]string
 	Reload  [][]string
+	// OnSystemd, when set, replaces Enable, Restart and Reload on a host
+	// whose PID 1 is systemd: a SysV script's unit (roles.Unit.OnSystemd).
+	OnSystemd *UnitCommands
+}
+
+// UnitCommands manage a unit on one init system.
+type UnitCommands struct {
+	Enable, Restart, Reload [][]string
+}
+
+// on is u with the commands for a host running init.
+func (u Unit) on(init string) Unit {
+	if init == InitSystemd && u.OnSystemd != nil {
+		u.Enable, u.Restart, u.Reload = u.OnSystemd.Enable, u.OnSystemd.Restart, u.OnSystemd.Reload
+	}
+	return u
 }
 
 // Artifact is a large local file, hashed once and streamed to every host.
@@ -93,7 +113,9 @@ type Host struct {
 	Target Target
 	// Init is the init system the spec says the host runs (InitSystemd or
 	// InitSysV): the rendered units and the commands that enable them are
-	// for it, so a host that runs the other fails its plan. Empty: not checked.
+	// for it, so a host that runs the other fails its plan, except SysV
+	// scripts on a systemd host, which systemd runs (see Unit.OnSystemd).
+	// Empty: not checked.
 	Init     string
 	Files    []File
 	Units    []Unit

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lvsforge/lvsforge/roles"
 )
 
 // Kernel is a built kernel to install, activate once, or confirm on a host.
@@ -103,6 +105,26 @@ func (k *Kernel) files() []File {
 	return fs
 }
 
+// installs reports whether k is a kernel to install (push --kernel), not
+// only one to confirm.
+func (k *Kernel) installs() bool { return k != nil && k.Image != nil }
+
+// pushed is h as a push writes it: its boot files only when a kernel is
+// installed, then the kernel's own files.
+func (h *Host) pushed() *Host {
+	hp := *h
+	hp.Files = nil
+	for _, f := range h.Files {
+		if !f.Boot || h.Kernel.installs() {
+			hp.Files = append(hp.Files, f)
+		}
+	}
+	if h.Kernel != nil {
+		hp.Files = append(hp.Files, h.Kernel.files()...)
+	}
+	return &hp
+}
+
 func (k *Kernel) modulesTarball() string { return modulesDir + "/modules-" + k.Release + ".tar.gz" }
 
 // marker says lvsforge installed this kernel; 42_lvsforge reads it.
@@ -112,7 +134,7 @@ func (k *Kernel) marker() string { return modulesDir + "/release-" + k.Release }
 const (
 	grubLegacyConf = "/boot/grub/grub.conf"
 	// GrubLegacyStanza is where roles renders the GRUB legacy entry.
-	grubLegacyStanza = "/etc/lvsforge/grub-legacy.conf"
+	grubLegacyStanza = roles.GrubLegacyPath
 )
 
 // bootFactScript reports the GRUB tools in PATH, a GRUB legacy host (a
@@ -166,7 +188,7 @@ func legacyConfFile(h *Host, k *Kernel, f *Facts) (*File, int, error) {
 	if mode == 0 {
 		mode = 0o600
 	}
-	return &File{Path: grubLegacyConf, Mode: mode, UID: rf.UID, GID: rf.GID, Data: conf}, idx, nil
+	return &File{Path: grubLegacyConf, Mode: mode, UID: rf.UID, GID: rf.GID, Data: conf, Boot: true}, idx, nil
 }
 
 func renderLegacyConf(old, stanza []byte, release string, installed []string) ([]byte, int, error) {
@@ -328,12 +350,13 @@ func legacyDefaultSaved(conf []byte) bool {
 	return false
 }
 
-// kernelOps plans the commands of a kernel install (run when its files
-// changed) and of its activation or confirmation (run on every push that
-// asks for it). changed tells whether a path is written by this push.
+// kernelOps plans the commands of a kernel install (run when its files or
+// the boot files, at paths boot, changed) and of its activation or
+// confirmation (run on every push that asks for it). changed tells whether
+// a path is written by this push.
 // legacyConf is a GRUB legacy host's grub.conf as it will be after this
 // push's writes (nil on GRUB 2 hosts).
-func kernelOps(k *Kernel, f *Facts, changed func(string) bool, legacyConf []byte) (install, activate []Op, err error) {
+func kernelOps(k *Kernel, f *Facts, changed func(string) bool, boot []string, legacyConf []byte) (install, activate []Op, err error) {
 	if err := k.check(); err != nil {
 		return nil, nil, err
 	}
@@ -352,8 +375,10 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool, legacyConf []byte
 			`mv "$d/lib/modules/"%[2]s /lib/modules/%[2]s; rm -rf /lib/modules/%[2]s.lvsforge-old`, shellQuote(k.modulesTarball()), rel))
 		ops = append(ops, Op{Kind: OpRun, Argv: []string{"depmod", "-a", "-F", "/boot/System.map-" + k.Release, k.Release}})
 	}
+	// GRUB's configuration is regenerated when the kernel or one of the
+	// boot files (the GRUB script and settings roles renders) changed.
 	installed := false
-	for _, p := range []string{"/boot/vmlinuz-" + k.Release, "/boot/System.map-" + k.Release, k.marker(), "/etc/grub.d/42_lvsforge", grubLegacyStanza} {
+	for _, p := range append([]string{"/boot/vmlinuz-" + k.Release, "/boot/System.map-" + k.Release, k.marker()}, boot...) {
 		installed = installed || changed(p)
 	}
 	legacy := has("legacy")

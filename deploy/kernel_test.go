@@ -114,24 +114,20 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	grubHost(t, h)
 
 	// The GRUB script is the one roles renders for a real server.
-	dir := t.TempDir()
-	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := cluster.Example(cluster.KernelOrgSource(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	spec := exampleSpec(t)
 	rendered, err := roles.Render(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var grubFile deploy.File
+	var grubFile, grubDefault deploy.File
 	for _, r := range rendered {
 		if r.Host.Name == "rs1" {
 			for _, f := range r.Files {
-				if f.Path == roles.Grub2Path {
-					grubFile = deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data}
+				switch f.Path {
+				case roles.Grub2Path:
+					grubFile = deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Boot: f.Boot}
+				case roles.GrubDefaultPath:
+					grubDefault = deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Boot: f.Boot}
 				}
 			}
 		}
@@ -145,6 +141,11 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.ActivateOnce = true
+	// Without a kernel, the GRUB script is a boot file like any other: not written.
+	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []deploy.File{grubFile}}}, e.opts)
+	if _, err := os.Stat(h.Path(roles.Grub2Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a push without a kernel wrote %s: %v", roles.Grub2Path, err)
+	}
 	host := deploy.Host{Target: e.target(h), Files: []deploy.File{grubFile}, Kernel: k}
 
 	r := mustPush(t, []deploy.Host{host}, e.opts)
@@ -177,6 +178,12 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	r = mustPush(t, []deploy.Host{host}, e.opts)
 	if hr := r.Hosts[0]; len(hr.Changed) != 0 || len(hr.Commands) != 2 || !strings.Contains(hr.Commands[1], "grub-reboot") {
 		t.Errorf("re-push: changed %v, commands %q", hr.Changed, hr.Commands)
+	}
+	// A new GRUB setting (GRUB_DEFAULT=saved) alone regenerates grub.cfg.
+	host.Files = append(host.Files, grubDefault)
+	r = mustPush(t, []deploy.Host{host}, e.opts)
+	if hr := r.Hosts[0]; fmt.Sprint(hr.Changed) != "["+roles.GrubDefaultPath+"]" || len(hr.Commands) != 3 || hr.Commands[0] != "update-grub" {
+		t.Errorf("push of a changed GRUB setting: changed %v, commands %q; want update-grub first", hr.Changed, hr.Commands)
 	}
 
 	// Confirming a kernel the host does not run is refused.

@@ -64,7 +64,46 @@ type Op struct {
 	Paths []string
 	// Unit is the daemon of a restart or reload.
 	Unit string
+	// LeftOver marks a command an earlier push left pending (it failed, or
+	// the push was cut off): this push runs it although nothing changed.
+	LeftOver bool
+	// Step names the part of the push the op belongs to ("files in place",
+	// "heartbeat restart"): a failed push reports which steps ran.
+	Step string
 }
+
+// Steps of a push besides the units' ("NAME enable", "NAME restart",
+// "NAME reload"). stepPending, the pending record's update after the
+// commands, is only reported when it failed.
+const (
+	stepStaleTemps    = "stale temporaries removed"
+	stepUpload        = "files uploaded"
+	stepCommit        = "files in place"
+	stepCommands      = "commands"
+	stepKernelInstall = "kernel install"
+	stepKernelOnce    = "kernel boot once"
+	stepKernelConfirm = "kernel confirm"
+	stepPending       = "pending record"
+)
+
+// defaultStep is the step of an op that buildPlan did not name.
+func defaultStep(o Op) string {
+	switch o.Kind {
+	case OpRemoveTemp:
+		return stepStaleTemps
+	case OpMkdir, OpWrite, OpVerify, OpBackup:
+		return stepUpload
+	case OpRename, OpSync, OpChmod, OpChown:
+		return stepCommit
+	case OpEnable, OpRestart, OpReload:
+		return o.Unit + " " + string(o.Kind)
+	case OpRun:
+		return stepCommands
+	}
+	return stepPending
+}
+
+const leftOverNote = " (left over from a failed push)"
 
 // String is the op as dry-run and --json show it. It never contains a
 // secret's content or hash.
@@ -107,9 +146,16 @@ func (o Op) String() string {
 	case OpClearPending:
 		return "clear " + o.Path
 	case OpRun:
+		if o.LeftOver {
+			return "run" + leftOverNote + " " + shellJoin(o.Argv)
+		}
 		return "run " + shellJoin(o.Argv)
 	case OpEnable, OpRestart, OpReload:
-		return fmt.Sprintf("%s %s: %s", o.Kind, o.Unit, shellJoin(o.Argv))
+		note := ""
+		if o.LeftOver {
+			note = leftOverNote
+		}
+		return fmt.Sprintf("%s %s%s: %s", o.Kind, o.Unit, note, shellJoin(o.Argv))
 	}
 	return string(o.Kind) + " " + o.Path
 }
@@ -141,12 +187,34 @@ func (p *Plan) Mutates() bool { return len(p.Ops) > 0 }
 // ErrInitMismatch means a host runs another init system than the spec says.
 var ErrInitMismatch = errors.New("init system differs from the spec")
 
+// ErrHostnameMismatch means a host's uname -n is not its name in the spec.
+// heartbeat finds its own node line in ha.cf by uname -n, and keepalived's
+// router_id is the spec's name too: such a host would run a cluster it is
+// not part of, or it is another machine than the spec describes.
+var ErrHostnameMismatch = errors.New("host name differs from the spec")
+
+// checkHostname compares the host's uname -n with its name in the spec,
+// exactly, as heartbeat does: a fully qualified name matches only itself.
+func checkHostname(name string, f *Facts) error {
+	if f.Hostname == "" || f.Hostname == name {
+		return nil
+	}
+	return fmt.Errorf("plan %s: the host's uname -n is %q, the spec names it %q: %w (heartbeat's node and keepalived's router_id must be the uname -n); "+
+		"set the host's name in the spec to %[2]q (a fully qualified name is fine), or rename the host to %[3]q (hostnamectl set-hostname %[3]s)",
+		name, f.Hostname, name, ErrHostnameMismatch)
+}
+
 // buildPlan compares the wanted files with the facts. backups says whether
 // replaced files are kept, in backupDir. readOld returns a file's current
 // content; it is only called to choose between a unit's reload and restart.
 func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld func(string) ([]byte, error)) (*Plan, error) {
 	p := &Plan{Host: h.Target.Name, Facts: facts}
-	if h.Init != "" && facts.Init != "" && h.Init != facts.Init {
+	if err := checkHostname(h.Target.Name, facts); err != nil {
+		return nil, err
+	}
+	// SysV scripts run under systemd too (the units' OnSystemd commands);
+	// a systemd unit file means nothing to sysvinit.
+	if h.Init != "" && facts.Init != "" && h.Init != facts.Init && (h.Init != InitSysV || facts.Init != InitSystemd) {
 		return nil, fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
 			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)
 	}
@@ -154,12 +222,14 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		p.Ops = append(p.Ops, Op{Kind: OpRemoveTemp, Path: t})
 	}
 	units := map[string]*Unit{}
+	hostUnits := make([]Unit, len(h.Units))
 	for i := range h.Units {
-		u := &h.Units[i]
+		u := h.Units[i].on(facts.Init)
 		if units[u.Name] != nil {
 			return nil, fmt.Errorf("plan %s: unit %s is defined twice", h.Target.Name, u.Name)
 		}
-		units[u.Name] = u
+		hostUnits[i] = u
+		units[u.Name] = &hostUnits[i]
 	}
 	files := h.Files
 	var legacyConf []byte
@@ -258,9 +328,11 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 	// restart failed, or it was cut off during its commit) is done again,
 	// although its files are now in place.
 	pending := facts.Pending
+	leftOver := map[string]bool{} // units restarted only because they are pending
 	for u := range pending {
 		if name, ok := strings.CutPrefix(u, "unit "); ok && units[name] != nil && touched[name] == nil {
 			touched[name] = []Op{{Kind: OpChmod}} // unknown change: restart, not reload
+			leftOver[name] = true
 		}
 	}
 	var marks []string
@@ -274,31 +346,54 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 			if len(c) == 0 {
 				return nil, fmt.Errorf("plan %s: empty command", h.Target.Name)
 			}
-			p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c})
+			p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c, LeftOver: len(writes) == 0})
 		}
 	}
-	if h.Kernel != nil {
+	if k := h.Kernel; k != nil {
 		written := map[string]bool{}
 		for _, w := range writes {
 			written[w.Path] = true
 		}
-		install, activate, err := kernelOps(h.Kernel, facts, func(p string) bool { return written[p] || pending["kernel"] }, legacyConf)
+		var boot []string
+		for _, f := range files {
+			if f.Boot {
+				boot = append(boot, f.Path)
+			}
+		}
+		install, activate, err := kernelOps(k, facts, func(p string) bool { return written[p] || pending["kernel"] }, boot, legacyConf)
 		if err != nil {
 			return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
 		}
 		if len(install) > 0 {
 			marks = append(marks, "kernel")
 		}
+		// An install with none of its files written is an earlier push's.
+		leftOverKernel := true
+		for _, f := range k.files() {
+			leftOverKernel = leftOverKernel && !written[f.Path]
+		}
+		for _, b := range boot {
+			leftOverKernel = leftOverKernel && !written[b]
+		}
+		for i := range install {
+			install[i].Step, install[i].LeftOver = stepKernelInstall, leftOverKernel
+		}
+		for i := range activate {
+			activate[i].Step = stepKernelOnce
+			if k.MakeDefault {
+				activate[i].Step = stepKernelConfirm
+			}
+		}
 		p.Ops = append(append(p.Ops, install...), activate...)
 	}
-	for _, u := range h.Units {
+	for _, u := range hostUnits {
 		changed := touched[u.Name]
 		if len(changed) == 0 {
 			continue
 		}
 		marks = append(marks, "unit "+u.Name)
 		for _, c := range u.Enable {
-			p.Ops = append(p.Ops, Op{Kind: OpEnable, Unit: u.Name, Argv: c})
+			p.Ops = append(p.Ops, Op{Kind: OpEnable, Unit: u.Name, Argv: c, LeftOver: leftOver[u.Name]})
 		}
 		restart := true
 		if len(u.Reload) > 0 {
@@ -312,7 +407,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 			kind, cmds = OpReload, u.Reload
 		}
 		for _, c := range cmds {
-			p.Ops = append(p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c})
+			p.Ops = append(p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c, LeftOver: leftOver[u.Name]})
 		}
 	}
 	// The steps after the files are recorded as pending before the first
@@ -338,7 +433,13 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 				slices.Sort(rest[i].Paths)
 			}
 		}
-		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...)})
+		// The record belongs to the commit, or, when nothing is renamed
+		// (a retry of what an earlier push left), to the bookkeeping.
+		step := stepPending
+		if len(writes) > 0 || len(attrs) > 0 {
+			step = stepCommit
+		}
+		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...), Step: step})
 		p.Ops = append(p.Ops, rest...)
 		if len(carry) > 0 {
 			p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
@@ -349,6 +450,11 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		p.Ops = append(p.Ops, Op{Kind: OpClearPending, Path: pendingFile})
 	case len(carry) < len(pending):
 		p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
+	}
+	for i := range p.Ops {
+		if p.Ops[i].Step == "" {
+			p.Ops[i].Step = defaultStep(p.Ops[i])
+		}
 	}
 	return p, nil
 }

@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 func sum(s string) string {
@@ -114,8 +117,9 @@ func TestBuildPlan(t *testing.T) {
 		t.Errorf("no-op plan: %v", p.Ops)
 	}
 
-	// A restart that failed last time is redone; a kernel install pending
-	// from a push with --kernel stays pending through one without.
+	// A restart that failed last time is redone, and the plan says why; a
+	// kernel install pending from a push with --kernel stays pending
+	// through one without.
 	facts.Pending = map[string]bool{"unit heartbeat": true, "kernel": true}
 	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old)
 	got = nil
@@ -124,7 +128,7 @@ func TestBuildPlan(t *testing.T) {
 	}
 	want = []string{
 		"record pending unit heartbeat, kernel in /var/lib/lvsforge/pending",
-		"restart heartbeat: /etc/init.d/heartbeat restart",
+		"restart heartbeat (left over from a failed push): /etc/init.d/heartbeat restart",
 		"record pending kernel in /var/lib/lvsforge/pending",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -266,22 +270,22 @@ func TestKernelOpsLegacy(t *testing.T) {
 	conf, _, _ := renderLegacyConf([]byte(base), []byte(legacyStanza), k.Release, nil)
 	confirm := &Kernel{Release: k.Release, MakeDefault: true}
 	f.Kernel = k.Release
-	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, conf); err == nil || !strings.Contains(err.Error(), "default saved") {
+	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, nil, conf); err == nil || !strings.Contains(err.Error(), "default saved") {
 		t.Errorf("confirm without `default saved`: %v", err)
 	}
 	saved := []byte(strings.Replace(string(conf), "default 0", "default saved", 1))
-	_, act, err := kernelOps(confirm, f, func(string) bool { return false }, saved)
+	_, act, err := kernelOps(confirm, f, func(string) bool { return false }, nil, saved)
 	if err != nil || len(act) != 1 || !strings.Contains(strings.Join(act[0].Argv, " "), "savedefault --default=1\\nquit") {
 		t.Errorf("confirm: %v %v", act, err)
 	}
 	f.Kernel = "2.6.18"
-	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, saved); !errors.Is(err, ErrNotRunning) {
+	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, nil, saved); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("confirm on a host running another kernel: %v", err)
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }, nil); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }, nil, nil); err == nil {
 		t.Error("a release with shell metacharacters was accepted")
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }, nil); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }, nil, nil); err == nil {
 		t.Error("a host without GRUB was accepted")
 	}
 }
@@ -324,6 +328,81 @@ func TestPlanOwnerInit(t *testing.T) {
 	}
 }
 
+// TestPlanInitSystems: what the spec's init system makes of a host's
+// units on each init system the host may run. SysV scripts on a systemd
+// host are enabled by the host's own tools and run through systemctl; a
+// spec saying systemd on a sysvinit host stays refused.
+func TestPlanInitSystems(t *testing.T) {
+	dir := t.TempDir()
+	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		host, spec, os, hostInit string
+		want                     []string // "" for ErrInitMismatch
+	}{
+		{"rs1", cluster.InitSysV, cluster.OSDebian, InitSystemd, []string{
+			"enable lvs-realserver: update-rc.d lvs-realserver defaults",
+			"enable lvs-realserver: systemctl daemon-reload",
+			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
+		{"rs1", cluster.InitSysV, cluster.OSRedHat, InitSystemd, []string{
+			"enable lvs-realserver: chkconfig --add lvs-realserver",
+			"enable lvs-realserver: chkconfig lvs-realserver on",
+			"enable lvs-realserver: systemctl daemon-reload",
+			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
+		{"linuxha1", cluster.InitSysV, cluster.OSDebian, InitSystemd, []string{
+			"enable lvs-director: systemctl daemon-reload",
+			"restart lvs-director: systemctl reload-or-restart lvs-director.service",
+			"enable heartbeat: update-rc.d heartbeat defaults",
+			"restart heartbeat: systemctl restart heartbeat.service",
+			"restart ldirectord: systemctl restart ldirectord.service"}},
+		{"rs1", cluster.InitSysV, cluster.OSDebian, InitSysV, []string{
+			"enable lvs-realserver: update-rc.d lvs-realserver defaults",
+			"restart lvs-realserver: /etc/init.d/lvs-realserver restart"}},
+		{"rs1", cluster.InitSystemd, cluster.OSDebian, InitSystemd, []string{
+			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
+		{"rs1", cluster.InitSystemd, cluster.OSDebian, InitSysV, nil},
+	} {
+		name := fmt.Sprintf("%s %s (%s) on %s", c.host, c.spec, c.os, c.hostInit)
+		spec, err := cluster.Example(cluster.KernelOrgSource(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh := spec.Host(c.host)
+		sh.Init, sh.OS = c.spec, c.os
+		hosts, err := FromSpec(spec, []*cluster.Host{sh}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		facts := &Facts{Init: c.hostInit, Files: map[string]RemoteFile{}, Dirs: map[string]bool{}}
+		for _, f := range hosts[0].Files {
+			facts.Files[f.Path] = RemoteFile{}
+		}
+		p, err := buildPlan(&hosts[0], facts, false, "/b", nil)
+		if c.want == nil {
+			if !errors.Is(err, ErrInitMismatch) {
+				t.Errorf("%s: %v, want ErrInitMismatch", name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		plan := planText(p)
+		for _, w := range c.want {
+			if !strings.Contains(plan, w) {
+				t.Errorf("%s: plan lacks %q:\n%s", name, w, plan)
+			}
+		}
+		for _, op := range p.Ops {
+			if c.hostInit == InitSystemd && (op.Kind == OpRestart || op.Kind == OpReload) && strings.HasPrefix(op.Argv[0], "/etc/init.d/") {
+				t.Errorf("%s: an init script run outside systemd: %s", name, op)
+			}
+		}
+	}
+}
+
 // TestKeepalivedReload: keepalived reloads when only its virtual_server
 // blocks changed (added, removed or edited) and restarts for anything
 // else (VRRP, global_defs).
@@ -361,4 +440,70 @@ func planText(p *Plan) string {
 		lines = append(lines, op.String())
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestSteps: a push's report says, step by step, what ran, what failed
+// and what did not run; the pending record's update only when it failed.
+func TestSteps(t *testing.T) {
+	h := &Host{
+		Target: Target{Name: "d1"},
+		Files: []File{
+			{Path: "/etc/ha.d/ha.cf", Data: []byte("node d1\n"), Units: []string{"heartbeat"}},
+			{Path: "/etc/ha.d/ldirectord.cf", Data: []byte("virtual=10.0.0.1:80\n"), Units: []string{"ldirectord"}},
+		},
+		Units: []Unit{
+			{Name: "heartbeat", Enable: [][]string{{"update-rc.d", "heartbeat", "defaults"}}, Restart: [][]string{{"/etc/init.d/heartbeat", "restart"}}},
+			{Name: "ldirectord", Restart: [][]string{{"/etc/init.d/ldirectord", "restart"}}},
+		},
+	}
+	facts := &Facts{Dirs: map[string]bool{"/etc/ha.d": true}, Files: map[string]RemoteFile{"/etc/ha.d/ha.cf": {}, "/etc/ha.d/ldirectord.cf": {}}}
+	p, err := buildPlan(h, facts, false, "/b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(kind OpKind, unit string) int {
+		for i, op := range p.Ops {
+			if op.Kind == kind && op.Unit == unit {
+				return i
+			}
+		}
+		t.Fatalf("no %s %s in the plan:\n%s", kind, unit, planText(p))
+		return 0
+	}
+	const all = "files uploaded: %s; files in place: %s; heartbeat enable: %s; heartbeat restart: %s; ldirectord restart: %s"
+	for _, c := range []struct {
+		failed int
+		want   string
+	}{
+		{len(p.Ops), fmt.Sprintf(all, "yes", "yes", "yes", "yes", "yes")},
+		{at(OpWrite, ""), fmt.Sprintf(all, "FAILED", "not run", "not run", "not run", "not run")},
+		{at(OpRename, ""), fmt.Sprintf(all, "yes", "FAILED", "not run", "not run", "not run")},
+		{at(OpRestart, "heartbeat"), fmt.Sprintf(all, "yes", "yes", "yes", "FAILED", "not run")},
+		{at(OpClearPending, ""), fmt.Sprintf(all, "yes", "yes", "yes", "yes", "yes") + "; pending record: FAILED"},
+	} {
+		r := &HostReport{Steps: steps(p.Ops, c.failed)}
+		if got := r.stepsText(); got != c.want {
+			t.Errorf("failed at op %d (%s):\n got %s\nwant %s", c.failed, p.Ops[min(c.failed, len(p.Ops)-1)], got, c.want)
+		}
+	}
+	if got := (&HostReport{}).stepsText(); got != "nothing changed on the host" {
+		t.Errorf("no steps: %s", got)
+	}
+
+	// A retry of a restart an earlier push left: no file step.
+	for _, f := range h.Files {
+		facts.Files[f.Path] = RemoteFile{Exists: true, Mode: 0o644, SHA256: f.sha256()}
+	}
+	facts.Pending = map[string]bool{"unit heartbeat": true}
+	if p, err = buildPlan(h, facts, false, "/b", nil); err != nil {
+		t.Fatal(err)
+	}
+	for failed, want := range map[int]string{
+		len(p.Ops): "heartbeat enable: yes; heartbeat restart: yes",
+		0:          "pending record: FAILED; heartbeat enable: not run; heartbeat restart: not run",
+	} {
+		if got := (&HostReport{Steps: steps(p.Ops, failed)}).stepsText(); got != want {
+			t.Errorf("retry failed at op %d:\n got %s\nwant %s\n%s", failed, got, want, planText(p))
+		}
+	}
 }

@@ -78,15 +78,19 @@ type HostReport struct {
 	Changed   []string `json:"changed"`
 	Unchanged int      `json:"unchanged"`
 	// Commands are the commands run (or, in a dry-run, to be run).
-	Commands  []string      `json:"commands"`
-	Plan      []string      `json:"plan"`
-	BytesSent int64         `json:"bytesSent"`
-	Result    string        `json:"result"`
-	Error     string        `json:"error,omitempty"`
-	Duration  time.Duration `json:"-"`
-	Seconds   float64       `json:"seconds"`
-	err       error
-	diff      []byte
+	Commands  []string `json:"commands"`
+	Plan      []string `json:"plan"`
+	BytesSent int64    `json:"bytesSent"`
+	// Steps are what a real run did, step by step ("files in place",
+	// "heartbeat restart"), so that a failed push says what ran and what
+	// did not.
+	Steps    []Step        `json:"steps,omitempty"`
+	Result   string        `json:"result"`
+	Error    string        `json:"error,omitempty"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"seconds"`
+	err      error
+	diff     []byte
 }
 
 // Err is the host's error, unwrappable to the sentinels of this package.
@@ -152,8 +156,9 @@ func Push(ctx context.Context, hosts []Host, o Options) *Report {
 	})
 	for _, h := range rep.Hosts {
 		// A dry-run shows every host's plan; a real run what it did to
-		// the hosts it changed (the summary table covers the others).
-		if o.DryRun || len(h.Plan) > 0 {
+		// the hosts it changed. The summary table covers the others, and
+		// every host's error (once: it is not repeated here).
+		if len(h.Plan) > 0 || (o.DryRun && h.err == nil) {
 			verb := "plan"
 			if !o.DryRun {
 				verb = "applied"
@@ -162,9 +167,7 @@ func Push(ctx context.Context, hosts []Host, o Options) *Report {
 				}
 			}
 			fmt.Fprintf(o.Out, "%s (%s, kernel %s, init %s) %s:\n", h.Host, h.Address, orDash(h.Kernel), orDash(h.Init), verb)
-			if h.err != nil && o.DryRun {
-				fmt.Fprintf(o.Out, "  error: %v\n", h.err)
-			} else if len(h.Plan) == 0 {
+			if len(h.Plan) == 0 {
 				fmt.Fprintf(o.Out, "  nothing to do (%d files unchanged)\n", h.Unchanged)
 			}
 			for _, op := range h.Plan {
@@ -212,11 +215,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 		return r
 	}
 	defer c.Close()
-	if h.Kernel != nil {
-		hk := *h
-		hk.Files = append(append([]File(nil), h.Files...), h.Kernel.files()...)
-		h = &hk
-	}
+	h = h.pushed()
 	paths, large, locate, err := factsFor(h)
 	if err != nil {
 		r.err = err
@@ -277,8 +276,9 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 	}
 	var sent atomic.Int64
 	env.sent = &sent
-	leftover, err := apply(ctx, c, sh, plan, env)
+	leftover, failed, err := apply(ctx, c, sh, plan, env)
 	r.BytesSent = sent.Load()
+	r.Steps = steps(plan.Ops, failed)
 	if err != nil {
 		r.err = err
 		if len(leftover) > 0 {

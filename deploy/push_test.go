@@ -449,29 +449,65 @@ func TestCancelDuringUpload(t *testing.T) {
 	}
 }
 
-// TestFailedRestartIsRetried: files land, the daemon's restart fails; the
-// next push, with nothing left to transfer, still restarts it, and the one
-// after that has nothing to do.
+// TestFailedRestartIsRetried: files land, a daemon's restart fails: the
+// output says which steps ran and which did not, with the error once; the
+// next push, with nothing left to transfer, still restarts both daemons
+// (and says why), and the one after that has nothing to do.
 func TestFailedRestartIsRetried(t *testing.T) {
 	e := newEnv(t, 1)
 	h := e.c.Hosts[0]
 	if _, err := h.Exec("touch", "/etc/lvsforge-test-fail"); err != nil {
 		t.Fatal(err)
 	}
-	u := []deploy.Unit{{Name: "heartbeat", Restart: [][]string{{"sh", "-c", "[ ! -e /etc/lvsforge-test-fail ] && echo restarted >> /var/log/lvsforge-test-daemons"}}}}
-	fs := []deploy.File{{Path: "/etc/ha.d/ha.cf", Data: []byte("node a\n"), Units: []string{"heartbeat"}}}
+	u := []deploy.Unit{
+		{Name: "heartbeat", Restart: [][]string{{"sh", "-c", "[ ! -e /etc/lvsforge-test-fail ] && echo heartbeat restarted >> /var/log/lvsforge-test-daemons"}}},
+		{Name: "ldirectord", Restart: [][]string{{"sh", "-c", "echo ldirectord restarted >> /var/log/lvsforge-test-daemons"}}},
+	}
+	fs := []deploy.File{
+		{Path: "/etc/ha.d/ha.cf", Data: []byte("node a\n"), Units: []string{"heartbeat"}},
+		{Path: "/etc/ha.d/ldirectord.cf", Data: []byte("virtual=10.0.0.1:80\n"), Units: []string{"ldirectord"}},
+	}
 	host := []deploy.Host{{Target: e.target(h), Files: fs, Units: u}}
-	if r := deploy.Push(context.Background(), host, e.opts); r.Err() == nil {
-		t.Fatal("push with a failing restart succeeded")
+	for _, dryRun := range []bool{true, false} {
+		e.out.Reset()
+		o := e.opts
+		o.DryRun = dryRun
+		r := deploy.Push(context.Background(), host, o)
+		if dryRun {
+			if err := r.Err(); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		hr := r.Hosts[0]
+		if hr.Err() == nil {
+			t.Fatal("push with a failing restart succeeded")
+		}
+		var out bytes.Buffer
+		out.Write(e.out.Bytes())
+		r.WriteTable(&out)
+		t.Logf("output of the failed push:\n%s", out.String())
+		if n := strings.Count(out.String(), hr.Err().Error()); n != 1 {
+			t.Errorf("the error is printed %d times, want once", n)
+		}
+		if want := "files uploaded: yes; files in place: yes; heartbeat restart: FAILED; ldirectord restart: not run"; !strings.Contains(out.String(), want) {
+			t.Errorf("output does not say %q", want)
+		}
 	}
 	if _, err := h.Exec("rm", "/etc/lvsforge-test-fail"); err != nil {
 		t.Fatal(err)
 	}
 	r := mustPush(t, host, e.opts)
-	if hr := r.Hosts[0]; len(hr.Changed) != 0 || len(hr.Commands) != 1 {
-		t.Errorf("retry push: changed %v, commands %v; want only the restart", hr.Changed, hr.Commands)
+	hr := r.Hosts[0]
+	if len(hr.Changed) != 0 || len(hr.Commands) != 2 {
+		t.Errorf("retry push: changed %v, commands %v; want only the restarts", hr.Changed, hr.Commands)
 	}
-	if got := readHost(t, h, "/var/log/lvsforge-test-daemons"); got != "restarted\n" {
+	for _, d := range []string{"heartbeat", "ldirectord"} {
+		if want := "restart " + d + " (left over from a failed push): sh -c"; !strings.Contains(strings.Join(hr.Plan, "\n"), want) {
+			t.Errorf("retry plan lacks %q:\n%s", want, strings.Join(hr.Plan, "\n"))
+		}
+	}
+	if got := readHost(t, h, "/var/log/lvsforge-test-daemons"); got != "heartbeat restarted\nldirectord restarted\n" {
 		t.Errorf("daemon log %q", got)
 	}
 	if r := mustPush(t, host, e.opts); len(r.Hosts[0].Plan) != 0 {

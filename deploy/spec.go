@@ -40,10 +40,14 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 		}
 		host := Host{Target: t, Init: h.Init}
 		for _, f := range r.Files {
-			host.Files = append(host.Files, File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Units: f.Units})
+			host.Files = append(host.Files, File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Boot: f.Boot, Units: f.Units})
 		}
 		for _, u := range r.Units {
-			host.Units = append(host.Units, Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload})
+			unit := Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload}
+			if c := u.OnSystemd; c != nil {
+				unit.OnSystemd = &UnitCommands{Enable: c.Enable, Restart: c.Restart, Reload: c.Reload}
+			}
+			host.Units = append(host.Units, unit)
 		}
 		hosts = append(hosts, host)
 	}

@@ -3,12 +3,18 @@ package deploy_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
@@ -76,6 +82,9 @@ Host *
 func TestProxyJump(t *testing.T) {
 	e := newEnv(t, 2)
 	h0, h1 := e.c.Hosts[0], e.c.Hosts[1]
+	if err := h1.SetHostname("web1"); err != nil {
+		t.Fatal(err)
+	}
 	sc := writeSSHConfig(t, fmt.Sprintf("Host web1\n  HostName %s\n  IdentityFile %s\n  ProxyJump jumpbox\nHost jumpbox\n  HostName %s\n",
 		h1.Addr, e.c.ClientKeyFile, h0.Addr))
 	tg, err := deploy.ResolveTarget(cluster.Host{Name: "web1", Address: "192.168.7.11/24"}, sc)
@@ -95,11 +104,11 @@ func TestProxyJump(t *testing.T) {
 	}
 }
 
-// TestAgentAuth logs in with a key that only ssh-agent holds.
-func TestAgentAuth(t *testing.T) {
+// startAgent runs an ssh-agent holding keyFile and returns its socket.
+func startAgent(t *testing.T, keyFile string) string {
+	t.Helper()
 	agentBin := testenv.LookPath(t, "ssh-agent", "openssh-client")
 	addBin := testenv.LookPath(t, "ssh-add", "openssh-client")
-	e := newEnv(t, 1)
 	sock := filepath.Join(t.TempDir(), "agent.sock")
 	agent := exec.Command(agentBin, "-D", "-a", sock)
 	stdout, err := agent.StdoutPipe()
@@ -114,12 +123,18 @@ func TestAgentAuth(t *testing.T) {
 	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
 		t.Fatalf("ssh-agent did not start: %v", err)
 	}
-	add := exec.Command(addBin, e.c.ClientKeyFile)
+	add := exec.Command(addBin, keyFile)
 	add.Env = append(os.Environ(), "SSH_AUTH_SOCK="+sock)
 	if out, err := add.CombinedOutput(); err != nil {
 		t.Fatalf("ssh-add: %v: %s", err, out)
 	}
-	t.Setenv("SSH_AUTH_SOCK", sock)
+	return sock
+}
+
+// TestAgentAuth logs in with a key that only ssh-agent holds.
+func TestAgentAuth(t *testing.T) {
+	e := newEnv(t, 1)
+	t.Setenv("SSH_AUTH_SOCK", startAgent(t, e.c.ClientKeyFile))
 	t.Setenv("HOME", t.TempDir()) // no ~/.ssh/id_* to fall back on
 	o := e.opts
 	o.Dial.NoAgent = false
@@ -128,5 +143,56 @@ func TestAgentAuth(t *testing.T) {
 	r := deploy.Push(context.Background(), []deploy.Host{{Target: tg, Files: files("v1"), Units: units}}, o)
 	if err := r.Err(); err != nil {
 		t.Fatalf("push with the agent's key: %v", err)
+	}
+}
+
+// TestAuthFailure: a host that accepts none of the keys gets an error
+// naming the user and every key offered, from the agent and from files.
+func TestAuthFailure(t *testing.T) {
+	e := newEnv(t, 1)
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger := filepath.Join(t.TempDir(), "id_stranger")
+	if err := os.WriteFile(stranger, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := "ssh-ed25519 " + ssh.FingerprintSHA256(signer.PublicKey())
+	sock := startAgent(t, stranger)
+	t.Setenv("HOME", t.TempDir())
+	for _, c := range []struct {
+		name  string
+		agent string
+		keys  []string
+		want  []string
+	}{
+		{"key file", "", []string{stranger}, []string{"no agent (SSH_AUTH_SOCK is not set)", fmt.Sprintf("%q (%s)", stranger, fp)}},
+		{"agent", sock, nil, []string{fmt.Sprintf("agent %q (%s %q)", sock, fp, stranger), "no ~/.ssh/id_ed25519, id_ecdsa or id_rsa"}},
+	} {
+		t.Setenv("SSH_AUTH_SOCK", c.agent)
+		o := e.opts
+		o.Dial.NoAgent = false
+		tg := e.target(e.c.Hosts[0])
+		tg.KeyFiles = c.keys
+		r := deploy.Push(context.Background(), []deploy.Host{{Target: tg, Files: files("v1")}}, o)
+		err := r.Hosts[0].Err()
+		if !errors.Is(err, deploy.ErrAuth) {
+			t.Fatalf("%s: %v, want ErrAuth", c.name, err)
+		}
+		t.Logf("%s: %v", c.name, err)
+		for _, w := range append(c.want, `log in as "root"`, "authorized_keys") {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: the error does not say %q: %v", c.name, w, err)
+			}
+		}
 	}
 }

@@ -24,6 +24,10 @@ type File struct {
 	Data []byte
 	// Secret files (authkeys) are never shown in logs, diffs or --json.
 	Secret bool
+	// Boot files (GRUB's configuration) change what the host boots: push
+	// writes them only with --kernel, so that pushing configuration never
+	// changes a boot setting.
+	Boot bool
 	// Units names the units of HostFiles.Units to restart or reload when this file changes.
 	Units []string
 }
@@ -38,6 +42,22 @@ type Unit struct {
 	// need no restart (ldirectord: inside an existing virtual block).
 	Restart [][]string
 	Reload  [][]string
+	// OnSystemd, set for the init scripts and daemons of an `init: sysv`
+	// host, replaces Enable, Restart and Reload when the host's PID 1 turns
+	// out to be systemd. Debian and Red Hat run LSB scripts under systemd
+	// (systemd-sysv-generator makes a unit of each /etc/init.d script), but
+	// only through it: the unit must be generated (daemon-reload) before
+	// systemctl can restart it, and a script run directly runs outside
+	// systemd, which then neither tracks nor stops it (ours do not source
+	// /lib/lsb/init-functions, which would hand the call to systemctl).
+	// What PID 1 is only the push finds out, from the host: roles renders
+	// both command sets, deploy picks one.
+	OnSystemd *Commands
+}
+
+// Commands manage a unit on one init system (see Unit).
+type Commands struct {
+	Enable, Restart, Reload [][]string
 }
 
 // HostFiles is everything rendered for one host.
@@ -132,8 +152,10 @@ func (r *renderer) initScript(name, tmpl string, data any, description, before s
 		}
 		unit.Enable = enableSysV(r.h.OS, name)
 		unit.Restart = [][]string{{"/etc/init.d/" + name, "restart"}}
+		unit.OnSystemd = sysvOnSystemd(r.h.OS, name, "restart", false)
 		if reload {
 			unit.Restart = [][]string{{"/etc/init.d/" + name, "reload"}}
+			unit.OnSystemd = sysvOnSystemd(r.h.OS, name, "reload-or-restart", false)
 		}
 	}
 	r.out.Units = append(r.out.Units, unit)
@@ -157,6 +179,22 @@ func enableSysV(osFamily, name string) [][]string {
 	return [][]string{{"update-rc.d", name, "defaults"}}
 }
 
+// sysvOnSystemd manages the SysV script name on a host running systemd
+// (Unit.OnSystemd): enabled as the host's own tools do (the rc links
+// systemd-sysv-generator turns into the unit's boot order), then
+// daemon-reload, so that the unit of a new or changed script exists, then
+// systemctl restart (verb) and, with reload, reload-or-restart.
+func sysvOnSystemd(osFamily, name, verb string, reload bool) *Commands {
+	c := &Commands{
+		Enable:  append(enableSysV(osFamily, name), []string{"systemctl", "daemon-reload"}),
+		Restart: [][]string{{"systemctl", verb, name + ".service"}},
+	}
+	if reload {
+		c.Reload = [][]string{{"systemctl", "reload-or-restart", name + ".service"}}
+	}
+	return c
+}
+
 // daemon records a packaged daemon (heartbeat, ldirectord, keepalived)
 // the host runs, enabled at boot. One that reloads (re-reads its config
 // without a stop) gets a Reload too; lvsforge push decides which a change
@@ -175,6 +213,7 @@ func (r *renderer) daemon(name string, reload bool) {
 		if reload {
 			u.Reload = [][]string{{"/etc/init.d/" + name, "reload"}}
 		}
+		u.OnSystemd = sysvOnSystemd(r.h.OS, name, "restart", reload)
 	}
 	r.out.Units = append(r.out.Units, u)
 }
@@ -222,6 +261,7 @@ func (r *renderer) grub() error {
 		"Root": r.h.Boot.Root, "GrubRoot": r.h.Boot.GrubRoot, "Panic": r.s.Kernel.PanicTimeout,
 		"Cmdline": r.s.Kernel.Cmdline, "Path": GrubLegacyPath,
 	}
+	n := len(r.out.Files)
 	if err := r.add(Grub2Path, 0o755, "grub2.sh.tmpl", data); err != nil {
 		return err
 	}
@@ -232,7 +272,13 @@ func (r *renderer) grub() error {
 			return err
 		}
 	}
-	return r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data)
+	if err := r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data); err != nil {
+		return err
+	}
+	for i := n; i < len(r.out.Files); i++ {
+		r.out.Files[i].Boot = true
+	}
+	return nil
 }
 
 // Paths other packages (deploy) refer to.

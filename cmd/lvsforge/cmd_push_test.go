@@ -21,7 +21,8 @@ import (
 )
 
 // testSpec writes the seed example with its four hosts pointed at sshd test
-// hosts (sysv init, as there is no systemd in the namespaces).
+// hosts, named as the spec names them (sysv init, as there is no systemd in
+// the namespaces).
 func testSpec(t *testing.T, c *sshtest.Cluster) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -33,6 +34,10 @@ func testSpec(t *testing.T, c *sshtest.Cluster) string {
 	y = regexp.MustCompile(`(?m)^  - name: (linuxha1|linuxha2|rs1|rs2)\b.*$`).ReplaceAllStringFunc(y, func(line string) string {
 		h := c.Hosts[i]
 		i++
+		// push refuses a host whose uname -n is not its name in the spec.
+		if err := h.SetHostname(strings.Fields(line)[2]); err != nil {
+			t.Fatal(err)
+		}
 		return fmt.Sprintf("%s\n    ssh: {address: %s, key: %s}", line, h.Addr, c.ClientKeyFile)
 	})
 	y = strings.ReplaceAll(y, "init: systemd", "init: sysv")

@@ -62,11 +62,12 @@ type Host struct {
 	HostKey ssh.PublicKey
 	Dir     string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	done   chan struct{}
-	log    *os.File
-	cgroup string
+	mu       sync.Mutex
+	hostname string // uname -n, Name unless SetHostname changed it
+	cmd      *exec.Cmd
+	done     chan struct{}
+	log      *os.File
+	cgroup   string
 }
 
 // Start creates n hosts named h0..h(n-1). It skips the test (fails in CI)
@@ -333,8 +334,12 @@ func (h *Host) Start(sshd string) error {
 		return fmt.Errorf("open sshd log: %w", err)
 	}
 	// The hostname is per host too (uname -n), hence the UTS namespace.
+	hostname := h.hostname
+	if hostname == "" {
+		hostname = h.Name
+	}
 	cmd := exec.Command("ip", "netns", "exec", h.NetNS, "unshare", "--mount", "--uts", "--propagation", "private",
-		"sh", "-c", `hostname "$1"; shift; exec sh "$@"`, "sh", h.Name, filepath.Join(h.Dir, "boot.sh"), sshd)
+		"sh", "-c", `hostname "$1"; shift; exec sh "$@"`, "sh", hostname, filepath.Join(h.Dir, "boot.sh"), sshd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		log.Close()
@@ -371,6 +376,19 @@ func (h *Host) Start(sshd string) error {
 		h.cmd = nil
 		return fmt.Errorf("start sshd on %s: exited: %s", h.Name, b)
 	}
+}
+
+// SetHostname gives the running host another uname -n (the name a spec
+// calls it: push refuses a host whose uname -n is not its name in the
+// spec); a restart keeps it.
+func (h *Host) SetHostname(name string) error {
+	if _, err := h.Exec("hostname", name); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.hostname = name
+	h.mu.Unlock()
+	return nil
 }
 
 // Stop kills the host's sshd and every session it forked.
