@@ -9,6 +9,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
 )
 
 // OpKind is what an Op does to the host.
@@ -50,7 +54,7 @@ type Op struct {
 	// UID and GID are the owner a write or chown sets.
 	UID, GID int
 	// File is the content of a write.
-	File *File
+	File *install.File
 	// New is set for a write to a path that did not exist; otherwise the old
 	// version is backed up first (when backups are enabled).
 	New    bool
@@ -128,7 +132,7 @@ func (o Op) String() string {
 		if o.File.Secret {
 			return fmt.Sprintf("write %s mode %04o%s secret (%s)", o.Path, o.Mode, owner, state)
 		}
-		return fmt.Sprintf("write %s mode %04o%s size %d sha256 %.12s (%s)", o.Path, o.Mode, owner, o.File.size(), o.File.sha256(), state)
+		return fmt.Sprintf("write %s mode %04o%s size %d sha256 %.12s (%s)", o.Path, o.Mode, owner, o.File.Size(), o.File.SHA256(), state)
 	case OpVerify:
 		return fmt.Sprintf("verify %d uploads on the host: fsync each, compare its sha256", len(o.Paths))
 	case OpBackup:
@@ -147,15 +151,15 @@ func (o Op) String() string {
 		return "clear " + o.Path
 	case OpRun:
 		if o.LeftOver {
-			return "run" + leftOverNote + " " + shellJoin(o.Argv)
+			return "run" + leftOverNote + " " + shell.Join(o.Argv)
 		}
-		return "run " + shellJoin(o.Argv)
+		return "run " + shell.Join(o.Argv)
 	case OpEnable, OpRestart, OpReload:
 		note := ""
 		if o.LeftOver {
 			note = leftOverNote
 		}
-		return fmt.Sprintf("%s %s%s: %s", o.Kind, o.Unit, note, shellJoin(o.Argv))
+		return fmt.Sprintf("%s %s%s: %s", o.Kind, o.Unit, note, shell.Join(o.Argv))
 	}
 	return string(o.Kind) + " " + o.Path
 }
@@ -214,17 +218,17 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 	}
 	// SysV scripts run under systemd too (the units' OnSystemd commands);
 	// a systemd unit file means nothing to sysvinit.
-	if h.Init != "" && facts.Init != "" && h.Init != facts.Init && (h.Init != InitSysV || facts.Init != InitSystemd) {
+	if h.Init != "" && facts.Init != "" && h.Init != facts.Init && (h.Init != cluster.InitSysV || facts.Init != cluster.InitSystemd) {
 		return nil, fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
 			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)
 	}
 	for _, t := range facts.StaleTemps {
 		p.Ops = append(p.Ops, Op{Kind: OpRemoveTemp, Path: t})
 	}
-	units := map[string]*Unit{}
-	hostUnits := make([]Unit, len(h.Units))
+	units := map[string]*install.Unit{}
+	hostUnits := make([]install.Unit, len(h.Units))
 	for i := range h.Units {
-		u := h.Units[i].on(facts.Init)
+		u := h.Units[i].On(facts.Init)
 		if units[u.Name] != nil {
 			return nil, fmt.Errorf("plan %s: unit %s is defined twice", h.Target.Name, u.Name)
 		}
@@ -240,7 +244,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 			if err != nil {
 				return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
 			}
-			files = append(append([]File(nil), h.Files...), *f)
+			files = append(append([]install.File(nil), h.Files...), *f)
 			legacyConf = f.Data
 		}
 	}
@@ -269,10 +273,10 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		if rf.IsDir {
 			return nil, fmt.Errorf("plan %s: %s is a directory on the host", h.Target.Name, f.Path)
 		}
-		mode := f.mode()
+		mode := f.FinalMode()
 		var ops []Op
 		switch {
-		case rf.Exists && rf.SHA256 == f.sha256():
+		case rf.Exists && rf.SHA256 == f.SHA256():
 			if rf.UID != f.UID || rf.GID != f.GID {
 				// Before the chmod: chown clears set-id bits.
 				ops = append(ops, Op{Kind: OpChown, Path: f.Path, UID: f.UID, GID: f.GID, OldUID: rf.UID, OldGID: rf.GID, File: f})
@@ -461,7 +465,7 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 
 // pendingFile lists, one per line, the steps of a push that have not
 // completed on the host: "commands", "kernel", "unit NAME".
-const pendingFile = "/var/lib/lvsforge/pending"
+const pendingFile = install.PendingFile
 
 // needsRestart decides whether a unit that can reload must restart anyway.
 // ldirectord's reload only applies changes inside existing virtual blocks:

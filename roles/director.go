@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
 	"github.com/lvsforge/lvsforge/ipvs"
 )
 
@@ -131,7 +132,7 @@ func (r *renderer) lvsVIP() error {
 	// heartbeat reads a resource script when it acquires the resources, so
 	// a new one needs no heartbeat restart (which would fail the VIPs over
 	// and back): it is re-run where it is active, and nowhere else.
-	r.out.Units = append(r.out.Units, Unit{Name: "lvs-vip", Restart: [][]string{{LVSVIPPath, "condrestart"}}})
+	r.out.Units = append(r.out.Units, install.Unit{Name: "lvs-vip", Restart: [][]string{{LVSVIPPath, "condrestart"}}})
 	return nil
 }
 
