@@ -34,6 +34,23 @@ type Host struct {
 	Kernel *Kernel
 }
 
+// pushed is h as a push writes it: its boot files only when a kernel is
+// installed, then the kernel's own files and the units' fingerprints.
+func (h *Host) pushed() *Host {
+	hp := *h
+	hp.Files = nil
+	for _, f := range h.Files {
+		if !f.Boot || h.Kernel.installs() {
+			hp.Files = append(hp.Files, f)
+		}
+	}
+	if h.Kernel != nil {
+		hp.Files = append(hp.Files, h.Kernel.files()...)
+	}
+	hp.Files = append(hp.Files, fingerprintFiles(h.Units)...)
+	return &hp
+}
+
 // ErrBadPath is returned for a target path that is not absolute, not clean or
 // contains control characters: such a path could not be passed safely to the
 // remote shell or would not mean what it says.

@@ -110,21 +110,6 @@ func (k *Kernel) files() []install.File {
 // only one to confirm.
 func (k *Kernel) installs() bool { return k != nil && k.Image != nil }
 
-// pushed is h as a push writes it: its boot files only when a kernel is
-// installed, then the kernel's own files.
-func (h *Host) pushed() *Host {
-	hp := *h
-	hp.Files = nil
-	for _, f := range h.Files {
-		if !f.Boot || h.Kernel.installs() {
-			hp.Files = append(hp.Files, f)
-		}
-	}
-	if h.Kernel != nil {
-		hp.Files = append(hp.Files, h.Kernel.files()...)
-	}
-	return &hp
-}
 
 func (k *Kernel) modulesTarball() string { return modulesDir + "/modules-" + k.Release + ".tar.gz" }
 

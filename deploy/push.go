@@ -253,7 +253,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 		}
 		h = &hl
 	}
-	plan, err := buildPlan(h, facts, o.Backups > 0, o.BackupDir, func(p string) ([]byte, error) { return readRemote(c, p) })
+	plan, err := buildPlan(h, facts, o.Backups > 0, o.BackupDir)
 	if err != nil {
 		r.err = err
 		return r

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -73,7 +74,18 @@ var units = []install.Unit{
 		Restart: [][]string{{"/etc/init.d/heartbeat", "restart"}}},
 	{Name: "ldirectord",
 		Restart: [][]string{{"/etc/init.d/ldirectord", "restart"}},
-		Reload:  [][]string{{"/etc/init.d/ldirectord", "reload"}}},
+		Reload:  [][]string{{"/etc/init.d/ldirectord", "reload"}},
+		// What roles gives ldirectord: its virtual services, which its
+		// reload cannot change.
+		Fingerprint: "virtual services: 192.168.7.110:80"},
+}
+
+// withVirtuals is units with ldirectord's fingerprint for another set of
+// virtual services.
+func withVirtuals(fp string) []install.Unit {
+	u := slices.Clone(units)
+	u[1].Fingerprint = "virtual services: " + fp
+	return u
 }
 
 func (e *env) hosts(fs []install.File, cmds ...[]string) []deploy.Host {
@@ -111,8 +123,9 @@ func TestPushConverges(t *testing.T) {
 	// First push: everything is new.
 	r := mustPush(t, e.hosts(fs, postCmd), e.opts)
 	for _, hr := range r.Hosts {
-		if len(hr.Changed) != len(fs) || hr.Unchanged != 0 {
-			t.Errorf("%s: first push changed %d, unchanged %d; want %d, 0", hr.Host, len(hr.Changed), hr.Unchanged, len(fs))
+		// Every file, and ldirectord's fingerprint.
+		if len(hr.Changed) != len(fs)+1 || hr.Unchanged != 0 {
+			t.Errorf("%s: first push changed %d, unchanged %d; want %d, 0", hr.Host, len(hr.Changed), hr.Unchanged, len(fs)+1)
 		}
 		if hr.Init != cluster.InitSysV {
 			t.Errorf("%s: init = %q, want sysv", hr.Host, hr.Init)
@@ -149,7 +162,7 @@ func TestPushConverges(t *testing.T) {
 	// Re-push with nothing changed: zero files, zero commands, zero bytes.
 	r = mustPush(t, e.hosts(fs, postCmd), e.opts)
 	for _, hr := range r.Hosts {
-		if len(hr.Changed) != 0 || hr.Unchanged != len(fs) || len(hr.Commands) != 0 || hr.BytesSent != 0 {
+		if len(hr.Changed) != 0 || hr.Unchanged != len(fs)+1 || len(hr.Commands) != 0 || hr.BytesSent != 0 {
 			t.Errorf("%s: no-op re-push changed %v, unchanged %d, commands %v, sent %d", hr.Host, hr.Changed, hr.Unchanged, hr.Commands, hr.BytesSent)
 		}
 	}
@@ -183,7 +196,11 @@ func TestPushConverges(t *testing.T) {
 	// pick it up.
 	fs3 := files("v2")
 	fs3[5].Data = append(fs3[5].Data, "virtual=192.168.7.110:23\n\treal=192.168.7.11:23 gate 1\n"...)
-	mustPush(t, e.hosts(fs3), e.opts)
+	hs := e.hosts(fs3)
+	for i := range hs {
+		hs[i].Units = withVirtuals("192.168.7.110:80 192.168.7.110:23")
+	}
+	mustPush(t, hs, e.opts)
 	if got := readHost(t, e.c.Hosts[0], "/var/log/lvsforge-test-daemons"); !strings.HasSuffix(got, "ldirectord reload\nldirectord restart\n") {
 		t.Errorf("daemons after a virtual service was added = %q, want a restart", got)
 	}
@@ -346,7 +363,7 @@ func TestOneHostDown(t *testing.T) {
 		t.Fatalf("push with h2 down: failed %v, err %v", r.Failed(), err)
 	}
 	for _, hr := range r.Hosts {
-		if hr.Host != "h2" && (hr.Result != deploy.ResultOK || len(hr.Changed) != len(files("v1"))) {
+		if hr.Host != "h2" && (hr.Result != deploy.ResultOK || len(hr.Changed) != len(files("v1"))+1) { // and the fingerprint
 			t.Errorf("%s: %s, changed %d", hr.Host, hr.Result, len(hr.Changed))
 		}
 	}

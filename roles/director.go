@@ -9,6 +9,7 @@ import (
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/install"
 	"github.com/lvsforge/lvsforge/ipvs"
+	"github.com/lvsforge/lvsforge/templates"
 )
 
 // RulesPath is where each OS family keeps the saved IPVS table.
@@ -87,11 +88,7 @@ func (r *renderer) director() error {
 		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, "keepalived.service", true); err != nil {
 			return err
 		}
-		if err := r.keepalived(svcs); err != nil {
-			return err
-		}
-		r.daemon("keepalived", true)
-		return nil
+		return r.keepalived(svcs)
 	}
 	// Hot standby: both directors set the kernel up, load the table and
 	// run ldirectord from boot; heartbeat moves only the floating
@@ -230,7 +227,9 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	// keeping its own table: a changed config is reloaded, or restarts it
 	// (virtual services added or removed) on both.
 	r.daemon("heartbeat", false)
-	r.daemon("ldirectord", true)
+	// ldirectord's reload applies changes inside existing virtual blocks
+	// only: a virtual service added or removed restarts it.
+	r.daemon("ldirectord", true).Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
 	return nil
 }
 
@@ -374,5 +373,19 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	if ha.Sync.Enabled {
 		data["SyncInterface"] = ha.Sync.Interface
 	}
-	return r.add("/etc/keepalived/keepalived.conf", 0o644, "keepalived.conf.tmpl", data, "keepalived")
+	if err := r.add("/etc/keepalived/keepalived.conf", 0o644, "keepalived.conf.tmpl", data, "keepalived"); err != nil {
+		return err
+	}
+	// keepalived's reload (SIGHUP) applies added, removed and changed
+	// virtual_server blocks to the IPVS table, but it also rebuilds the
+	// VRRP instances, which may flap the VIPs: anything outside the
+	// virtual_server blocks (global_defs, vrrp_instance, the sync daemon)
+	// restarts it. That is the configuration without them.
+	data["Virtuals"] = nil
+	outside, err := templates.Render("keepalived.conf.tmpl", data)
+	if err != nil {
+		return err
+	}
+	r.daemon("keepalived", true).Fingerprint = string(outside)
+	return nil
 }

@@ -153,10 +153,10 @@ func sysvOnSystemd(osFamily, name, verb string, reload bool) *install.Commands {
 }
 
 // daemon records a packaged daemon (heartbeat, ldirectord, keepalived)
-// the host runs, enabled at boot. One that reloads (re-reads its config
-// without a stop) gets a Reload too; lvsforge push decides which a change
-// needs (deploy's needsRestart).
-func (r *renderer) daemon(name string, reload bool) {
+// the host runs, enabled at boot, and returns it. One that reloads
+// (re-reads its config without a stop) gets a Reload too, and the caller
+// sets its Fingerprint: what that reload cannot apply.
+func (r *renderer) daemon(name string, reload bool) *install.Unit {
 	u := install.Unit{Name: name}
 	if r.h.Init == cluster.InitSystemd {
 		u.Enable = [][]string{enableSystemd(name)}
@@ -173,6 +173,7 @@ func (r *renderer) daemon(name string, reload bool) {
 		u.OnSystemd = sysvOnSystemd(r.h.OS, name, "restart", reload)
 	}
 	r.out.Units = append(r.out.Units, u)
+	return &r.out.Units[len(r.out.Units)-1]
 }
 
 // sysctl writes a sysctl.d drop-in and the unit that applies it, after
