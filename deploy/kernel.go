@@ -110,7 +110,6 @@ func (k *Kernel) files() []install.File {
 // only one to confirm.
 func (k *Kernel) installs() bool { return k != nil && k.Image != nil }
 
-
 func (k *Kernel) modulesTarball() string { return modulesDir + "/modules-" + k.Release + ".tar.gz" }
 
 // marker says lvsforge installed this kernel; 42_lvsforge reads it.
