@@ -281,6 +281,11 @@ func TestKernelOrgBadSignature(t *testing.T) {
 			if !errors.Is(err, ErrBadSignature) {
 				t.Fatalf("err = %v, want ErrBadSignature", err)
 			}
+			// Said once, naming the list's URL; not asked for again.
+			u := m.url("/v6.x/sha256sums.asc")
+			if msg := err.Error(); strings.Count(msg, u) != 1 || strings.Contains(msg, "\n") || m.requests("/v6.x/sha256sums.asc") != 1 {
+				t.Errorf("error %q after %d GETs, want one line naming %s after 1", msg, m.requests("/v6.x/sha256sums.asc"), u)
+			}
 			if b := blobs(t, f.Cache); len(b) != 0 {
 				t.Errorf("cache holds %v after a bad signature", b)
 			}
