@@ -636,6 +636,36 @@ func TestFetchSizeLimits(t *testing.T) {
 	}
 }
 
+// understate is a transport that announces half of each body it passes
+// on: over HTTP/1.1 or 2, Go's own transport never lets a body run past its
+// Content-Length, but a Fetcher's Client may be any.
+type understate struct{ http.RoundTripper }
+
+func (u understate) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := u.RoundTripper.RoundTrip(r)
+	if err == nil && resp.ContentLength > 0 {
+		resp.ContentLength /= 2
+	}
+	return resp, err
+}
+
+// TestFetchBodyLongerThanAnnounced: bytes past the announced length are an
+// error, even when they are the pinned file, and are not kept.
+func TestFetchBodyLongerThanAnnounced(t *testing.T) {
+	data := payload(1 << 20)
+	m := newMirror(t)
+	m.files["/f"] = data
+	f := newTestFetcher(t)
+	f.Client = &http.Client{Transport: understate{http.DefaultTransport}}
+	_, err := f.Fetch(context.Background(), Source{Name: "f", URLs: []string{m.url("/f")}, SHA256: sha(data)})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("more than the %d bytes it announced", len(data)/2)) {
+		t.Errorf("err = %v, want ErrTooLarge: more than the %d bytes announced", err, len(data)/2)
+	}
+	if m.requests("/f") != 1 || len(blobs(t, f.Cache)) != 0 || len(parts(t, f.Cache)) != 0 {
+		t.Errorf("%d GETs, blobs %v, parts %v; want 1 GET and nothing kept", m.requests("/f"), blobs(t, f.Cache), parts(t, f.Cache))
+	}
+}
+
 // TestFetchLeavesNoPart: a fetch that gives up, or that is cancelled,
 // removes its partial download; the resumes happen between its attempts.
 func TestFetchLeavesNoPart(t *testing.T) {
