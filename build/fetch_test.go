@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -508,6 +509,25 @@ func TestShippedAutosignerKey(t *testing.T) {
 	}
 }
 
+// failedAttempts collects f's reports of failed attempts; the returned
+// function gives those so far.
+func failedAttempts(f *Fetcher) func() []Progress {
+	var mu sync.Mutex
+	var got []Progress
+	f.Progress = func(p Progress) {
+		if p.Done && p.Err != nil {
+			mu.Lock()
+			got = append(got, p)
+			mu.Unlock()
+		}
+	}
+	return func() []Progress {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
 // TestFetchStalledDownloadRetried: a mirror sends half the file and then
 // nothing, keeping the connection open. The attempt is abandoned after the
 // idle timeout and the next one resumes where the data stopped.
@@ -519,15 +539,7 @@ func TestFetchStalledDownloadRetried(t *testing.T) {
 	f := newTestFetcher(t)
 	// Long enough that a loaded machine never stalls the healthy retry.
 	f.IdleTimeout = 2 * time.Second
-	var mu sync.Mutex
-	var failures []error
-	f.Progress = func(p Progress) {
-		if p.Done && p.Err != nil {
-			mu.Lock()
-			failures = append(failures, p.Err)
-			mu.Unlock()
-		}
-	}
+	failures := failedAttempts(f)
 	// Without the idle timeout the first attempt never ends; the deadline
 	// turns that hang into a failure.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -539,8 +551,8 @@ func TestFetchStalledDownloadRetried(t *testing.T) {
 	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
 		t.Fatal("cached file differs")
 	}
-	if len(failures) != 1 || !errors.Is(failures[0], ErrStalled) {
-		t.Errorf("failed attempts %v, want one ErrStalled", failures)
+	if fails := failures(); len(fails) != 1 || !errors.Is(fails[0].Err, ErrStalled) {
+		t.Errorf("failed attempts %v, want one ErrStalled", fails)
 	}
 	if want := fmt.Sprintf("bytes=%d-", len(data)/2); len(m.ranges) != 1 || m.ranges[0] != want {
 		t.Errorf("Range requests %q, want one %q: the retry must resume", m.ranges, want)
@@ -783,15 +795,7 @@ func TestFetchGivesUpOnce(t *testing.T) {
 			m.files["/f"] = data
 			u := c.setup(m)
 			f := newTestFetcher(t)
-			var mu sync.Mutex
-			var retried []bool
-			f.Progress = func(p Progress) {
-				if p.Done && p.Err != nil {
-					mu.Lock()
-					retried = append(retried, p.Retrying)
-					mu.Unlock()
-				}
-			}
+			failures := failedAttempts(f)
 			_, err := f.Fetch(context.Background(), Source{Name: "f.tar.xz", URLs: []string{u}, SHA256: sha(data)})
 			if err == nil {
 				t.Fatal("fetch succeeded")
@@ -811,6 +815,10 @@ func TestFetchGivesUpOnce(t *testing.T) {
 			want := make([]bool, attempts)
 			for i := range attempts - 1 {
 				want[i] = true
+			}
+			var retried []bool
+			for _, p := range failures() {
+				retried = append(retried, p.Retrying)
 			}
 			if fmt.Sprint(retried) != fmt.Sprint(want) {
 				t.Errorf("failed attempts marked retrying: %v, want %v", retried, want)
