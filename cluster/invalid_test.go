@@ -64,7 +64,7 @@ var invalidSpecs = []struct {
 	{"invalid host name", "  - name: rs1", "  - name: rs_1",
 		`c.yaml:22:5: hosts[2].name: invalid value "rs_1": a host name (uname -n) of letters, digits and -`},
 	{"unknown role", "    role: realserver", "    role: backend",
-		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: add a host with role realserver\n" +
 			"c.yaml:23:5: hosts[2].role: invalid value \"backend\": expected one of director, realserver"},
 	{"interface name too long", "heartbeat: eth1, heartbeatAddress: 192.168.0.1/24}", "heartbeat: eth1-heartbeat-link, heartbeatAddress: 192.168.0.1/24}",
 		"c.yaml:17:32: hosts[0].interfaces.heartbeat: invalid value \"eth1-heartbeat-link\": an interface name of at most 15 letters, digits and _ . -\n" +
@@ -72,10 +72,12 @@ var invalidSpecs = []struct {
 	{"weight out of range", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {http: 70000}\n",
 		"c.yaml:26:15: hosts[2].weights.http: 70000 is out of range: expected 0-65535"},
 	{"weight for an unknown service", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {ftp: 1}\n",
-		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
-			"c.yaml:26:15: hosts[2].weights.ftp: unknown service \"ftp\": expected one of http"},
+		"c.yaml:26:15: hosts[2].weights.ftp: unknown service \"ftp\": expected one of http"},
+	// A real server serves every service unless its weight for it is 0.
+	{"every real server's weight 0", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {http: 0}\n",
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: every real server's weight for it is 0; give one of them a weight above 0 (or remove its entry: the default is 1)"},
 	{"service without real server", "    role: realserver", "    role: director",
-		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: add a host with role realserver\n" +
 			"c.yaml:13:1: hosts: the heartbeat backend needs exactly two directors, found 3\n" +
 			"c.yaml:32:21: ha.media[0].interface: director rs1 has no interface \"eth1\" (it has eth0): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
 	{"heartbeat with one director", "  - name: d2\n    role: director", "  - name: d2\n    role: realserver",

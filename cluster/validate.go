@@ -454,9 +454,14 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 			}
 		}
 	}
+	realServers := len(v.s.HostsByRole(RoleRealServer))
 	for i, sv := range v.s.Services {
-		if sv.Name != "" && !served[sv.Name] {
-			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: give a real server a weight for it", sv.Name)
+		switch {
+		case sv.Name == "" || served[sv.Name]:
+		case realServers == 0:
+			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: add a host with role %s", sv.Name, RoleRealServer)
+		default:
+			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: every real server's weight for it is 0; give one of them a weight above 0 (or remove its entry: the default is 1)", sv.Name)
 		}
 	}
 	return h
