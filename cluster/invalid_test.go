@@ -6,6 +6,10 @@ import (
 	"testing"
 )
 
+// heartbeatHA is base.yaml's ha section: what a case switching to
+// keepalived replaces (keepalived uses none of it).
+const heartbeatHA = "  backend: heartbeat\n  keepalive: 2\n  deadtime: 30\n  initdead: 120\n  media:\n    - {type: bcast, interface: eth1}\n  authkey: {file: authkey}\n"
+
 // invalidSpecs are edits of testdata/base.yaml, each with the exact error
 // (file:line:col: field: message) it must produce. Line numbers refer to
 // the edited file.
@@ -117,7 +121,7 @@ var invalidSpecs = []struct {
 		"c.yaml:8:5: services[0].fwmarkPorts: a firewall-mark service needs the ports whose tcp packets to 192.168.7.110 get mark 5, e.g. fwmarkPorts: [80, 443]\n" +
 			"c.yaml:8:5: services[0].check.port: a firewall-mark service has no port to check: set check.port, or check.type off\n" +
 			"c.yaml:10:5: services[0].port: a firewall-mark service has no port: remove port or fwmark"},
-	{"keepalived cannot match a body", "  backend: heartbeat", "  backend: keepalived",
+	{"keepalived cannot match a body", heartbeatHA, "  backend: keepalived\n",
 		""},
 	{"alias", "    port: 80", "    port: &p 80\n    realPort: *p",
 		"c.yaml:11:15: services[0].realPort: aliases are not supported; write the value out"},
@@ -153,10 +157,44 @@ var invalidSpecs = []struct {
 	{"duration overflow", "  keepalive: 2", "  keepalive: 9999999999999",
 		"c.yaml:28:14: ha.keepalive: duration \"9999999999999\" is longer than 1h: use at most 3600 seconds"},
 	{"duration above 1h", "  initdead: 120", "  initdead: 2h", "c.yaml:30:13: ha.initdead: duration \"2h\" is longer than 1h: use at most 3600 seconds"},
+	// A check must give up before the next one is due.
+	{"check timeout as long as its interval", "    forwarding: dr\n", "    forwarding: dr\n    check: {interval: 5, timeout: 5}\n",
+		"c.yaml:13:26: services[0].check.timeout: check timeout 5 is not below its interval 5: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)"},
+	{"check interval below the default timeout", "    forwarding: dr\n", "    forwarding: dr\n    check: {interval: 3}\n",
+		"c.yaml:13:13: services[0].check.interval: check timeout 5 is not below its interval 3: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)"},
+	// A 0 the default would silently replace is refused as -5 would be.
+	{"heartbeat time 0", "  deadtime: 30", "  deadtime: 0",
+		`c.yaml:29:13: ha.deadtime: invalid duration "0": a heartbeat time must be above 0: use whole seconds (30, 30s) or milliseconds (500ms)`},
+	{"service numbers 0", "    forwarding: dr\n", "    forwarding: dr\n    realPort: 0\n    check: {port: 0, interval: 0, timeout: 0}\n    fallback: {address: 192.168.7.50, port: 0}\n",
+		"c.yaml:13:5: services[0].realPort: 0 is out of range: expected 1-65535\n" +
+			"c.yaml:14:13: services[0].check.port: 0 is out of range: expected 1-65535\n" +
+			"c.yaml:14:22: services[0].check.interval: 0 is out of range: expected 1-3600\n" +
+			"c.yaml:14:35: services[0].check.timeout: 0 is out of range: expected 1-3600\n" +
+			"c.yaml:15:39: services[0].fallback.port: 0 is out of range: expected 1-65535"},
+	{"ssh port 0", "    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    ssh: {port: 0}\n",
+		"c.yaml:17:11: hosts[0].ssh.port: 0 is out of range: expected 1-65535"},
+	{"heartbeat numbers 0", "  initdead: 120\n", "  initdead: 120\n  udpPort: 0\n  baud: 0\n",
+		"c.yaml:31:3: ha.udpPort: 0 is out of range: expected 1-65535\n" +
+			"c.yaml:32:3: ha.baud: unsupported baud rate 0: expected one of 9600, 19200, 38400, 57600, 115200, 230400"},
+	{"keepalived numbers 0", heartbeatHA, "  backend: keepalived\n  keepalived: {virtualRouterID: 0, advertInt: 0}\n",
+		"c.yaml:28:16: ha.keepalived.virtualRouterID: 0 is out of range: expected 1-255\n" +
+			"c.yaml:28:36: ha.keepalived.advertInt: 0 is out of range: expected 1-255"},
+	{"fwmark 0", "    port: 80\n", "    port: 80\n    fwmark: 0\n", "c.yaml:11:5: services[0].fwmark: 0 is out of range: expected 1-2147483647"},
+	{"panic timeout 0", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  panicTimeout: 0", "c.yaml:7:3: kernel.panicTimeout: 0 is out of range: expected 1-3600"},
+	// What a backend does not read.
+	{"heartbeat fields with keepalived", "  backend: heartbeat\n", "  backend: keepalived\n",
+		"c.yaml:28:3: ha.keepalive: the keepalived backend does not use ha.keepalive: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:29:3: ha.deadtime: the keepalived backend does not use ha.deadtime: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:30:3: ha.initdead: the keepalived backend does not use ha.initdead: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:31:3: ha.media: the keepalived backend does not use ha.media: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:33:3: ha.authkey: the keepalived backend does not use ha.authkey: remove it, or set ha.backend to heartbeat"},
+	{"keepalived fields with heartbeat", "  initdead: 120\n", "  initdead: 120\n  keepalived: {virtualRouterID: 7}\n  sync: {interface: eth1}\n",
+		"c.yaml:31:3: ha.keepalived: the heartbeat backend does not use ha.keepalived: remove it, or set ha.backend to keepalived\n" +
+			"c.yaml:32:3: ha.sync: the heartbeat backend does not use ha.sync: remove it, or set ha.backend to keepalived"},
 	// Interfaces every director must have.
 	{"bcast interface missing on a director", "heartbeat: eth1, heartbeatAddress: 192.168.0.2/24}", "heartbeat: eth2, heartbeatAddress: 192.168.0.2/24}",
 		"c.yaml:32:21: ha.media[0].interface: director d2 has no interface \"eth1\" (it has eth0, eth2): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
-	{"sync interface missing on a director", "  backend: heartbeat\n", "  backend: keepalived\n  sync: {enabled: true, interface: eth2}\n",
+	{"sync interface missing on a director", heartbeatHA, "  backend: keepalived\n  sync: {enabled: true, interface: eth2}\n",
 		"c.yaml:28:25: ha.sync.interface: director d1 has no interface \"eth2\" (it has eth0, eth1): keepalived's lvs_sync_daemon runs on every director; use an interface all of them have, or name it in the director's interfaces\n" +
 			"c.yaml:28:25: ha.sync.interface: director d2 has no interface \"eth2\" (it has eth0, eth1): keepalived's lvs_sync_daemon runs on every director; use an interface all of them have, or name it in the director's interfaces"},
 	// What keepalived -t or the kernel would refuse.

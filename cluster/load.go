@@ -94,7 +94,7 @@ func Parse(data []byte, file, dir string) (*Spec, error) {
 		return nil, Errors{{File: file, Pos: Pos{1, 1}, Msg: "the spec is empty: start from `lvsforge init`"}}
 	}
 	s := &Spec{File: file, Dir: dir}
-	d := &decoder{pos: map[string]Pos{}}
+	d := &decoder{pos: map[string]Pos{}, nulls: map[string]bool{}}
 	d.decode(root, reflect.ValueOf(s).Elem(), "")
 	s.pos = d.pos
 	skip := map[string]bool{}
@@ -102,8 +102,12 @@ func Parse(data []byte, file, dir string) (*Spec, error) {
 		e.File = file
 		skip[e.Path] = true
 	}
-	applyDefaults(s)
 	v := &validator{s: s, pos: d.pos, skip: skip}
+	v.asWritten(func(path string) bool {
+		_, ok := d.pos[path]
+		return ok && !d.nulls[path]
+	})
+	applyDefaults(s)
 	v.validate()
 	errs := append(d.errs, v.errs...)
 	if len(errs) > 0 {

@@ -290,6 +290,14 @@ func (v *validator) services() map[string]*Service {
 		}
 		v.rangeInt(p+".check.interval", c.Interval, 1, 3600)
 		v.rangeInt(p+".check.timeout", c.Timeout, 1, 3600)
+		if c.Type != "off" && c.Timeout >= c.Interval && c.Interval >= 1 {
+			// Point at the one the spec wrote: the other may be a default.
+			tp := p + ".check.timeout"
+			if _, ok := v.pos[tp]; !ok {
+				tp = p + ".check.interval"
+			}
+			v.add(tp, "check timeout %d is not below its interval %d: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)", c.Timeout, c.Interval)
+		}
 		if fb := sv.Fallback; fb != nil {
 			_, err := parseIPv4(fb.Address)
 			v.errIf(p+".fallback.address", err)
@@ -595,7 +603,7 @@ func (v *validator) ha(h hostAddrs) {
 	}
 	v.rangeInt("ha.udpPort", ha.UDPPort, 1, 65535)
 	if !containsInt(baudRates, ha.Baud) {
-		v.add("ha.baud", "unsupported baud rate %d: expected one of 9600, 19200, 38400, 57600, 115200, 230400", ha.Baud)
+		v.badBaud()
 	}
 	for i, a := range ha.Ping {
 		_, err := parseIPv4(a)
@@ -706,6 +714,10 @@ func (v *validator) onEveryDirector(path, iface string, directors []string, h ho
 	}
 }
 
+func (v *validator) badBaud() {
+	v.add("ha.baud", "unsupported baud rate %d: expected one of 9600, 19200, 38400, 57600, 115200, 230400", v.s.HA.Baud)
+}
+
 func containsInt(xs []int, x int) bool {
 	for _, y := range xs {
 		if x == y {
@@ -722,4 +734,73 @@ func usesNAT(s *Spec, h *Host) bool {
 		}
 	}
 	return false
+}
+
+// asWritten checks what only the file can tell, before the defaults fill
+// it in: a number set to 0 where 0 means "not set" (the default would take
+// its place without a word), and a field the chosen backend never reads.
+// A spec changed in code (Validate) has no file to tell, so only Parse
+// runs it. written reports whether the file gives path a value.
+func (v *validator) asWritten(written func(path string) bool) {
+	s := v.s
+	zero := func(path string, val, lo, hi int) {
+		if val == 0 && written(path) {
+			v.rangeInt(path, val, lo, hi)
+			v.skip[path] = true
+		}
+	}
+	const maxMark = 1<<31 - 1
+	zero("kernel.panicTimeout", s.Kernel.PanicTimeout, 1, 3600)
+	for i, sv := range s.Services {
+		p := fmt.Sprintf("services[%d]", i)
+		zero(p+".realPort", sv.RealPort, 1, 65535)
+		zero(p+".fwmark", sv.FWMark, 1, maxMark)
+		zero(p+".check.port", sv.Check.Port, 1, 65535)
+		zero(p+".check.interval", sv.Check.Interval, 1, 3600)
+		zero(p+".check.timeout", sv.Check.Timeout, 1, 3600)
+		if sv.Fallback != nil {
+			zero(p+".fallback.port", sv.Fallback.Port, 1, 65535)
+		}
+	}
+	for i, h := range s.Hosts {
+		zero(fmt.Sprintf("hosts[%d].ssh.port", i), h.SSH.Port, 1, 65535)
+	}
+	ha := &s.HA
+	zero("ha.udpPort", ha.UDPPort, 1, 65535)
+	if ha.Baud == 0 && written("ha.baud") {
+		v.badBaud()
+		v.skip["ha.baud"] = true
+	}
+	zero("ha.keepalived.virtualRouterID", ha.Keepalived.VirtualRouterID, 1, 255)
+	zero("ha.keepalived.advertInt", ha.Keepalived.AdvertInt, 1, 255)
+
+	backend := ha.Backend
+	if backend == "" {
+		backend = BackendHeartbeat
+	}
+	var unused []string
+	switch backend {
+	case BackendKeepalived:
+		unused = []string{"ha.keepalive", "ha.deadtime", "ha.warntime", "ha.initdead", "ha.udpPort", "ha.baud", "ha.media", "ha.ping", "ha.authkey"}
+	case BackendHeartbeat:
+		unused = []string{"ha.keepalived"}
+		if !ha.Sync.Enabled {
+			// Enabled, it is refused for heartbeat in validate, with why.
+			unused = append(unused, "ha.sync")
+		}
+	}
+	for _, path := range unused {
+		if written(path) {
+			v.add(path, "the %s backend does not use %s: remove it, or set ha.backend to %s", backend, path, other(backend))
+			v.skip[path] = true
+		}
+	}
+}
+
+// other is the HA backend that is not b.
+func other(b string) string {
+	if b == BackendHeartbeat {
+		return BackendKeepalived
+	}
+	return BackendHeartbeat
 }
