@@ -60,6 +60,17 @@ func TestNoValueTakesTheDefault(t *testing.T) {
 	}
 }
 
+// TestPointToPointLinkAddresses: a /31 has no network or broadcast
+// address (RFC 3021), so both of its addresses are hosts'.
+func TestPointToPointLinkAddresses(t *testing.T) {
+	base, _ := os.ReadFile("testdata/base.yaml")
+	text := strings.NewReplacer("heartbeatAddress: 192.168.0.1/24}", "heartbeatAddress: 10.9.9.0/31}",
+		"heartbeatAddress: 192.168.0.2/24}", "heartbeatAddress: 10.9.9.1/31}").Replace(string(base))
+	if _, err := Parse([]byte(text), "c.yaml", "testdata"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestDurations(t *testing.T) {
 	for in, want := range map[string]string{"2": "2", "2s": "2", "500ms": "500ms", "1m": "60", "1500ms": "1500ms", "3600": "3600", "1h": "3600"} {
 		var d Duration

@@ -486,32 +486,63 @@ func (v *validator) network(h hostAddrs) {
 		owner[a] = what
 	}
 	for i, host := range v.s.Hosts {
-		if pfx, ok := h.pub[host.Name]; ok {
-			claim(pfx.Addr(), "host "+host.Name, fmt.Sprintf("hosts[%d].address", i))
+		p := fmt.Sprintf("hosts[%d]", i)
+		pfx, ok := h.pub[host.Name]
+		if ok {
+			claim(pfx.Addr(), "host "+host.Name, p+".address")
+			v.hostAddress(p+".address", pfx, pfx.Addr())
 		}
 		if hb, err := parsePrefix(host.Interfaces.HeartbeatAddress); err == nil {
-			claim(hb.Addr(), "host "+host.Name+" (heartbeat)", fmt.Sprintf("hosts[%d].interfaces.heartbeatAddress", i))
+			claim(hb.Addr(), "host "+host.Name+" (heartbeat)", p+".interfaces.heartbeatAddress")
+			v.hostAddress(p+".interfaces.heartbeatAddress", hb, hb.Addr())
+		}
+		if gw, err := parseIPv4(host.Gateway); err == nil && ok {
+			v.hostAddress(p+".gateway", pfx, gw)
 		}
 	}
 	vips := map[netip.Addr]bool{}
 	for i, sv := range v.s.Services {
+		p := fmt.Sprintf("services[%d]", i)
 		vip, err := parseIPv4(sv.VIP)
 		if err != nil {
 			continue
 		}
 		if !vips[vip] {
-			claim(vip, "the VIP of service "+sv.Name, fmt.Sprintf("services[%d].vip", i))
+			claim(vip, "the VIP of service "+sv.Name, p+".vip")
 			vips[vip] = true
 		}
+		// A VIP on no director's subnet is the VIP's mistake, reported at
+		// its line; one that some directors have and others not is theirs.
+		var on, off []int
 		for j, host := range v.s.Hosts {
-			pfx, ok := h.pub[host.Name]
-			if !ok {
-				continue
+			if pfx, ok := h.pub[host.Name]; ok && host.Role == RoleDirector {
+				if pfx.Contains(vip) {
+					on = append(on, j)
+				} else {
+					off = append(off, j)
+				}
 			}
-			switch {
-			case host.Role == RoleDirector && !pfx.Contains(vip):
-				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, pfx, vip, sv.Name)
-			case host.Role == RoleRealServer && sv.Forwarding == ForwardDR && ServesService(&v.s.Hosts[j], sv.Name) && !pfx.Contains(vip):
+		}
+		switch {
+		case len(on) == 0 && len(off) > 0:
+			var subnets []string
+			for _, j := range off {
+				if sn := h.pub[v.s.Hosts[j].Name].Masked().String(); !oneOf(sn, subnets...) {
+					subnets = append(subnets, sn)
+				}
+			}
+			v.add(p+".vip", "VIP %s of service %q is on no director's subnet (%s): a director brings the VIP up on its public interface; use an address of that subnet", vip, sv.Name, strings.Join(subnets, ", "))
+		default:
+			for _, j := range off {
+				host := &v.s.Hosts[j]
+				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, h.pub[host.Name], vip, sv.Name)
+			}
+		}
+		if len(on) > 0 {
+			v.hostAddress(p+".vip", h.pub[v.s.Hosts[on[0]].Name], vip)
+		}
+		for j, host := range v.s.Hosts {
+			if pfx, ok := h.pub[host.Name]; ok && host.Role == RoleRealServer && sv.Forwarding == ForwardDR && ServesService(&v.s.Hosts[j], sv.Name) && !pfx.Contains(vip) {
 				v.add(fmt.Sprintf("hosts[%d].address", j), "LVS-DR real server %s (%s) must be on the L2 subnet of VIP %s of service %q", host.Name, pfx, vip, sv.Name)
 			}
 		}
@@ -523,6 +554,7 @@ func (v *validator) network(h hostAddrs) {
 		} else {
 			fgw = p.Addr()
 			claim(fgw, "the floating gateway", "ha.floatingGateway")
+			v.hostAddress("ha.floatingGateway", p, fgw)
 		}
 	}
 	for i, host := range v.s.Hosts {
@@ -557,6 +589,33 @@ func (v *validator) network(h hostAddrs) {
 			v.add(p, "%s is director %s's own address, but with %d directors the real servers' gateway must move with the VIP: set ha.floatingGateway and use its address here", gw, own, directors)
 		}
 	}
+}
+
+// hostAddress refuses a as an address of a host on subnet p if it is the
+// subnet's network or broadcast address: the kernel takes the one for the
+// subnet itself and the other for every host on it. A /31 or /32 has
+// neither.
+func (v *validator) hostAddress(path string, p netip.Prefix, a netip.Addr) {
+	p = p.Masked()
+	if p.Bits() > 30 || !p.Contains(a) {
+		return
+	}
+	network := p.Addr()
+	b := network.As4()
+	for i := p.Bits(); i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	broadcast := netip.AddrFrom4(b)
+	what := ""
+	switch a {
+	case network:
+		what = "network"
+	case broadcast:
+		what = "broadcast"
+	default:
+		return
+	}
+	v.add(path, "%s is the %s address of %s, which no host can have: use an address from %s to %s", a, what, p, network.Next(), broadcast.Prev())
 }
 
 func (v *validator) ha(h hostAddrs) {
