@@ -25,7 +25,7 @@ func fullVariants(t *testing.T) []string {
 	}
 	full := string(b)
 	alt := strings.NewReplacer(
-		"    path: /srv/linux-6.1.192.tar.xz\n", "    url: https://mirror.example.org/linux-6.1.192.tar.xz\n",
+		"    path: linux-6.1.192.tar.xz\n", "    url: https://mirror.example.org/linux-6.1.192.tar.xz\n",
 		"{method: sha1, file: authkey}", "{method: sha1, env: LVS_AUTHKEY}",
 	).Replace(full)
 	// ha is the last section; keepalived's HTTP_GET matches no body.

@@ -129,6 +129,7 @@ func (v *validator) kernel() {
 	if src.Path != "" {
 		v.errIf("kernel.source.path", checkPath(src.Path))
 	}
+	v.kernelTarball()
 	if src.URL != "" {
 		v.errIf("kernel.source.url", checkURL(src.URL))
 	}
@@ -404,7 +405,11 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 		v.match(p+".ssh.user", host.SSH.User, reUser.MatchString(host.SSH.User), "a login name such as root")
 		v.rangeInt(p+".ssh.port", host.SSH.Port, 1, 65535)
 		if host.SSH.Key != "" {
-			v.errIf(p+".ssh.key", checkPath(strings.TrimPrefix(host.SSH.Key, "~/")))
+			if err := checkPath(strings.TrimPrefix(host.SSH.Key, "~/")); err != nil {
+				v.add(p+".ssh.key", "%v", err)
+			} else {
+				v.sshKey(p+".ssh.key", host)
+			}
 		}
 		if host.SSH.Jump != "" {
 			v.match(p+".ssh.jump", host.SSH.Jump, reJump.MatchString(host.SSH.Jump), "[user@]host[:port]")
