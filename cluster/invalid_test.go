@@ -81,7 +81,11 @@ var invalidSpecs = []struct {
 		"c.yaml:18:5: hosts[1].name: duplicate host name \"d1\"\n" +
 			"c.yaml:20:5: hosts[1].address: address 192.168.7.10 is already used by host d1"},
 	{"invalid host name", "  - name: rs1", "  - name: rs_1",
-		`c.yaml:22:5: hosts[2].name: invalid value "rs_1": a host name (uname -n) of letters, digits and -`},
+		`c.yaml:22:5: hosts[2].name: invalid value "rs_1": a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most 64 characters`},
+	{"host name longer than uname -n", "  - name: rs1", "  - name: rs1." + strings.Repeat("a", 61),
+		`c.yaml:22:5: hosts[2].name: invalid value "rs1.` + strings.Repeat("a", 61) + `": a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most 64 characters`},
+	{"host name ending in a dot", "  - name: rs1", "  - name: rs1.example.com.",
+		`c.yaml:22:5: hosts[2].name: invalid value "rs1.example.com.": a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most 64 characters`},
 	{"unknown role", "    role: realserver", "    role: backend",
 		"c.yaml:8:5: services[0]: service \"http\" has no real server: add a host with role realserver\n" +
 			"c.yaml:23:5: hosts[2].role: invalid value \"backend\": expected one of director, realserver"},

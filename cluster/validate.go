@@ -391,7 +391,7 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 	for i := range v.s.Hosts {
 		host := &v.s.Hosts[i]
 		p := fmt.Sprintf("hosts[%d]", i)
-		v.match(p+".name", host.Name, reHostname.MatchString(host.Name), "a host name (uname -n) of letters, digits and -")
+		v.errIf(p+".name", checkNodeName(host.Name))
 		if _, dup := h.idx[host.Name]; dup {
 			v.add(p+".name", "duplicate host name %q", host.Name)
 		}
