@@ -79,11 +79,5 @@ func (es Errors) Error() string {
 
 // sortByPos orders errors as they appear in the file, so a user fixes them top to bottom.
 func (es Errors) sortByPos() {
-	sort.SliceStable(es, func(i, j int) bool {
-		a, b := es[i].Pos, es[j].Pos
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
+	sort.SliceStable(es, func(i, j int) bool { return before(es[i].Pos, es[j].Pos) })
 }

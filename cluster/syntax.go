@@ -46,6 +46,7 @@ func diagnoseSyntax(data []byte, yamlLine int) (pos Pos, msg string, ok bool) {
 	return best.pos, best.msg, true
 }
 
+// before reports whether a comes before b in the file.
 func before(a, b Pos) bool {
 	return a.Line < b.Line || (a.Line == b.Line && a.Col < b.Col)
 }
