@@ -86,7 +86,8 @@ func (c *Cache) commit(tmp, want string) (string, error) {
 	}
 	if got != want {
 		os.Remove(tmp)
-		return "", fmt.Errorf("verify %s: %w: got %s, want %s", filepath.Base(tmp), ErrChecksum, got, want)
+		// No file name: tmp is the cache's, the caller names the origin.
+		return "", fmt.Errorf("%w: got %s, want %s", ErrChecksum, got, want)
 	}
 	if err := os.Chmod(tmp, 0o444); err != nil {
 		return "", fmt.Errorf("commit blob: %w", err)
@@ -125,8 +126,9 @@ func (c *Cache) writeFile(path string, data []byte) error {
 
 // Import copies a local file into the cache if, and only if, its sha256 is
 // the pinned one: a local tarball is trusted for what it hashes to, not for
-// where it sits.
-func (c *Cache) Import(path, sum string) (string, error) {
+// where it sits. A file larger than its kind's cap (MaxSize) is refused,
+// one that grows past it while read too.
+func (c *Cache) Import(path, sum string, kind Kind) (string, error) {
 	if !ValidSHA256(sum) {
 		return "", fmt.Errorf("import %s: a pinned sha256 is required for local files, got %q", path, sum)
 	}
@@ -138,17 +140,30 @@ func (c *Cache) Import(path, sum string) (string, error) {
 		return "", fmt.Errorf("import local file: %w", err)
 	}
 	defer src.Close()
+	max := kind.MaxSize()
+	if st, err := src.Stat(); err != nil {
+		return "", fmt.Errorf("import %s: %w", path, err)
+	} else if st.Size() > max {
+		return "", fmt.Errorf("import %s: %w: %d bytes, more than %s", path, ErrTooLarge, st.Size(), capString(kind))
+	}
 	tmp, err := os.CreateTemp(filepath.Join(c.Dir, "tmp"), "import-*")
 	if err != nil {
 		return "", fmt.Errorf("import %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := io.Copy(tmp, src); err != nil {
-		tmp.Close()
+	n, err := io.Copy(tmp, io.LimitReader(src, max+1))
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return "", fmt.Errorf("import %s: %w", path, err)
 	}
-	if err := tmp.Close(); err != nil {
+	if n > max {
+		return "", fmt.Errorf("import %s: %w: more than %s", path, ErrTooLarge, capString(kind))
+	}
+	p, err := c.commit(tmp.Name(), sum)
+	if err != nil {
 		return "", fmt.Errorf("import %s: %w", path, err)
 	}
-	return c.commit(tmp.Name(), sum)
+	return p, nil
 }

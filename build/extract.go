@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -144,9 +145,13 @@ var progressEvery = 200 * time.Millisecond
 // Extract unpacks the tar archive (plain, xz, gzip or bzip2) at archive into
 // dest, which must not exist yet. It extracts into a temporary sibling and
 // renames it into place, so dest either holds a whole tree or is absent.
-// Entries with absolute paths or "..", links that point outside the tree, and
-// entries under a symlink are refused with ErrUnsafePath. Permission bits
-// (without setuid/setgid/sticky) and modification times are kept.
+// Refused with ErrUnsafePath: entries with absolute paths or that ".."
+// takes out; symlinks that lead outside the tree, resolved as the kernel
+// would through every other symlink of the archive whether or not their
+// target exists; hard links to or through a symlink; entries whose path
+// goes through a symlink (even "l/../x"), or that would replace one.
+// Modification times are kept, and permission bits without setuid, setgid,
+// sticky, and group and other write.
 func Extract(ctx context.Context, archive, dest string, opt ExtractOptions) error {
 	if _, err := os.Lstat(dest); err == nil {
 		return fmt.Errorf("extract %s: destination %s exists", archive, dest)
@@ -253,14 +258,111 @@ func inTree(name string) (string, bool) {
 	return c, true
 }
 
+// maxLinkHops is how many symlinks one resolution may follow, as Linux's
+// limit (40) before ELOOP.
+const maxLinkHops = 40
+
+// viaSymlink returns the first symlink of links that the archive path name
+// (clean, once cleaned) passes through, its last component included when
+// last is set. It reads the path as written: "l/../x" goes through l even
+// though it cleans to "x", which is what the kernel would resolve.
+func viaSymlink(name, clean string, links map[string]string, last bool) (string, bool) {
+	if !strings.Contains(name, "..") {
+		// Without "..", the prefixes of the clean path are the directories
+		// the name walks through; slicing them allocates nothing, which
+		// matters over a kernel's 80,000 entries.
+		for i := 0; i < len(clean); i++ {
+			if clean[i] == '/' {
+				if _, ok := links[clean[:i]]; ok {
+					return clean[:i], true
+				}
+			}
+		}
+		if _, ok := links[clean]; ok && last {
+			return clean, true
+		}
+		return "", false
+	}
+	comps := strings.Split(strings.TrimRight(name, "/"), "/")
+	if !last {
+		comps = comps[:len(comps)-1]
+	}
+	cur := ""
+	for _, c := range comps {
+		cur = path.Join(cur, c)
+		if _, ok := links[cur]; ok {
+			return cur, true
+		}
+	}
+	return "", false
+}
+
+// linkEscapes resolves the symlink at link (a clean path in the tree) as the
+// kernel would, through the other symlinks in links, and says why it is
+// unsafe: it leaves the tree, or loops; "" when it stays inside. A
+// component that is not a symlink counts as a directory whether or not it
+// exists: a link that only dangles today leads outside as soon as a patch
+// or a build creates its target.
+func linkEscapes(links map[string]string, link string) string {
+	var dir []string
+	if d := path.Dir(link); d != "." {
+		dir = strings.Split(d, "/")
+	}
+	// todo is the rest of the path to resolve, its next component last.
+	var todo []string
+	push := func(target string) {
+		comps := strings.Split(target, "/")
+		for i := len(comps) - 1; i >= 0; i-- {
+			todo = append(todo, comps[i])
+		}
+	}
+	push(links[link])
+	for hops := 1; len(todo) > 0; {
+		c := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		switch c {
+		case "", ".":
+		case "..":
+			if len(dir) == 0 {
+				return "leads outside the tree"
+			}
+			dir = dir[:len(dir)-1]
+		default:
+			next := append(dir, c)
+			target, ok := links[strings.Join(next, "/")]
+			if !ok {
+				dir = next
+				continue
+			}
+			if path.IsAbs(target) {
+				return "leads outside the tree"
+			}
+			if hops++; hops > maxLinkHops {
+				return fmt.Sprintf("goes through more than %d symlinks (a loop)", maxLinkHops)
+			}
+			// Resolved from the directory holding that symlink: dir.
+			push(target)
+		}
+	}
+	return ""
+}
+
+// noSharedWrite is what Extract takes away from every mode in an archive:
+// an extracted tree is written by lvsforge alone, whatever the archive
+// says, so that no other user can change a source before it is built.
+const noSharedWrite = 0o022
+
 func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)) error {
 	tr := tar.NewReader(r)
-	// symlinks holds every symlink made so far: nothing may be created
-	// beneath one, so no write ever follows a link out of the tree.
-	symlinks := map[string]bool{}
+	// links maps every symlink made so far to its target, and order lists
+	// them as the archive did: nothing may be created beneath one, so no
+	// write ever follows a link, and once the whole tree is known each one
+	// is resolved through all the others.
+	links := map[string]string{}
+	var order []string
 	type dirTime struct {
-		path string
-		hdr  *tar.Header
+		rel, path string
+		hdr       *tar.Header
 	}
 	var dirs []dirTime
 	// made holds the directories known to exist, so that a tree of 80,000
@@ -294,7 +396,7 @@ func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)
 		}
 		rel, ok := inTree(hdr.Name)
 		if !ok {
-			return fmt.Errorf("%w: %q", ErrUnsafePath, hdr.Name)
+			return fmt.Errorf("%w: %q is outside the tree", ErrUnsafePath, hdr.Name)
 		}
 		if seen != nil {
 			seen(hdr)
@@ -302,19 +404,22 @@ func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)
 		if rel == "." {
 			continue
 		}
-		for p := filepath.Dir(rel); p != "."; p = filepath.Dir(p) {
-			if symlinks[p] {
-				return fmt.Errorf("%w: %q lies under symlink %q", ErrUnsafePath, hdr.Name, p)
+		if len(links) > 0 {
+			if l, ok := viaSymlink(hdr.Name, rel, links, false); ok {
+				return fmt.Errorf("%w: %q goes through symlink %q", ErrUnsafePath, hdr.Name, l)
+			}
+			if _, ok := links[rel]; ok && hdr.Typeflag != tar.TypeSymlink {
+				return fmt.Errorf("%w: %q would replace symlink %q", ErrUnsafePath, hdr.Name, rel)
 			}
 		}
 		target := filepath.Join(root, rel)
-		mode := os.FileMode(hdr.Mode) & os.ModePerm
+		mode := os.FileMode(hdr.Mode) & os.ModePerm &^ noSharedWrite
 		switch hdr.Typeflag {
 		case tar.TypeDir:
 			if err := mkdirs(target); err != nil {
 				return err
 			}
-			dirs = append(dirs, dirTime{target, hdr})
+			dirs = append(dirs, dirTime{rel, target, hdr})
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 			if err := mkdirs(filepath.Dir(target)); err != nil {
 				return err
@@ -323,11 +428,9 @@ func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)
 				return fmt.Errorf("write %s: %w", rel, err)
 			}
 		case tar.TypeSymlink:
+			// Where it leads is decided once every symlink is known.
 			if filepath.IsAbs(hdr.Linkname) {
 				return fmt.Errorf("%w: symlink %q -> absolute %q", ErrUnsafePath, hdr.Name, hdr.Linkname)
-			}
-			if _, ok := inTree(filepath.Join(filepath.Dir(rel), hdr.Linkname)); !ok {
-				return fmt.Errorf("%w: symlink %q -> %q leaves the tree", ErrUnsafePath, hdr.Name, hdr.Linkname)
 			}
 			if err := mkdirs(filepath.Dir(target)); err != nil {
 				return err
@@ -336,17 +439,23 @@ func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)
 			if err := os.Symlink(hdr.Linkname, target); err != nil {
 				return err
 			}
-			symlinks[rel] = true
+			if _, ok := links[rel]; !ok {
+				order = append(order, rel)
+			}
+			links[rel] = hdr.Linkname
 		case tar.TypeLink:
 			lrel, ok := inTree(hdr.Linkname)
 			if !ok {
 				return fmt.Errorf("%w: hardlink %q -> %q leaves the tree", ErrUnsafePath, hdr.Name, hdr.Linkname)
 			}
-			// os.Link follows symlinks in the target's directories.
-			for p := lrel; p != "."; p = filepath.Dir(p) {
-				if symlinks[p] {
-					return fmt.Errorf("%w: hardlink %q -> %q goes through symlink %q", ErrUnsafePath, hdr.Name, hdr.Linkname, p)
-				}
+			// The link is made to the cleaned path, which no symlink
+			// redirects; a target written through one, or that is one
+			// (a second name for a symlink resolves from elsewhere), is
+			// refused all the same.
+			if l, ok := viaSymlink(hdr.Linkname, lrel, links, true); ok && l == lrel {
+				return fmt.Errorf("%w: hardlink %q -> %q is a symlink", ErrUnsafePath, hdr.Name, hdr.Linkname)
+			} else if ok {
+				return fmt.Errorf("%w: hardlink %q -> %q goes through symlink %q", ErrUnsafePath, hdr.Name, hdr.Linkname, l)
 			}
 			if err := mkdirs(filepath.Dir(target)); err != nil {
 				return err
@@ -362,26 +471,18 @@ func untar(ctx context.Context, r io.Reader, root string, seen func(*tar.Header)
 			return fmt.Errorf("%w: %q has unsupported type %q", ErrUnsafePath, hdr.Name, string(hdr.Typeflag))
 		}
 	}
-	// A symlink that is lexically inside can still leave through another
-	// symlink ("a -> .", "b -> a/.."); resolve each one for real now that
-	// the whole tree exists.
-	realRoot, err := filepath.EvalSymlinks(root)
-	if err != nil {
-		return err
-	}
-	for rel := range symlinks {
-		resolved, err := filepath.EvalSymlinks(filepath.Join(root, rel))
-		if err != nil {
-			continue // dangling inside the tree: harmless
-		}
-		if resolved != realRoot && !strings.HasPrefix(resolved, realRoot+string(filepath.Separator)) {
-			return fmt.Errorf("%w: symlink %q resolves to %s", ErrUnsafePath, rel, resolved)
+	for _, l := range order {
+		if why := linkEscapes(links, l); why != "" {
+			return fmt.Errorf("%w: symlink %q -> %q %s", ErrUnsafePath, l, links[l], why)
 		}
 	}
 	// Directory modes and times last: writing files inside changes both.
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
-		os.Chmod(d.path, os.FileMode(d.hdr.Mode)&os.ModePerm|0o700)
+		if _, ok := links[d.rel]; ok {
+			continue // replaced by a symlink: Chmod would follow it
+		}
+		os.Chmod(d.path, os.FileMode(d.hdr.Mode)&os.ModePerm&^noSharedWrite|0o700)
 		os.Chtimes(d.path, d.hdr.ModTime, d.hdr.ModTime)
 	}
 	return nil

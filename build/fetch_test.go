@@ -10,15 +10,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
 // testKey makes a fresh signing key; RSA keeps it like kernel.org's.
@@ -59,15 +63,28 @@ type mirror struct {
 	stallOnce map[string]bool
 	// fail5xx answers 503 this many times before serving the file.
 	fail5xx map[string]int
-	ranges  []string            // Range headers seen on GET
-	rangeOf map[string][]string // the same, by path
-	hits    map[string]int
-	srv     *httptest.Server
+	// cutAlways cuts every answer half-way, as cutOnce does once.
+	cutAlways map[string]bool
+	// status answers with this HTTP status instead of the file.
+	status map[string]int
+	// announce sends this Content-Length, then what it has, then hangs up.
+	announce map[string]int64
+	// noLength sends the file without a Content-Length (chunked).
+	noLength map[string]bool
+	// ignoreRange answers a resume with the whole file (200), though it
+	// says it accepts ranges.
+	ignoreRange map[string]bool
+	ranges      []string            // Range headers seen on GET
+	rangeOf     map[string][]string // the same, by path
+	hits        map[string]int
+	srv         *httptest.Server
 }
 
 func newMirror(t *testing.T) *mirror {
 	m := &mirror{files: map[string][]byte{}, cutOnce: map[string]bool{}, stallOnce: map[string]bool{},
-		fail5xx: map[string]int{}, rangeOf: map[string][]string{}, hits: map[string]int{}}
+		fail5xx: map[string]int{}, rangeOf: map[string][]string{}, hits: map[string]int{},
+		cutAlways: map[string]bool{}, status: map[string]int{}, announce: map[string]int64{},
+		noLength: map[string]bool{}, ignoreRange: map[string]bool{}}
 	m.srv = httptest.NewServer(http.HandlerFunc(m.serve))
 	t.Cleanup(m.srv.Close)
 	return m
@@ -83,10 +100,11 @@ func (m *mirror) requests(p string) int {
 func (m *mirror) serve(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
 	data, ok := m.files[r.URL.Path]
-	cut := m.cutOnce[r.URL.Path] && r.Method == http.MethodGet
+	cut := (m.cutOnce[r.URL.Path] || m.cutAlways[r.URL.Path]) && r.Method == http.MethodGet
 	if cut {
 		delete(m.cutOnce, r.URL.Path)
 	}
+	status, announce, noLength, ignoreRange := m.status[r.URL.Path], m.announce[r.URL.Path], m.noLength[r.URL.Path], m.ignoreRange[r.URL.Path]
 	stall := m.stallOnce[r.URL.Path] && r.Method == http.MethodGet
 	if stall {
 		delete(m.stallOnce, r.URL.Path)
@@ -107,6 +125,10 @@ func (m *mirror) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "try later", http.StatusServiceUnavailable)
 		return
 	}
+	if status != 0 {
+		http.Error(w, "no", status)
+		return
+	}
 	if !ok {
 		http.NotFound(w, r)
 		return
@@ -120,11 +142,41 @@ func (m *mirror) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if cut {
-		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
-		w.WriteHeader(http.StatusOK)
-		w.Write(data[:len(data)/2])
+		// Half of what was asked for (the rest of the file on a resume).
+		start := 0
+		if rg := r.Header.Get("Range"); rg != "" {
+			fmt.Sscanf(rg, "bytes=%d-", &start)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(data)-1, len(data)))
+		}
+		rest := data[start:]
+		w.Header().Set("Content-Length", fmt.Sprint(len(rest)))
+		if start > 0 {
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.WriteHeader(http.StatusOK)
+		}
+		w.Write(rest[:len(rest)/2])
 		w.(http.Flusher).Flush()
 		panic(http.ErrAbortHandler) // the server drops the connection mid-body
+	}
+	switch {
+	case announce != 0:
+		w.Header().Set("Content-Length", fmt.Sprint(announce))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data)
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	case noLength:
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush() // headers out before any length is known
+		w.Write(data)
+		return
+	case ignoreRange:
+		w.Header().Set("Accept-Ranges", "bytes")
+		w.Header().Set("Content-Length", fmt.Sprint(len(data)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(data)
+		return
 	}
 	http.ServeContent(w, r, filepath.Base(r.URL.Path), time.Unix(0, 0), bytes.NewReader(data))
 }
@@ -229,6 +281,11 @@ func TestKernelOrgBadSignature(t *testing.T) {
 			_, err := f.KernelOrgSource(context.Background(), "6.1.100", []string{m.url("")}, Verifier{Keyring: openpgp.EntityList{good}}, "")
 			if !errors.Is(err, ErrBadSignature) {
 				t.Fatalf("err = %v, want ErrBadSignature", err)
+			}
+			// Said once, naming the list's URL; not asked for again.
+			u := m.url("/v6.x/sha256sums.asc")
+			if msg := err.Error(); strings.Count(msg, u) != 1 || strings.Contains(msg, "\n") || m.requests("/v6.x/sha256sums.asc") != 1 {
+				t.Errorf("error %q after %d GETs, want one line naming %s after 1", msg, m.requests("/v6.x/sha256sums.asc"), u)
 			}
 			if b := blobs(t, f.Cache); len(b) != 0 {
 				t.Errorf("cache holds %v after a bad signature", b)
@@ -340,18 +397,64 @@ func TestImportNeedsPin(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "local.tar.xz")
 	data := payload(5000)
 	os.WriteFile(p, data, 0o644)
-	if _, err := c.Import(p, ""); err == nil {
+	if _, err := c.Import(p, "", KindPatch); err == nil {
 		t.Error("unpinned local file accepted")
 	}
-	if _, err := c.Import(p, sha([]byte("nope"))); !errors.Is(err, ErrChecksum) {
-		t.Errorf("wrong pin: err = %v, want ErrChecksum", err)
+	if _, err := c.Import(p, sha([]byte("nope")), KindPatch); !errors.Is(err, ErrChecksum) || !strings.HasPrefix(err.Error(), "import "+p+": sha256 mismatch") {
+		t.Errorf("wrong pin: err = %v, want ErrChecksum naming %s", err, p)
 	}
 	if b := blobs(t, c); len(b) != 0 {
 		t.Errorf("cache holds %v", b)
 	}
-	got, err := c.Import(p, sha(data))
+	got, err := c.Import(p, sha(data), KindPatch)
 	if err != nil || got != c.BlobPath(sha(data)) {
 		t.Fatalf("Import = %q, %v", got, err)
+	}
+}
+
+// TestImportSizeCap: a local file over its kind's cap is refused before it
+// is read, one that grows past it (here an endless device) once the cap is
+// read; nothing is left in the cache.
+func TestImportSizeCap(t *testing.T) {
+	c, err := NewCache(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		kind Kind
+		path string // "": a sparse file one byte over the cap
+		cap  string
+	}{
+		{KindKernel, "", "4 GiB"},
+		{KindPatch, "", "256 MiB"},
+		{KindIpvsadm, "", "16 MiB"},
+		{KindSignature, "", "16 MiB"},
+		{KindIpvsadm, "/dev/zero", "16 MiB"},
+	}
+	for _, tc := range cases {
+		name := string(tc.kind) + ", sparse"
+		if tc.path != "" {
+			name = string(tc.kind) + ", " + tc.path
+		}
+		t.Run(name, func(t *testing.T) {
+			p := tc.path
+			if p == "" {
+				p = filepath.Join(t.TempDir(), "big")
+				if err := os.WriteFile(p, nil, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Truncate(p, tc.kind.MaxSize()+1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := c.Import(p, sha([]byte("x")), tc.kind)
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "import "+p+": ") || !strings.Contains(err.Error(), tc.cap) {
+				t.Errorf("err = %v, want ErrTooLarge naming %s and the %s cap", err, p, tc.cap)
+			}
+			if left, _ := os.ReadDir(filepath.Join(c.Dir, "tmp")); len(left) != 0 || len(blobs(t, c)) != 0 {
+				t.Errorf("left in the cache: tmp %v, blobs %v", left, blobs(t, c))
+			}
+		})
 	}
 }
 
@@ -406,6 +509,25 @@ func TestShippedAutosignerKey(t *testing.T) {
 	}
 }
 
+// failedAttempts collects f's reports of failed attempts; the returned
+// function gives those so far.
+func failedAttempts(f *Fetcher) func() []Progress {
+	var mu sync.Mutex
+	var got []Progress
+	f.Progress = func(p Progress) {
+		if p.Done && p.Err != nil {
+			mu.Lock()
+			got = append(got, p)
+			mu.Unlock()
+		}
+	}
+	return func() []Progress {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
 // TestFetchStalledDownloadRetried: a mirror sends half the file and then
 // nothing, keeping the connection open. The attempt is abandoned after the
 // idle timeout and the next one resumes where the data stopped.
@@ -417,15 +539,7 @@ func TestFetchStalledDownloadRetried(t *testing.T) {
 	f := newTestFetcher(t)
 	// Long enough that a loaded machine never stalls the healthy retry.
 	f.IdleTimeout = 2 * time.Second
-	var mu sync.Mutex
-	var failures []error
-	f.Progress = func(p Progress) {
-		if p.Done && p.Err != nil {
-			mu.Lock()
-			failures = append(failures, p.Err)
-			mu.Unlock()
-		}
-	}
+	failures := failedAttempts(f)
 	// Without the idle timeout the first attempt never ends; the deadline
 	// turns that hang into a failure.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -437,8 +551,8 @@ func TestFetchStalledDownloadRetried(t *testing.T) {
 	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
 		t.Fatal("cached file differs")
 	}
-	if len(failures) != 1 || !errors.Is(failures[0], ErrStalled) {
-		t.Errorf("failed attempts %v, want one ErrStalled", failures)
+	if fails := failures(); len(fails) != 1 || !errors.Is(fails[0].Err, ErrStalled) {
+		t.Errorf("failed attempts %v, want one ErrStalled", fails)
 	}
 	if want := fmt.Sprintf("bytes=%d-", len(data)/2); len(m.ranges) != 1 || m.ranges[0] != want {
 		t.Errorf("Range requests %q, want one %q: the retry must resume", m.ranges, want)
@@ -463,5 +577,278 @@ func TestFetchSmallRetries5xx(t *testing.T) {
 	}
 	if _, err := f.fetchSmall(context.Background(), m.url("/missing")); err == nil || m.requests("/missing") != 1 {
 		t.Errorf("404: err %v after %d requests, want an error after 1", err, m.requests("/missing"))
+	}
+	// Always 503: Rounds attempts, said once with their count.
+	m.fail5xx["/v7.x/sha256sums.asc"] = 100
+	_, err = f.fetchSmall(context.Background(), m.url("/v7.x/sha256sums.asc"))
+	if want := "3 attempts failed, the last: server answered 503 Service Unavailable"; err == nil || err.Error() != want || m.requests("/v7.x/sha256sums.asc") != 3 {
+		t.Errorf("503s: err %v after %d requests, want %q after 3", err, m.requests("/v7.x/sha256sums.asc"), want)
+	}
+	// Endless, with no length: cut at the cap of a checksum list, not retried.
+	m.files["/v8.x/sha256sums.asc"] = payload(int(MaxSignature) + 1)
+	m.noLength["/v8.x/sha256sums.asc"] = true
+	if _, err := f.fetchSmall(context.Background(), m.url("/v8.x/sha256sums.asc")); !errors.Is(err, ErrTooLarge) || m.requests("/v8.x/sha256sums.asc") != 1 {
+		t.Errorf("too long: err %v after %d requests, want ErrTooLarge after 1", err, m.requests("/v8.x/sha256sums.asc"))
+	}
+}
+
+// parts lists the partial downloads left in the cache.
+func parts(t *testing.T, c *Cache) []string {
+	t.Helper()
+	p, err := filepath.Glob(filepath.Join(c.Dir, "downloads", "*.part"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestFetchSizeLimits: a download stops at the length its server
+// announced, or at its kind's cap when there is none, and never grows past
+// either; a length announced over the cap is refused before any byte.
+func TestFetchSizeLimits(t *testing.T) {
+	data := payload(1 << 20)
+	cases := []struct {
+		name  string
+		setup func(m *mirror)
+		// gets is how many GETs it takes; ok, whether the file arrives.
+		gets int
+		ok   bool
+	}{
+		{"announced over the cap", func(m *mirror) { m.announce["/f"] = MaxIpvsadm + 1 }, 1, false},
+		{"no length, over the cap", func(m *mirror) { m.files["/f"] = payload(int(MaxIpvsadm) + 1); m.noLength["/f"] = true }, 1, false},
+		{"no length, within the cap", func(m *mirror) { m.noLength["/f"] = true }, 1, true},
+		// The second answer is the whole file: it replaces the first
+		// half instead of being appended to it.
+		{"resume answered with the whole file", func(m *mirror) { m.cutOnce["/f"] = true; m.ignoreRange["/f"] = true }, 2, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newMirror(t)
+			m.files["/f"] = data
+			c.setup(m)
+			f := newTestFetcher(t)
+			p, err := f.Fetch(context.Background(), Source{Name: "ipvsadm.tar.gz", URLs: []string{m.url("/f")}, SHA256: sha(data), Kind: KindIpvsadm})
+			if c.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
+					t.Error("cached bytes differ")
+				}
+			} else if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "16 MiB") {
+				t.Errorf("err = %v, want ErrTooLarge naming the 16 MiB cap", err)
+			}
+			if n := m.requests("/f"); n != c.gets {
+				t.Errorf("%d GETs, want %d", n, c.gets)
+			}
+			if p := parts(t, f.Cache); len(p) != 0 {
+				t.Errorf("partial downloads left: %v", p)
+			}
+		})
+	}
+}
+
+// understate is a transport that announces half of each body it passes
+// on: over HTTP/1.1 or 2, Go's own transport never lets a body run past its
+// Content-Length, but a Fetcher's Client may be any.
+type understate struct{ http.RoundTripper }
+
+func (u understate) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := u.RoundTripper.RoundTrip(r)
+	if err == nil && resp.ContentLength > 0 {
+		resp.ContentLength /= 2
+	}
+	return resp, err
+}
+
+// TestFetchBodyLongerThanAnnounced: bytes past the announced length are an
+// error, even when they are the pinned file, and are not kept.
+func TestFetchBodyLongerThanAnnounced(t *testing.T) {
+	data := payload(1 << 20)
+	m := newMirror(t)
+	m.files["/f"] = data
+	f := newTestFetcher(t)
+	f.Client = &http.Client{Transport: understate{http.DefaultTransport}}
+	_, err := f.Fetch(context.Background(), Source{Name: "f", URLs: []string{m.url("/f")}, SHA256: sha(data)})
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), fmt.Sprintf("more than the %d bytes it announced", len(data)/2)) {
+		t.Errorf("err = %v, want ErrTooLarge: more than the %d bytes announced", err, len(data)/2)
+	}
+	if m.requests("/f") != 1 || len(blobs(t, f.Cache)) != 0 || len(parts(t, f.Cache)) != 0 {
+		t.Errorf("%d GETs, blobs %v, parts %v; want 1 GET and nothing kept", m.requests("/f"), blobs(t, f.Cache), parts(t, f.Cache))
+	}
+}
+
+// TestFetchLeavesNoPart: a fetch that gives up, or that is cancelled,
+// removes its partial download; the resumes happen between its attempts.
+func TestFetchLeavesNoPart(t *testing.T) {
+	data := payload(2 << 20)
+	cases := []struct {
+		name    string
+		setup   func(m *mirror, f *Fetcher, cancel context.CancelFunc)
+		resumes int
+	}{
+		// Each attempt resumes and gets half the rest: 7/8 of the file
+		// after three.
+		{"cut on every attempt", func(m *mirror, f *Fetcher, _ context.CancelFunc) { m.cutAlways["/f"] = true }, 2},
+		{"cancelled mid-body", func(m *mirror, f *Fetcher, cancel context.CancelFunc) {
+			m.stallOnce["/f"] = true
+			f.Progress = func(p Progress) {
+				if p.Bytes > 0 {
+					cancel()
+				}
+			}
+		}, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newMirror(t)
+			m.files["/f"] = data
+			f := newTestFetcher(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c.setup(m, f, cancel)
+			if _, err := f.Fetch(ctx, Source{Name: "f", URLs: []string{m.url("/f")}, SHA256: sha(data)}); err == nil {
+				t.Fatal("fetch succeeded")
+			}
+			if p := parts(t, f.Cache); len(p) != 0 {
+				t.Errorf("partial downloads left: %v", p)
+			}
+			if r := m.rangeOf["/f"]; len(r) != c.resumes {
+				t.Errorf("resumed with %q, want %d resumes", r, c.resumes)
+			}
+		})
+	}
+}
+
+// TestFetchDiskFull: with the cache's downloads on a full file system
+// (a 1 MiB tmpfs, mounted in a mount namespace of a child process, so
+// nothing outside it sees the mount), the fetch fails at once, says the
+// disk is full, and leaves no partial file.
+func TestFetchDiskFull(t *testing.T) {
+	if dir := os.Getenv("LVSFORGE_TEST_DISKFULL"); dir != "" {
+		diskFullChild(t, dir)
+		return
+	}
+	testenv.Root(t)
+	data := payload(3 << 20)
+	m := newMirror(t)
+	m.files["/big.tar.xz"] = data
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFetchDiskFull$", "-test.v")
+	cmd.Env = append(os.Environ(), "LVSFORGE_TEST_DISKFULL="+t.TempDir(),
+		"LVSFORGE_TEST_DISKFULL_URL="+m.url("/big.tar.xz"), "LVSFORGE_TEST_DISKFULL_SHA="+sha(data))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestFetchDiskFull") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	if n := m.requests("/big.tar.xz"); n != 1 {
+		t.Errorf("%d GETs, want 1: a full disk is not retried", n)
+	}
+}
+
+func diskFullChild(t *testing.T, dir string) {
+	c, err := NewCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downloads := filepath.Join(dir, "downloads")
+	if err := syscall.Mount("tmpfs", downloads, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatalf("mount a 1 MiB tmpfs: %v", err)
+	}
+	f := &Fetcher{Cache: c, Backoff: 10 * time.Millisecond, Rounds: 3}
+	url := os.Getenv("LVSFORGE_TEST_DISKFULL_URL")
+	_, err = f.Fetch(context.Background(), Source{Name: "big.tar.xz", URLs: []string{url}, SHA256: os.Getenv("LVSFORGE_TEST_DISKFULL_SHA")})
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("err = %v, want ENOSPC", err)
+	}
+	t.Log(err)
+	if p := parts(t, c); len(p) != 0 {
+		t.Errorf("partial downloads left on the full disk: %v", p)
+	}
+}
+
+// TestFetchGivesUpOnce: what cannot succeed is not asked again, what may
+// is asked Rounds times, and either way the error is one line naming the
+// URL once, with the count of attempts when there were several. Progress
+// marks every failed attempt but the last as retried.
+func TestFetchGivesUpOnce(t *testing.T) {
+	data := payload(1 << 20)
+	bad := bytes.Clone(data)
+	bad[100] ^= 1
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // a port nothing listens on
+	cases := []struct {
+		name  string
+		setup func(m *mirror) string // the URL
+		gets  int
+		want  string // in the error
+	}{
+		{"sha256 mismatch", func(m *mirror) string { m.files["/f"] = bad; return m.url("/f") }, 1, "sha256 mismatch: got " + sha(bad) + ", want " + sha(data)},
+		{"forbidden", func(m *mirror) string { m.status["/f"] = http.StatusForbidden; return m.url("/f") }, 1, "server answered 403 Forbidden"},
+		{"not found", func(m *mirror) string { m.status["/f"] = http.StatusNotFound; return m.url("/f") }, 1, "server answered 404 Not Found"},
+		{"server error", func(m *mirror) string { m.fail5xx["/f"] = 100; return m.url("/f") }, 3, "3 attempts failed, the last: server answered 503 Service Unavailable"},
+		{"connection refused", func(m *mirror) string { return closed.URL + "/f" }, 0, "3 attempts failed, the last: dial tcp"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := newMirror(t)
+			m.files["/f"] = data
+			u := c.setup(m)
+			f := newTestFetcher(t)
+			failures := failedAttempts(f)
+			_, err := f.Fetch(context.Background(), Source{Name: "f.tar.xz", URLs: []string{u}, SHA256: sha(data)})
+			if err == nil {
+				t.Fatal("fetch succeeded")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "fetch f.tar.xz: "+u+": ") || !strings.Contains(msg, c.want) || strings.Count(msg, u) != 1 ||
+				strings.Contains(msg, "\n") || strings.Contains(msg, ".part") {
+				t.Errorf("error %q, want one line: fetch f.tar.xz: %s: ...%s...", msg, u, c.want)
+			}
+			if n := m.requests("/f"); n != c.gets {
+				t.Errorf("%d GETs, want %d", n, c.gets)
+			}
+			attempts := max(c.gets, 1)
+			if c.gets == 0 {
+				attempts = 3
+			}
+			want := make([]bool, attempts)
+			for i := range attempts - 1 {
+				want[i] = true
+			}
+			var retried []bool
+			for _, p := range failures() {
+				retried = append(retried, p.Retrying)
+			}
+			if fmt.Sprint(retried) != fmt.Sprint(want) {
+				t.Errorf("failed attempts marked retrying: %v, want %v", retried, want)
+			}
+		})
+	}
+}
+
+// TestFetchMismatchAfterResume: bytes that fail the check after a resume
+// may be the first attempt's, not the mirror's: the mirror is asked once
+// more, from the start, and is dropped only if that fails too.
+func TestFetchMismatchAfterResume(t *testing.T) {
+	data := payload(2 << 20)
+	m := newMirror(t)
+	m.files["/f"] = data
+	f := newTestFetcher(t)
+	// An earlier attempt's bytes that are not the file's start.
+	part := filepath.Join(f.Cache.Dir, "downloads", sha(data)+".part")
+	if err := os.WriteFile(part, []byte("not the start of the file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.Fetch(context.Background(), Source{Name: "f", URLs: []string{m.url("/f")}, SHA256: sha(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
+		t.Error("cached bytes differ")
+	}
+	// The resumed attempt fails the check, the next one starts over.
+	if r := m.rangeOf["/f"]; len(r) != 1 || m.requests("/f") != 2 {
+		t.Errorf("ranges %q in %d GETs, want one resume then a GET from the start", r, m.requests("/f"))
 	}
 }

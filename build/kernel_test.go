@@ -260,7 +260,7 @@ func TestBuildDirectorKernel(t *testing.T) {
 	}
 
 	t.Run("boot", func(t *testing.T) {
-		ipvsadmTar, err := c.Import(ipvsadmTarball, ipvsadmSHA256)
+		ipvsadmTar, err := c.Import(ipvsadmTarball, ipvsadmSHA256, KindIpvsadm)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,7 +552,7 @@ func directorInputs(t *testing.T) (*Cache, KernelInputs) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tarball, err := c.Import(debianKernelTarball, sum)
+	tarball, err := c.Import(debianKernelTarball, sum, KindKernel)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,16 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
-	"github.com/cavaliergopher/grab/v3"
 )
 
 // KernelOrgAutosignerFingerprint is the primary-key fingerprint of the
@@ -201,7 +198,7 @@ func (f *Fetcher) KernelOrgSource(ctx context.Context, version string, mirrors [
 		if pin != "" && !strings.EqualFold(pin, sum) {
 			return Source{}, fmt.Errorf("resolve %s: %w: signed list says %s, spec pins %s", name, ErrChecksum, sum, pin)
 		}
-		return Source{Name: name, URLs: urls, SHA256: sum}, nil
+		return Source{Name: name, URLs: urls, SHA256: sum, Kind: KindKernel}, nil
 	}
 	cached := filepath.Join(f.Cache.Dir, "kernel.org", dir, "sha256sums.asc")
 	if data, err := os.ReadFile(cached); err == nil {
@@ -230,56 +227,26 @@ func (f *Fetcher) KernelOrgSource(ctx context.Context, version string, mirrors [
 	return Source{}, fmt.Errorf("resolve %s: %w", name, errors.Join(errs...))
 }
 
-// fetchSmall downloads a small file into memory with the Fetcher's
-// retries: a connection failure, a stall or a 5xx answer is tried again
-// after the backoff; any other HTTP status is final.
+// fetchSmall downloads a signature or checksum list into memory with the
+// Fetcher's retries: a connection failure, a stall or a 5xx answer is tried
+// again after the backoff; any other failure is final. The error says how
+// many attempts were made, once.
 func (f *Fetcher) fetchSmall(ctx context.Context, url string) ([]byte, error) {
-	client := f.client()
-	rounds := f.Rounds
-	if rounds <= 0 {
-		rounds = 4
-	}
-	backoff := f.Backoff
-	if backoff <= 0 {
-		backoff = time.Second
-	}
+	rounds, backoff := f.rounds()
 	var err error
 	for round := 0; round < rounds; round++ {
-		if round > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(backoff << (round - 1)):
-			}
+		if pause(ctx, backoff, round) {
+			return nil, ctx.Err()
 		}
-		var data []byte
-		if data, err = f.getSmall(ctx, client, url); err == nil {
-			return data, nil
+		var buf bytes.Buffer
+		if _, _, _, err = f.get(ctx, url, KindSignature, 0, &buf, nil, func(bool, int64, int64, int64) {}); err == nil {
+			return buf.Bytes(), nil
 		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		var sc grab.StatusCodeError
-		if errors.As(err, &sc) && int(sc) < 500 && int(sc) != http.StatusTooManyRequests {
-			return nil, err
+		if ctx.Err() != nil || !retryable(err) {
+			return nil, attemptsError(round+1, err)
 		}
 	}
-	return nil, err
-}
-
-func (f *Fetcher) getSmall(ctx context.Context, client *grab.Client, url string) ([]byte, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	req, err := grab.NewRequest("", url)
-	if err != nil {
-		return nil, err
-	}
-	req.NoStore = true
-	resp := client.Do(req.WithContext(ctx))
-	if err := f.await(resp, cancel, nil); err != nil {
-		return nil, err
-	}
-	return resp.Bytes()
+	return nil, attemptsError(rounds, err)
 }
 
 // verifyKernelOrgTarSign checks linux-VERSION.tar.sign, from the cache or
@@ -306,10 +273,15 @@ func (f *Fetcher) verifyKernelOrgTarSign(ctx context.Context, version string, mi
 		return string(who), nil
 	}
 	cached := filepath.Join(f.Cache.Dir, "kernel.org", dir, name)
-	var sigs [][]byte
+	// Each signature with where it came from, for the error.
+	type sig struct {
+		from string
+		data []byte
+	}
+	var sigs []sig
 	var errs []error
 	if data, err := os.ReadFile(cached); err == nil {
-		sigs = append(sigs, data)
+		sigs = append(sigs, sig{cached, data})
 	} else {
 		for _, m := range mirrors {
 			u := strings.TrimRight(m, "/") + "/" + dir + "/" + name
@@ -318,14 +290,14 @@ func (f *Fetcher) verifyKernelOrgTarSign(ctx context.Context, version string, mi
 				errs = append(errs, fmt.Errorf("%s: %w", u, err))
 				continue
 			}
-			sigs = append(sigs, data)
+			sigs = append(sigs, sig{u, data})
 			break
 		}
 	}
 	for _, sig := range sigs {
-		signer, err := verifyTarSign(ctx, tarball, bytes.NewReader(sig), keyring)
+		signer, err := verifyTarSign(ctx, tarball, bytes.NewReader(sig.data), keyring)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", sig.from, err))
 			continue
 		}
 		who := fmt.Sprintf("%X", signer.PrimaryKey.Fingerprint)
@@ -333,7 +305,7 @@ func (f *Fetcher) verifyKernelOrgTarSign(ctx context.Context, version string, mi
 			who += " " + id
 			break
 		}
-		if err := f.Cache.writeFile(cached, sig); err != nil {
+		if err := f.Cache.writeFile(cached, sig.data); err != nil {
 			return "", fmt.Errorf("verify %s: %w", name, err)
 		}
 		if err := f.Cache.writeFile(marker, []byte(who)); err != nil {

@@ -122,6 +122,15 @@ func TestKernelOrgTarSign(t *testing.T) {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
 				}
+				// Said once, naming where the signature came from; the
+				// tarball was not fetched again for it.
+				sign := m.url("/v6.x/linux-6.1.7.tar.sign")
+				if msg := err.Error(); strings.Count(msg, sign) != 1 || strings.Contains(msg, "\n") {
+					t.Errorf("error %q, want one line naming %s", msg, sign)
+				}
+				if n, k := m.requests("/v6.x/linux-6.1.7.tar.sign"), m.requests("/v6.x/linux-6.1.7.tar.xz"); n != 1 || k != 1 {
+					t.Errorf("%d GETs of the .tar.sign, %d of the tarball, want 1 and 1", n, k)
+				}
 				return
 			case err != nil:
 				t.Fatal(err)

@@ -23,6 +23,7 @@ var IpvsadmSource = Source{
 		"http://deb.debian.org/debian/pool/main/i/ipvsadm/ipvsadm_1.31.orig.tar.gz",
 	},
 	SHA256: "7276bcf214f31051188b2e44f11029e57303f37e54126e517000c1b2123a6d4e",
+	Kind:   KindIpvsadm,
 }
 
 // Roles lvsforge builds kernels for.
@@ -112,13 +113,13 @@ func (f *Fetcher) FetchSpec(ctx context.Context, s *cluster.Spec, opt FetchOptio
 			if !filepath.IsAbs(p) {
 				p = filepath.Join(s.Dir, p)
 			}
-			cached, err := f.Cache.Import(p, k.Source.SHA256)
+			cached, err := f.Cache.Import(p, k.Source.SHA256, KindKernel)
 			if err != nil {
 				return nil, err
 			}
 			out.Kernel = Item{Name: filepath.Base(p), Path: cached, SHA256: strings.ToLower(k.Source.SHA256)}
 		} else {
-			src := Source{Name: name, URLs: []string{k.Source.URL}, SHA256: k.Source.SHA256}
+			src := Source{Name: name, URLs: []string{k.Source.URL}, SHA256: k.Source.SHA256, Kind: KindKernel}
 			srcs = append(srcs, src)
 			assign = append(assign, func(p string) { out.Kernel = Item{Name: src.Name, Path: p, SHA256: strings.ToLower(src.SHA256)} })
 		}
@@ -137,14 +138,14 @@ func (f *Fetcher) FetchSpec(ctx context.Context, s *cluster.Spec, opt FetchOptio
 		for i, e := range entries {
 			series[i] = PatchInput{Patch: patches.Patch{Name: e.Name, Strip: e.Strip}, SHA256: e.SHA256}
 			if e.File != "" {
-				p, err := f.Cache.Import(e.File, e.SHA256)
+				p, err := f.Cache.Import(e.File, e.SHA256, KindPatch)
 				if err != nil {
 					return nil, fmt.Errorf("fetch patch %s: %w", e.Name, err)
 				}
 				series[i].Path = p
 				continue
 			}
-			srcs = append(srcs, Source{Name: e.Name, URLs: []string{e.URL}, SHA256: e.SHA256})
+			srcs = append(srcs, Source{Name: e.Name, URLs: []string{e.URL}, SHA256: e.SHA256, Kind: KindPatch})
 			assign = append(assign, func(p string) { series[i].Path = p })
 		}
 	}
@@ -155,7 +156,7 @@ func (f *Fetcher) FetchSpec(ctx context.Context, s *cluster.Spec, opt FetchOptio
 			src = IpvsadmSource
 		}
 		if opt.IpvsadmFile != "" {
-			p, err := f.Cache.Import(opt.IpvsadmFile, src.SHA256)
+			p, err := f.Cache.Import(opt.IpvsadmFile, src.SHA256, KindIpvsadm)
 			if err != nil {
 				return nil, fmt.Errorf("fetch ipvsadm: %w", err)
 			}

@@ -46,6 +46,31 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestNoValueTakesTheDefault: a key written without a value is unset in
+// YAML, so its default applies; only a written 0 is refused.
+func TestNoValueTakesTheDefault(t *testing.T) {
+	base, _ := os.ReadFile("testdata/base.yaml")
+	text := strings.Replace(string(base), "  initdead: 120\n", "  initdead: 120\n  udpPort:\n  baud: null\n", 1)
+	s, err := Parse([]byte(text), "c.yaml", "testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.HA.UDPPort != 694 || s.HA.Baud != 19200 {
+		t.Errorf("udpPort %d, baud %d: want the defaults 694, 19200", s.HA.UDPPort, s.HA.Baud)
+	}
+}
+
+// TestPointToPointLinkAddresses: a /31 has no network or broadcast
+// address (RFC 3021), so both of its addresses are hosts'.
+func TestPointToPointLinkAddresses(t *testing.T) {
+	base, _ := os.ReadFile("testdata/base.yaml")
+	text := strings.NewReplacer("heartbeatAddress: 192.168.0.1/24}", "heartbeatAddress: 10.9.9.0/31}",
+		"heartbeatAddress: 192.168.0.2/24}", "heartbeatAddress: 10.9.9.1/31}").Replace(string(base))
+	if _, err := Parse([]byte(text), "c.yaml", "testdata"); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestDurations(t *testing.T) {
 	for in, want := range map[string]string{"2": "2", "2s": "2", "500ms": "500ms", "1m": "60", "1500ms": "1500ms", "3600": "3600", "1h": "3600"} {
 		var d Duration
@@ -55,7 +80,7 @@ func TestDurations(t *testing.T) {
 	}
 	// Beyond 1h: 9999999999999 seconds would overflow time.Duration, and
 	// 2 x deadtime with it.
-	for _, in := range []string{"-1", "fast", "1.5us", "", "3601", "61m", "9999999999999", "99999999999999999999", "2562047h"} {
+	for _, in := range []string{"0", "0s", "0ms", "-1", "fast", "1.5us", "", "3601", "61m", "9999999999999", "99999999999999999999", "2562047h"} {
 		var d Duration
 		if err := d.decodeScalar(in); err == nil {
 			t.Errorf("%q accepted", in)

@@ -21,6 +21,9 @@ type Pos struct{ Line, Col int }
 type decoder struct {
 	errs Errors
 	pos  map[string]Pos
+	// nulls are the paths written with no value (`port:` or `port: null`),
+	// which YAML reads as unset, as if the key were not there.
+	nulls map[string]bool
 }
 
 // scalarDecoder is implemented by types that parse themselves from a scalar.
@@ -67,6 +70,9 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 	if path != "" {
 		d.pos[path] = Pos{n.Line, n.Column}
+		if n.Tag == "!!null" {
+			d.nulls[path] = true
+		}
 	}
 	if v.Kind() == reflect.Pointer {
 		if n.Tag == "!!null" {

@@ -23,7 +23,7 @@ func (d *Duration) decodeScalar(s string) error {
 			return fmt.Errorf("duration %q is longer than 1h: use at most 3600 seconds", s)
 		}
 		*d = Duration(time.Duration(n) * time.Second)
-		return nil
+		return d.positive(s)
 	}
 	pd, err := time.ParseDuration(v)
 	if err != nil || pd < 0 || pd%time.Millisecond != 0 {
@@ -33,6 +33,15 @@ func (d *Duration) decodeScalar(s string) error {
 		return fmt.Errorf("duration %q is longer than 1h: use at most 3600 seconds", s)
 	}
 	*d = Duration(pd)
+	return d.positive(s)
+}
+
+// positive refuses 0 as it refuses -5: every heartbeat time is a wait, and
+// 0 is what an unset time reads as, which the default would silently replace.
+func (d Duration) positive(s string) error {
+	if d == 0 {
+		return fmt.Errorf("invalid duration %q: a heartbeat time must be above 0: use whole seconds (30, 30s) or milliseconds (500ms)", s)
+	}
 	return nil
 }
 

@@ -201,10 +201,7 @@ func (s *Spec) readSecret() (secret, field, problem string) {
 	switch {
 	case ak.File != "":
 		field = "ha.authkey.file"
-		p := ak.File
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(s.Dir, p)
-		}
+		p := s.localPath(ak.File)
 		b, problem := readSecretFile(p)
 		if problem != "" {
 			return "", field, problem
@@ -236,6 +233,8 @@ func readSecretFile(p string) ([]byte, string) {
 		return nil, fmt.Sprintf("cannot read the authkey: %v", err)
 	case !st.Mode().IsRegular():
 		return nil, fmt.Sprintf("authkey file %s is not a regular file: expected a file holding the heartbeat secret", p)
+	case st.Mode().Perm()&0o077 != 0:
+		return nil, fmt.Sprintf("authkey file %s can be read or written by group or other (mode %04o): a heartbeat secret must be private, as heartbeat demands of its authkeys file; chmod 600 %s", p, st.Mode().Perm(), p)
 	}
 	f, err := os.Open(p)
 	if err != nil {

@@ -6,6 +6,10 @@ import (
 	"testing"
 )
 
+// heartbeatHA is base.yaml's ha section: what a case switching to
+// keepalived replaces (keepalived uses none of it).
+const heartbeatHA = "  backend: heartbeat\n  keepalive: 2\n  deadtime: 30\n  initdead: 120\n  media:\n    - {type: bcast, interface: eth1}\n  authkey: {file: authkey}\n"
+
 // invalidSpecs are edits of testdata/base.yaml, each with the exact error
 // (file:line:col: field: message) it must produce. Line numbers refer to
 // the edited file.
@@ -20,7 +24,22 @@ var invalidSpecs = []struct {
 		`c.yaml:3:1: nodes: unknown field "nodes"; valid fields here: apiVersion, ha, hosts, kernel, kind, metadata, patchSets, services`},
 	{"unknown nested field", "    scheduler: rr\n", "    scheduler: rr\n    sched: rr\n",
 		"c.yaml:12:5: services[0].sched: unknown field \"sched\"; valid fields here: check, fallback, forwarding, fwmark, fwmarkPorts, name, persistence, port, protocol, quiescent, realPort, scheduler, vip"},
-	{"YAML syntax", "  name: t\n", "  name: [t\n", "c.yaml:3:1: YAML syntax: did not find expected ',' or ']'"},
+	{"YAML syntax", "  name: t\n", "  name: [t\n", "c.yaml:4:9: YAML syntax: this [ is never closed: end the list with ]"},
+	// YAML syntax: the offending line, and what is wrong in words.
+	{"tab indents a line", "    role: director\n", "\trole: director\n",
+		"c.yaml:15:1: YAML syntax: a tab indents this line: YAML indents with spaces"},
+	{"unclosed flow mapping", "  name: t\n", "  name: {t\n", "c.yaml:4:9: YAML syntax: this { is never closed: end the mapping with }"},
+	{"unclosed double quote", "  name: t\n", "  name: \"t\n", `c.yaml:4:9: YAML syntax: this " is never closed: end the string with "`},
+	{"unclosed single quote", "  name: t\n", "  name: 't\n", "c.yaml:4:9: YAML syntax: this ' is never closed: end the string with '"},
+	{"bracket closed by the other kind", "    - {type: bcast, interface: eth1}\n", "    - {type: bcast, interface: eth1]\n",
+		"c.yaml:32:7: YAML syntax: this { is never closed: the ] at line 32, column 36 comes first; close the { with } before it"},
+	{"line indented deeper than its sibling", "    port: 80\n", "      port: 80\n",
+		`c.yaml:10:7: YAML syntax: this line is indented 6 spaces, deeper than the entry above (4), which already has a value: indent it 4 spaces, or nest it under a key that ends with ":"`},
+	{"line indented between two levels", "  - name: rs1\n", " - name: rs1\n",
+		"c.yaml:22:2: YAML syntax: this line is indented 1 space, but the entries above it are at 0, 2 or 4: indent it as far as the entries it belongs with"},
+	{"control character", "  name: t\n", "  name: t\x07\n", `c.yaml:4:10: YAML syntax: character '\a' is not allowed in a YAML file: remove it`},
+	{"second YAML document", "  name: t\n", "  name: t\n---\nkind: Cluster\n",
+		"c.yaml:5:1: a second YAML document starts here: a spec is one document; remove this --- and what follows it"},
 	{"port is text", "    port: 80", "    port: http",
 		`c.yaml:10:11: services[0].port: expected an integer, got "http"`},
 	{"port out of range", "    port: 80", "    port: 70000",
@@ -41,15 +60,34 @@ var invalidSpecs = []struct {
 		"c.yaml:20:5: hosts[1].address: address 192.168.7.9 is already used by host d1"},
 	{"DR real server off the VIP subnet", "    address: 192.168.7.11/24", "    address: 10.0.0.11/24",
 		`c.yaml:24:5: hosts[2].address: LVS-DR real server rs1 (10.0.0.11/24) must be on the L2 subnet of VIP 192.168.7.110 of service "http"`},
+	{"VIP on no director's subnet", "    vip: 192.168.7.110", "    vip: 10.0.0.110",
+		"c.yaml:9:5: services[0].vip: VIP 10.0.0.110 of service \"http\" is on no director's subnet (192.168.7.0/24): a director brings the VIP up on its public interface; use an address of that subnet\n" +
+			"c.yaml:24:5: hosts[2].address: LVS-DR real server rs1 (192.168.7.11/24) must be on the L2 subnet of VIP 10.0.0.110 of service \"http\""},
+	{"one director off the VIP's subnet", "    address: 192.168.7.10/24", "    address: 10.0.0.10/24",
+		"c.yaml:20:5: hosts[1].address: director d2 (10.0.0.10/24) is not on the subnet of VIP 192.168.7.110 of service \"http\": the VIP is brought up on its public interface"},
+	{"VIP is a network address", "    vip: 192.168.7.110", "    vip: 192.168.7.0",
+		"c.yaml:9:5: services[0].vip: 192.168.7.0 is the network address of 192.168.7.0/24, which no host can have: use an address from 192.168.7.1 to 192.168.7.254"},
+	{"RIP is a broadcast address", "    address: 192.168.7.11/24", "    address: 192.168.7.255/24",
+		"c.yaml:24:5: hosts[2].address: 192.168.7.255 is the broadcast address of 192.168.7.0/24, which no host can have: use an address from 192.168.7.1 to 192.168.7.254"},
+	{"heartbeat address is a network address", "heartbeatAddress: 192.168.0.1/24}", "heartbeatAddress: 192.168.0.0/24}",
+		"c.yaml:17:49: hosts[0].interfaces.heartbeatAddress: 192.168.0.0 is the network address of 192.168.0.0/24, which no host can have: use an address from 192.168.0.1 to 192.168.0.254"},
+	{"gateway is a broadcast address", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.255\n",
+		"c.yaml:25:5: hosts[2].gateway: 192.168.7.255 is the broadcast address of 192.168.7.0/24, which no host can have: use an address from 192.168.7.1 to 192.168.7.254"},
+	{"floating gateway is a broadcast address", "  initdead: 120\n", "  initdead: 120\n  floatingGateway: 192.168.7.255/24\n",
+		"c.yaml:31:3: ha.floatingGateway: 192.168.7.255 is the broadcast address of 192.168.7.0/24, which no host can have: use an address from 192.168.7.1 to 192.168.7.254"},
 	{"NAT gateway not a director", "    forwarding: dr", "    forwarding: nat",
 		"c.yaml:25:5: hosts[2].gateway: a LVS-NAT real server's gateway must be a director address or ha.floatingGateway, not 192.168.7.254"},
 	{"duplicate host name", "  - name: d2", "  - name: d1",
 		"c.yaml:18:5: hosts[1].name: duplicate host name \"d1\"\n" +
 			"c.yaml:20:5: hosts[1].address: address 192.168.7.10 is already used by host d1"},
 	{"invalid host name", "  - name: rs1", "  - name: rs_1",
-		`c.yaml:22:5: hosts[2].name: invalid value "rs_1": a host name (uname -n) of letters, digits and -`},
+		`c.yaml:22:5: hosts[2].name: invalid value "rs_1": a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most 64 characters`},
+	{"host name longer than uname -n", "  - name: rs1", "  - name: rs1." + strings.Repeat("a", 61),
+		`c.yaml:22:5: hosts[2].name: invalid value "rs1.` + strings.Repeat("a", 61) + `": a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most 64 characters`},
+	{"host name ending in a dot", "  - name: rs1", "  - name: rs1.example.com.",
+		`c.yaml:22:5: hosts[2].name: invalid value "rs1.example.com.": a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most 64 characters`},
 	{"unknown role", "    role: realserver", "    role: backend",
-		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: add a host with role realserver\n" +
 			"c.yaml:23:5: hosts[2].role: invalid value \"backend\": expected one of director, realserver"},
 	{"interface name too long", "heartbeat: eth1, heartbeatAddress: 192.168.0.1/24}", "heartbeat: eth1-heartbeat-link, heartbeatAddress: 192.168.0.1/24}",
 		"c.yaml:17:32: hosts[0].interfaces.heartbeat: invalid value \"eth1-heartbeat-link\": an interface name of at most 15 letters, digits and _ . -\n" +
@@ -57,10 +95,12 @@ var invalidSpecs = []struct {
 	{"weight out of range", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {http: 70000}\n",
 		"c.yaml:26:15: hosts[2].weights.http: 70000 is out of range: expected 0-65535"},
 	{"weight for an unknown service", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {ftp: 1}\n",
-		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
-			"c.yaml:26:15: hosts[2].weights.ftp: unknown service \"ftp\": expected one of http"},
+		"c.yaml:26:15: hosts[2].weights.ftp: unknown service \"ftp\": expected one of http"},
+	// A real server serves every service unless its weight for it is 0.
+	{"every real server's weight 0", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.254\n    weights: {http: 0}\n",
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: every real server's weight for it is 0; give one of them a weight above 0 (or remove its entry: the default is 1)"},
 	{"service without real server", "    role: realserver", "    role: director",
-		"c.yaml:8:5: services[0]: service \"http\" has no real server: give a real server a weight for it\n" +
+		"c.yaml:8:5: services[0]: service \"http\" has no real server: add a host with role realserver\n" +
 			"c.yaml:13:1: hosts: the heartbeat backend needs exactly two directors, found 3\n" +
 			"c.yaml:32:21: ha.media[0].interface: director rs1 has no interface \"eth1\" (it has eth0): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
 	{"heartbeat with one director", "  - name: d2\n    role: director", "  - name: d2\n    role: realserver",
@@ -86,21 +126,21 @@ var invalidSpecs = []struct {
 		`c.yaml:28:3: ha.primary: unknown director "rs1": expected one of d1, d2`},
 	{"bad kernel version", `  version: "6.1.192"`, `  version: latest`,
 		`c.yaml:6:3: kernel.version: invalid value "latest": an upstream kernel version such as 6.1.192`},
-	{"tarball source without sha256", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: /srv/linux.tar.xz}",
+	{"tarball source without sha256", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: linux-6.1.192.tar.xz}",
 		"c.yaml:7:3: kernel.source.sha256: a tarball source must pin its sha256 (sha256sum FILE)"},
 	{"bad Kconfig option", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  director: {options: [IP_VS=y]}",
 		`c.yaml:7:24: kernel.director.options[0]: invalid value "IP_VS=y": a Kconfig setting such as CONFIG_IP_VS=y, CONFIG_FOO=m, CONFIG_BAR=n, CONFIG_N=64 or CONFIG_S="text"`},
 	{"patch for an unknown role", `  version: "6.1.192"`, "  version: \"6.1.192\"\npatchSets:\n  - name: hidden\n    patches:\n      - {file: hidden.diff, sha256: " + strings.Repeat("a", 64) + ", roles: [backend]}",
 		`c.yaml:10:111: patchSets[0].patches[0].roles[0]: invalid value "backend": expected one of director, realserver`},
-	{"tar.sign on a pinned tarball", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: /srv/linux.tar.xz, sha256: " + strings.Repeat("a", 64) + ", verifyTarSign: true}",
-		`c.yaml:7:126: kernel.source.verifyTarSign: only a kernel.org source has a .tar.sign to verify; a tarball source is trusted by its pinned sha256`},
+	{"tar.sign on a pinned tarball", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: linux-6.1.192.tar.xz, sha256: " + strings.Repeat("a", 64) + ", verifyTarSign: true}",
+		`c.yaml:7:129: kernel.source.verifyTarSign: only a kernel.org source has a .tar.sign to verify; a tarball source is trusted by its pinned sha256`},
 	{"unknown patch set", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  realserver: {patchSets: [hidden]}",
 		`c.yaml:7:28: kernel.realserver.patchSets[0]: unknown patch set "hidden": define it under patchSets`},
 	{"fwmark service with a port", "    port: 80\n", "    port: 80\n    fwmark: 5\n",
 		"c.yaml:8:5: services[0].fwmarkPorts: a firewall-mark service needs the ports whose tcp packets to 192.168.7.110 get mark 5, e.g. fwmarkPorts: [80, 443]\n" +
 			"c.yaml:8:5: services[0].check.port: a firewall-mark service has no port to check: set check.port, or check.type off\n" +
 			"c.yaml:10:5: services[0].port: a firewall-mark service has no port: remove port or fwmark"},
-	{"keepalived cannot match a body", "  backend: heartbeat", "  backend: keepalived",
+	{"keepalived cannot match a body", heartbeatHA, "  backend: keepalived\n",
 		""},
 	{"alias", "    port: 80", "    port: &p 80\n    realPort: *p",
 		"c.yaml:11:15: services[0].realPort: aliases are not supported; write the value out"},
@@ -132,14 +172,63 @@ var invalidSpecs = []struct {
 		"c.yaml:33:13: ha.authkey.env: the secret in $LVSFORGE_TEST_SHORT is not valid: expected 8-256 printable ASCII characters without spaces"},
 	{"authkey secret with a space", "  authkey: {file: authkey}", "  authkey: {env: LVSFORGE_TEST_SPACE}",
 		"c.yaml:33:13: ha.authkey.env: the secret in $LVSFORGE_TEST_SPACE is not valid: expected 8-256 printable ASCII characters without spaces"},
+	{"authkey file others can read", "  authkey: {file: authkey}", "  authkey: {file: authkey-open}",
+		"c.yaml:33:13: ha.authkey.file: authkey file testdata/authkey-open can be read or written by group or other (mode 0644): a heartbeat secret must be private, as heartbeat demands of its authkeys file; chmod 600 testdata/authkey-open"},
+	// The other files a spec names on this machine.
+	{"kernel tarball missing", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: linux-6.1.999.tar.xz, sha256: " + strings.Repeat("a", 64) + "}",
+		"c.yaml:7:27: kernel.source.path: kernel tarball testdata/linux-6.1.999.tar.xz does not exist: copy the tarball there, or give its url instead"},
+	{"distro tarball missing", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: distro, path: /usr/src/linux-source-0.1.tar.xz, sha256: " + strings.Repeat("a", 64) + "}",
+		"c.yaml:7:26: kernel.source.path: kernel tarball /usr/src/linux-source-0.1.tar.xz does not exist: install the distro's kernel source package (Debian: apt-get install linux-source-6.1), or correct the path"},
+	{"kernel tarball a directory", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: keys, sha256: " + strings.Repeat("a", 64) + "}",
+		"c.yaml:7:27: kernel.source.path: kernel tarball testdata/keys is a directory, not a regular file: copy the tarball there, or give its url instead"},
+	{"ssh key missing", "    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    ssh: {key: keys/d9}\n",
+		"c.yaml:17:11: hosts[0].ssh.key: ssh key testdata/keys/d9 does not exist: create it (ssh-keygen -f FILE) or correct the path; without ssh.key, push uses the agent and ~/.ssh/config"},
+	{"ssh key missing from home", "    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    ssh: {key: ~/.ssh/id_lvs}\n",
+		"c.yaml:17:11: hosts[0].ssh.key: ssh key /nonexistent/home/.ssh/id_lvs does not exist: create it (ssh-keygen -f FILE) or correct the path; without ssh.key, push uses the agent and ~/.ssh/config"},
+	{"ssh key in home without one", "    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    ssh: {key: ~/.ssh/id_lvs}\n",
+		"c.yaml:17:11: hosts[0].ssh.key: ~/.ssh/id_lvs starts with ~/ but there is no home directory to find it in ($HOME is not set): write the key's full path"},
 	// Timings.
 	{"duration overflow", "  keepalive: 2", "  keepalive: 9999999999999",
 		"c.yaml:28:14: ha.keepalive: duration \"9999999999999\" is longer than 1h: use at most 3600 seconds"},
 	{"duration above 1h", "  initdead: 120", "  initdead: 2h", "c.yaml:30:13: ha.initdead: duration \"2h\" is longer than 1h: use at most 3600 seconds"},
+	// A check must give up before the next one is due.
+	{"check timeout as long as its interval", "    forwarding: dr\n", "    forwarding: dr\n    check: {interval: 5, timeout: 5}\n",
+		"c.yaml:13:26: services[0].check.timeout: check timeout 5 is not below its interval 5: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)"},
+	{"check interval below the default timeout", "    forwarding: dr\n", "    forwarding: dr\n    check: {interval: 3}\n",
+		"c.yaml:13:13: services[0].check.interval: check timeout 5 is not below its interval 3: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)"},
+	// A 0 the default would silently replace is refused as -5 would be.
+	{"heartbeat time 0", "  deadtime: 30", "  deadtime: 0",
+		`c.yaml:29:13: ha.deadtime: invalid duration "0": a heartbeat time must be above 0: use whole seconds (30, 30s) or milliseconds (500ms)`},
+	{"service numbers 0", "    forwarding: dr\n", "    forwarding: dr\n    realPort: 0\n    check: {port: 0, interval: 0, timeout: 0}\n    fallback: {address: 192.168.7.50, port: 0}\n",
+		"c.yaml:13:5: services[0].realPort: 0 is out of range: expected 1-65535\n" +
+			"c.yaml:14:13: services[0].check.port: 0 is out of range: expected 1-65535\n" +
+			"c.yaml:14:22: services[0].check.interval: 0 is out of range: expected 1-3600\n" +
+			"c.yaml:14:35: services[0].check.timeout: 0 is out of range: expected 1-3600\n" +
+			"c.yaml:15:39: services[0].fallback.port: 0 is out of range: expected 1-65535"},
+	{"ssh port 0", "    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    ssh: {port: 0}\n",
+		"c.yaml:17:11: hosts[0].ssh.port: 0 is out of range: expected 1-65535"},
+	{"heartbeat numbers 0", "  initdead: 120\n", "  initdead: 120\n  udpPort: 0\n  baud: 0\n",
+		"c.yaml:31:3: ha.udpPort: 0 is out of range: expected 1-65535\n" +
+			"c.yaml:32:3: ha.baud: unsupported baud rate 0: expected one of 9600, 19200, 38400, 57600, 115200, 230400"},
+	{"keepalived numbers 0", heartbeatHA, "  backend: keepalived\n  keepalived: {virtualRouterID: 0, advertInt: 0}\n",
+		"c.yaml:28:16: ha.keepalived.virtualRouterID: 0 is out of range: expected 1-255\n" +
+			"c.yaml:28:36: ha.keepalived.advertInt: 0 is out of range: expected 1-255"},
+	{"fwmark 0", "    port: 80\n", "    port: 80\n    fwmark: 0\n", "c.yaml:11:5: services[0].fwmark: 0 is out of range: expected 1-2147483647"},
+	{"panic timeout 0", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  panicTimeout: 0", "c.yaml:7:3: kernel.panicTimeout: 0 is out of range: expected 1-3600"},
+	// What a backend does not read.
+	{"heartbeat fields with keepalived", "  backend: heartbeat\n", "  backend: keepalived\n",
+		"c.yaml:28:3: ha.keepalive: the keepalived backend does not use ha.keepalive: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:29:3: ha.deadtime: the keepalived backend does not use ha.deadtime: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:30:3: ha.initdead: the keepalived backend does not use ha.initdead: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:31:3: ha.media: the keepalived backend does not use ha.media: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:33:3: ha.authkey: the keepalived backend does not use ha.authkey: remove it, or set ha.backend to heartbeat"},
+	{"keepalived fields with heartbeat", "  initdead: 120\n", "  initdead: 120\n  keepalived: {virtualRouterID: 7}\n  sync: {interface: eth1}\n",
+		"c.yaml:31:3: ha.keepalived: the heartbeat backend does not use ha.keepalived: remove it, or set ha.backend to keepalived\n" +
+			"c.yaml:32:3: ha.sync: the heartbeat backend does not use ha.sync: remove it, or set ha.backend to keepalived"},
 	// Interfaces every director must have.
 	{"bcast interface missing on a director", "heartbeat: eth1, heartbeatAddress: 192.168.0.2/24}", "heartbeat: eth2, heartbeatAddress: 192.168.0.2/24}",
 		"c.yaml:32:21: ha.media[0].interface: director d2 has no interface \"eth1\" (it has eth0, eth2): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
-	{"sync interface missing on a director", "  backend: heartbeat\n", "  backend: keepalived\n  sync: {enabled: true, interface: eth2}\n",
+	{"sync interface missing on a director", heartbeatHA, "  backend: keepalived\n  sync: {enabled: true, interface: eth2}\n",
 		"c.yaml:28:25: ha.sync.interface: director d1 has no interface \"eth2\" (it has eth0, eth1): keepalived's lvs_sync_daemon runs on every director; use an interface all of them have, or name it in the director's interfaces\n" +
 			"c.yaml:28:25: ha.sync.interface: director d2 has no interface \"eth2\" (it has eth0, eth1): keepalived's lvs_sync_daemon runs on every director; use an interface all of them have, or name it in the director's interfaces"},
 	// What keepalived -t or the kernel would refuse.
@@ -154,6 +243,8 @@ var invalidEnv = map[string][]string{
 	"authkey variable unset":      {"LVSFORGE_TEST_UNSET"},
 	"authkey secret too short":    {"LVSFORGE_TEST_SHORT=short"},
 	"authkey secret with a space": {"LVSFORGE_TEST_SPACE=long enough but spaced"},
+	"ssh key missing from home":   {"HOME=/nonexistent/home"},
+	"ssh key in home without one": {"HOME"},
 }
 
 func TestInvalidSpecs(t *testing.T) {

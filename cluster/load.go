@@ -1,14 +1,18 @@
 package cluster
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -18,17 +22,58 @@ import (
 // larger is a mistake (a tarball passed as -f) and must not eat memory.
 const maxSpecSize = 4 << 20
 
-// Load reads, defaults and validates the spec at path.
+// Load reads, defaults and validates the spec at path. Only a regular file
+// is read, and no more of it than a spec can be: -f /dev/zero or a named
+// pipe must fail at once, not fill memory or wait for a writer.
 func Load(path string) (*Spec, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSpec(path)
 	if err != nil {
-		return nil, fmt.Errorf("read spec: %w", err)
+		return nil, err
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("resolve spec path: %w", err)
 	}
 	return Parse(data, path, filepath.Dir(abs))
+}
+
+func readSpec(path string) ([]byte, error) {
+	// O_NONBLOCK: opening a named pipe with no writer would otherwise
+	// block before there is anything to check.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("read spec: %s is %s, not a regular file: name the spec's YAML file", escape(path), fileKind(st.Mode()))
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxSpecSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	return data, nil
+}
+
+// fileKind names what a non-regular file is, for an error message.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a regular file"
 }
 
 var reYAMLLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
@@ -38,33 +83,31 @@ var reYAMLLine = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 // error, if any, is an Errors listing every problem found.
 func Parse(data []byte, file, dir string) (*Spec, error) {
 	if len(data) > maxSpecSize {
-		return nil, Errors{{File: file, Pos: Pos{1, 1}, Msg: fmt.Sprintf("spec is %d bytes, larger than the %d a spec can be", len(data), maxSpecSize)}}
+		return nil, Errors{{File: file, Pos: Pos{1, 1}, Msg: fmt.Sprintf("spec is larger than the %d bytes a spec can be: name the spec's YAML file", maxSpecSize)}}
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		// yaml.v3 names a line for most syntax errors, not for all
-		// (control characters, a bad encoding): those point at the top.
-		fe := &FieldError{File: file, Pos: Pos{1, 1}, Msg: "YAML syntax: " + strings.TrimPrefix(err.Error(), "yaml: ")}
-		if m := reYAMLLine.FindStringSubmatch(err.Error()); m != nil {
-			line, _ := strconv.Atoi(m[1])
-			fe.Pos, fe.Msg = Pos{line, 1}, "YAML syntax: "+m[2]
-		}
+	root, fe := parseYAML(data)
+	if fe != nil {
+		fe.File = file
 		return nil, Errors{fe}
 	}
 	if root.Kind == 0 || len(root.Content) == 0 {
 		return nil, Errors{{File: file, Pos: Pos{1, 1}, Msg: "the spec is empty: start from `lvsforge init`"}}
 	}
 	s := &Spec{File: file, Dir: dir}
-	d := &decoder{pos: map[string]Pos{}}
-	d.decode(&root, reflect.ValueOf(s).Elem(), "")
+	d := &decoder{pos: map[string]Pos{}, nulls: map[string]bool{}}
+	d.decode(root, reflect.ValueOf(s).Elem(), "")
 	s.pos = d.pos
 	skip := map[string]bool{}
 	for _, e := range d.errs {
 		e.File = file
 		skip[e.Path] = true
 	}
-	applyDefaults(s)
 	v := &validator{s: s, pos: d.pos, skip: skip}
+	v.asWritten(func(path string) bool {
+		_, ok := d.pos[path]
+		return ok && !d.nulls[path]
+	})
+	applyDefaults(s)
 	v.validate()
 	errs := append(d.errs, v.errs...)
 	if len(errs) > 0 {
@@ -73,6 +116,41 @@ func Parse(data []byte, file, dir string) (*Spec, error) {
 	}
 	derivedDefaults(s)
 	return s, nil
+}
+
+// parseYAML reads the one YAML document of a spec. A second document
+// (after ---) is an error: yaml.Unmarshal would drop it without a word.
+func parseYAML(data []byte) (*yaml.Node, *FieldError) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root, next yaml.Node
+	if err := dec.Decode(&root); errors.Is(err, io.EOF) {
+		return &root, nil
+	} else if err != nil {
+		return nil, syntaxError(data, err)
+	}
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+	case err != nil:
+		return nil, syntaxError(data, err)
+	case len(next.Content) > 0 && next.Content[0].Tag != "!!null":
+		return nil, &FieldError{Pos: Pos{next.Line, next.Column}, Msg: "a second YAML document starts here: a spec is one document; remove this --- and what follows it"}
+	}
+	return &root, nil
+}
+
+// syntaxError reports a file yaml.v3 refused, at the offending line and in
+// words where diagnoseSyntax can tell, else with yaml.v3's message at the
+// line it names (or the top of the file, for the errors it names none for).
+func syntaxError(data []byte, err error) *FieldError {
+	msg, line := strings.TrimPrefix(err.Error(), "yaml: "), 0
+	if m := reYAMLLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ = strconv.Atoi(m[1])
+		msg = m[2]
+	}
+	if pos, what, ok := diagnoseSyntax(data, line); ok {
+		return &FieldError{Pos: pos, Msg: "YAML syntax: " + what}
+	}
+	return &FieldError{Pos: Pos{max(line, 1), 1}, Msg: "YAML syntax: " + msg}
 }
 
 // IsInvalid reports whether err is a spec validation error.

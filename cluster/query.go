@@ -6,20 +6,16 @@ import (
 	"sort"
 )
 
-// ServesService reports whether real server h serves the named service: a
-// real server with no weights serves every service.
+// ServesService reports whether h is a real server of the named service:
+// every real server serves every service, except those whose weight for it
+// is 0. A service added to a spec thus reaches every real server, rather
+// than silently none of those whose weights predate it.
 func ServesService(h *Host, service string) bool {
-	if h.Role != RoleRealServer {
-		return false
-	}
-	if len(h.Weights) == 0 {
-		return true
-	}
-	_, ok := h.Weights[service]
-	return ok
+	return h.Role == RoleRealServer && Weight(h, service) > 0
 }
 
-// Weight is real server h's weight for the named service (1 when unset).
+// Weight is real server h's weight for the named service: its weights
+// entry, 1 without one.
 func Weight(h *Host, service string) int {
 	if w, ok := h.Weights[service]; ok {
 		return w
@@ -38,7 +34,8 @@ func (s *Spec) HostsByRole(role string) []*Host {
 	return out
 }
 
-// RealServers returns the real servers of a service, in spec order.
+// RealServers returns the real servers of a service (those with a weight
+// above 0 for it), in spec order.
 func (s *Spec) RealServers(sv *Service) []*Host {
 	var out []*Host
 	for _, h := range s.HostsByRole(RoleRealServer) {
@@ -49,7 +46,8 @@ func (s *Spec) RealServers(sv *Service) []*Host {
 	return out
 }
 
-// ServicesOf returns the services real server h serves, in spec order.
+// ServicesOf returns the services real server h serves (those it has a
+// weight above 0 for), in spec order.
 func (s *Spec) ServicesOf(h *Host) []*Service {
 	var out []*Service
 	for i := range s.Services {

@@ -14,6 +14,7 @@ import (
 var (
 	reName      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 	reHostname  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	reNodeName  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 	reIface     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
 	reUser      = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	reEnv       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
@@ -33,6 +34,27 @@ var (
 	reConfigRef = regexp.MustCompile(`^(tinyconfig|defconfig|allnoconfig)$`)
 	reURLChars  = regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`)
 )
+
+// maxNodeName is the longest name uname -n can give: the kernel's
+// __NEW_UTS_LEN.
+const maxNodeName = 64
+
+// manifestName is the file beside the hosts' directories at the top of a
+// rendered tree (roles.ManifestName): no host may be named so.
+const manifestName = "MANIFEST.json"
+
+// checkNodeName accepts a host's name as uname -n gives it: a short name
+// (linuxha1) or a fully qualified one (linuxha1.example.com, Red Hat's
+// default), which heartbeat takes as the node's name all the same.
+func checkNodeName(s string) error {
+	if !reNodeName.MatchString(s) || len(s) > maxNodeName {
+		return fmt.Errorf("invalid value %q: a host name (uname -n) such as linuxha1 or linuxha1.example.com: labels of letters, digits and -, joined by dots, at most %d characters", s, maxNodeName)
+	}
+	if strings.EqualFold(s, manifestName) {
+		return fmt.Errorf("invalid value %q: the rendered tree holds its manifest under that name beside the hosts' directories; rename the host", s)
+	}
+	return nil
+}
 
 // checkPath accepts a relative or absolute file path made of plain
 // characters, without "..", and not starting with "-", which a command

@@ -16,7 +16,8 @@ import (
 var hostile = []string{";reboot", "$(id)", "`id`", "\nnode evil", "a b'c", "|cat", "&&x", ">x", `"x`, "\\x", "*", "\r"}
 
 // fullVariants are testdata/full.yaml and copies of it with the fields that
-// exclude others (path/url, file/env) switched, so every string field is set in one of them.
+// exclude others (path/url, file/env) switched, and with the keepalived
+// backend instead of heartbeat, so every string field is set in one of them.
 func fullVariants(t *testing.T) []string {
 	b, err := os.ReadFile("testdata/full.yaml")
 	if err != nil {
@@ -24,10 +25,19 @@ func fullVariants(t *testing.T) []string {
 	}
 	full := string(b)
 	alt := strings.NewReplacer(
-		"    path: /srv/linux-6.1.192.tar.xz\n", "    url: https://mirror.example.org/linux-6.1.192.tar.xz\n",
+		"    path: linux-6.1.192.tar.xz\n", "    url: https://mirror.example.org/linux-6.1.192.tar.xz\n",
 		"{method: sha1, file: authkey}", "{method: sha1, env: LVS_AUTHKEY}",
 	).Replace(full)
-	return []string{full, alt}
+	// ha is the last section; keepalived's HTTP_GET matches no body.
+	keepalived := strings.Replace(full[:strings.Index(full, "\nha:\n")+1], "receive: ok, ", "", 1) + `ha:
+  backend: keepalived
+  primary: d1
+  autoFailback: true
+  floatingGateway: 192.168.7.1/24
+  keepalived: {virtualRouterID: 51, advertInt: 1}
+  sync: {enabled: true, interface: eth1, syncID: 1}
+`
+	return []string{full, alt, keepalived}
 }
 
 // stringPaths walks the node tree and returns every string scalar value node with its field path.

@@ -207,8 +207,10 @@ type Host struct {
 	OS            string `yaml:"os"`
 	Init          string `yaml:"init"`
 	KernelProfile string `yaml:"kernelProfile"`
-	// Weights maps service name to this real server's weight; a real server
-	// with no weights serves every service with weight 1.
+	// Weights maps service name to this real server's weight for it. A real
+	// server serves every service, with weight 1 unless an entry says
+	// otherwise; an entry of 0 means it does not serve that service at all
+	// (no table entry), which is how a server is kept out of a service.
 	Weights map[string]int `yaml:"weights"`
 	Boot    Boot           `yaml:"boot"`
 }

@@ -129,6 +129,7 @@ func (v *validator) kernel() {
 	if src.Path != "" {
 		v.errIf("kernel.source.path", checkPath(src.Path))
 	}
+	v.kernelTarball()
 	if src.URL != "" {
 		v.errIf("kernel.source.url", checkURL(src.URL))
 	}
@@ -290,6 +291,14 @@ func (v *validator) services() map[string]*Service {
 		}
 		v.rangeInt(p+".check.interval", c.Interval, 1, 3600)
 		v.rangeInt(p+".check.timeout", c.Timeout, 1, 3600)
+		if c.Type != "off" && c.Timeout >= c.Interval && c.Interval >= 1 {
+			// Point at the one the spec wrote: the other may be a default.
+			tp := p + ".check.timeout"
+			if _, ok := v.pos[tp]; !ok {
+				tp = p + ".check.interval"
+			}
+			v.add(tp, "check timeout %d is not below its interval %d: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)", c.Timeout, c.Interval)
+		}
 		if fb := sv.Fallback; fb != nil {
 			_, err := parseIPv4(fb.Address)
 			v.errIf(p+".fallback.address", err)
@@ -382,7 +391,7 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 	for i := range v.s.Hosts {
 		host := &v.s.Hosts[i]
 		p := fmt.Sprintf("hosts[%d]", i)
-		v.match(p+".name", host.Name, reHostname.MatchString(host.Name), "a host name (uname -n) of letters, digits and -")
+		v.errIf(p+".name", checkNodeName(host.Name))
 		if _, dup := h.idx[host.Name]; dup {
 			v.add(p+".name", "duplicate host name %q", host.Name)
 		}
@@ -396,7 +405,11 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 		v.match(p+".ssh.user", host.SSH.User, reUser.MatchString(host.SSH.User), "a login name such as root")
 		v.rangeInt(p+".ssh.port", host.SSH.Port, 1, 65535)
 		if host.SSH.Key != "" {
-			v.errIf(p+".ssh.key", checkPath(strings.TrimPrefix(host.SSH.Key, "~/")))
+			if err := checkPath(strings.TrimPrefix(host.SSH.Key, "~/")); err != nil {
+				v.add(p+".ssh.key", "%v", err)
+			} else {
+				v.sshKey(p+".ssh.key", host)
+			}
 		}
 		if host.SSH.Jump != "" {
 			v.match(p+".ssh.jump", host.SSH.Jump, reJump.MatchString(host.SSH.Jump), "[user@]host[:port]")
@@ -454,9 +467,14 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 			}
 		}
 	}
+	realServers := len(v.s.HostsByRole(RoleRealServer))
 	for i, sv := range v.s.Services {
-		if sv.Name != "" && !served[sv.Name] {
-			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: give a real server a weight for it", sv.Name)
+		switch {
+		case sv.Name == "" || served[sv.Name]:
+		case realServers == 0:
+			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: add a host with role %s", sv.Name, RoleRealServer)
+		default:
+			v.add(fmt.Sprintf("services[%d]", i), "service %q has no real server: every real server's weight for it is 0; give one of them a weight above 0 (or remove its entry: the default is 1)", sv.Name)
 		}
 	}
 	return h
@@ -473,32 +491,63 @@ func (v *validator) network(h hostAddrs) {
 		owner[a] = what
 	}
 	for i, host := range v.s.Hosts {
-		if pfx, ok := h.pub[host.Name]; ok {
-			claim(pfx.Addr(), "host "+host.Name, fmt.Sprintf("hosts[%d].address", i))
+		p := fmt.Sprintf("hosts[%d]", i)
+		pfx, ok := h.pub[host.Name]
+		if ok {
+			claim(pfx.Addr(), "host "+host.Name, p+".address")
+			v.hostAddress(p+".address", pfx, pfx.Addr())
 		}
 		if hb, err := parsePrefix(host.Interfaces.HeartbeatAddress); err == nil {
-			claim(hb.Addr(), "host "+host.Name+" (heartbeat)", fmt.Sprintf("hosts[%d].interfaces.heartbeatAddress", i))
+			claim(hb.Addr(), "host "+host.Name+" (heartbeat)", p+".interfaces.heartbeatAddress")
+			v.hostAddress(p+".interfaces.heartbeatAddress", hb, hb.Addr())
+		}
+		if gw, err := parseIPv4(host.Gateway); err == nil && ok {
+			v.hostAddress(p+".gateway", pfx, gw)
 		}
 	}
 	vips := map[netip.Addr]bool{}
 	for i, sv := range v.s.Services {
+		p := fmt.Sprintf("services[%d]", i)
 		vip, err := parseIPv4(sv.VIP)
 		if err != nil {
 			continue
 		}
 		if !vips[vip] {
-			claim(vip, "the VIP of service "+sv.Name, fmt.Sprintf("services[%d].vip", i))
+			claim(vip, "the VIP of service "+sv.Name, p+".vip")
 			vips[vip] = true
 		}
+		// A VIP on no director's subnet is the VIP's mistake, reported at
+		// its line; one that some directors have and others not is theirs.
+		var on, off []int
 		for j, host := range v.s.Hosts {
-			pfx, ok := h.pub[host.Name]
-			if !ok {
-				continue
+			if pfx, ok := h.pub[host.Name]; ok && host.Role == RoleDirector {
+				if pfx.Contains(vip) {
+					on = append(on, j)
+				} else {
+					off = append(off, j)
+				}
 			}
-			switch {
-			case host.Role == RoleDirector && !pfx.Contains(vip):
-				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, pfx, vip, sv.Name)
-			case host.Role == RoleRealServer && sv.Forwarding == ForwardDR && ServesService(&v.s.Hosts[j], sv.Name) && !pfx.Contains(vip):
+		}
+		switch {
+		case len(on) == 0 && len(off) > 0:
+			var subnets []string
+			for _, j := range off {
+				if sn := h.pub[v.s.Hosts[j].Name].Masked().String(); !oneOf(sn, subnets...) {
+					subnets = append(subnets, sn)
+				}
+			}
+			v.add(p+".vip", "VIP %s of service %q is on no director's subnet (%s): a director brings the VIP up on its public interface; use an address of that subnet", vip, sv.Name, strings.Join(subnets, ", "))
+		default:
+			for _, j := range off {
+				host := &v.s.Hosts[j]
+				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, h.pub[host.Name], vip, sv.Name)
+			}
+		}
+		if len(on) > 0 {
+			v.hostAddress(p+".vip", h.pub[v.s.Hosts[on[0]].Name], vip)
+		}
+		for j, host := range v.s.Hosts {
+			if pfx, ok := h.pub[host.Name]; ok && host.Role == RoleRealServer && sv.Forwarding == ForwardDR && ServesService(&v.s.Hosts[j], sv.Name) && !pfx.Contains(vip) {
 				v.add(fmt.Sprintf("hosts[%d].address", j), "LVS-DR real server %s (%s) must be on the L2 subnet of VIP %s of service %q", host.Name, pfx, vip, sv.Name)
 			}
 		}
@@ -510,6 +559,7 @@ func (v *validator) network(h hostAddrs) {
 		} else {
 			fgw = p.Addr()
 			claim(fgw, "the floating gateway", "ha.floatingGateway")
+			v.hostAddress("ha.floatingGateway", p, fgw)
 		}
 	}
 	for i, host := range v.s.Hosts {
@@ -544,6 +594,33 @@ func (v *validator) network(h hostAddrs) {
 			v.add(p, "%s is director %s's own address, but with %d directors the real servers' gateway must move with the VIP: set ha.floatingGateway and use its address here", gw, own, directors)
 		}
 	}
+}
+
+// hostAddress refuses a as an address of a host on subnet p if it is the
+// subnet's network or broadcast address: the kernel takes the one for the
+// subnet itself and the other for every host on it. A /31 or /32 has
+// neither.
+func (v *validator) hostAddress(path string, p netip.Prefix, a netip.Addr) {
+	p = p.Masked()
+	if p.Bits() > 30 || !p.Contains(a) {
+		return
+	}
+	network := p.Addr()
+	b := network.As4()
+	for i := p.Bits(); i < 32; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	broadcast := netip.AddrFrom4(b)
+	what := ""
+	switch a {
+	case network:
+		what = "network"
+	case broadcast:
+		what = "broadcast"
+	default:
+		return
+	}
+	v.add(path, "%s is the %s address of %s, which no host can have: use an address from %s to %s", a, what, p, network.Next(), broadcast.Prev())
 }
 
 func (v *validator) ha(h hostAddrs) {
@@ -590,7 +667,7 @@ func (v *validator) ha(h hostAddrs) {
 	}
 	v.rangeInt("ha.udpPort", ha.UDPPort, 1, 65535)
 	if !containsInt(baudRates, ha.Baud) {
-		v.add("ha.baud", "unsupported baud rate %d: expected one of 9600, 19200, 38400, 57600, 115200, 230400", ha.Baud)
+		v.badBaud()
 	}
 	for i, a := range ha.Ping {
 		_, err := parseIPv4(a)
@@ -701,6 +778,10 @@ func (v *validator) onEveryDirector(path, iface string, directors []string, h ho
 	}
 }
 
+func (v *validator) badBaud() {
+	v.add("ha.baud", "unsupported baud rate %d: expected one of 9600, 19200, 38400, 57600, 115200, 230400", v.s.HA.Baud)
+}
+
 func containsInt(xs []int, x int) bool {
 	for _, y := range xs {
 		if x == y {
@@ -717,4 +798,73 @@ func usesNAT(s *Spec, h *Host) bool {
 		}
 	}
 	return false
+}
+
+// asWritten checks what only the file can tell, before the defaults fill
+// it in: a number set to 0 where 0 means "not set" (the default would take
+// its place without a word), and a field the chosen backend never reads.
+// A spec changed in code (Validate) has no file to tell, so only Parse
+// runs it. written reports whether the file gives path a value.
+func (v *validator) asWritten(written func(path string) bool) {
+	s := v.s
+	zero := func(path string, val, lo, hi int) {
+		if val == 0 && written(path) {
+			v.rangeInt(path, val, lo, hi)
+			v.skip[path] = true
+		}
+	}
+	const maxMark = 1<<31 - 1
+	zero("kernel.panicTimeout", s.Kernel.PanicTimeout, 1, 3600)
+	for i, sv := range s.Services {
+		p := fmt.Sprintf("services[%d]", i)
+		zero(p+".realPort", sv.RealPort, 1, 65535)
+		zero(p+".fwmark", sv.FWMark, 1, maxMark)
+		zero(p+".check.port", sv.Check.Port, 1, 65535)
+		zero(p+".check.interval", sv.Check.Interval, 1, 3600)
+		zero(p+".check.timeout", sv.Check.Timeout, 1, 3600)
+		if sv.Fallback != nil {
+			zero(p+".fallback.port", sv.Fallback.Port, 1, 65535)
+		}
+	}
+	for i, h := range s.Hosts {
+		zero(fmt.Sprintf("hosts[%d].ssh.port", i), h.SSH.Port, 1, 65535)
+	}
+	ha := &s.HA
+	zero("ha.udpPort", ha.UDPPort, 1, 65535)
+	if ha.Baud == 0 && written("ha.baud") {
+		v.badBaud()
+		v.skip["ha.baud"] = true
+	}
+	zero("ha.keepalived.virtualRouterID", ha.Keepalived.VirtualRouterID, 1, 255)
+	zero("ha.keepalived.advertInt", ha.Keepalived.AdvertInt, 1, 255)
+
+	backend := ha.Backend
+	if backend == "" {
+		backend = BackendHeartbeat
+	}
+	var unused []string
+	switch backend {
+	case BackendKeepalived:
+		unused = []string{"ha.keepalive", "ha.deadtime", "ha.warntime", "ha.initdead", "ha.udpPort", "ha.baud", "ha.media", "ha.ping", "ha.authkey"}
+	case BackendHeartbeat:
+		unused = []string{"ha.keepalived"}
+		if !ha.Sync.Enabled {
+			// Enabled, it is refused for heartbeat in validate, with why.
+			unused = append(unused, "ha.sync")
+		}
+	}
+	for _, path := range unused {
+		if written(path) {
+			v.add(path, "the %s backend does not use %s: remove it, or set ha.backend to %s", backend, path, other(backend))
+			v.skip[path] = true
+		}
+	}
+}
+
+// other is the HA backend that is not b.
+func other(b string) string {
+	if b == BackendHeartbeat {
+		return BackendKeepalived
+	}
+	return BackendHeartbeat
 }

@@ -32,7 +32,7 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 	}
 	var hosts []Host
 	for _, h := range selected {
-		t, err := ResolveTarget(*h, sc)
+		t, err := SpecTarget(s, h, sc)
 		if err != nil {
 			return nil, err
 		}
@@ -43,6 +43,15 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 		hosts = append(hosts, Host{Target: t, Init: h.Init, Files: r.Files, Units: r.Units})
 	}
 	return hosts, nil
+}
+
+// SpecTarget is ResolveTarget for a host of spec s: its ssh.key is found
+// as the spec finds every file it names (relative to the spec's directory,
+// where validation looked for it), not in the working directory.
+func SpecTarget(s *cluster.Spec, h *cluster.Host, sc *SSHConfig) (Target, error) {
+	hc := *h
+	hc.SSH.Key = s.SSHKeyFile(h)
+	return ResolveTarget(hc, sc)
 }
 
 // AddIpvsadm installs the ipvsadm binary at path (a `lvsforge build

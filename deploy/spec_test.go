@@ -146,3 +146,19 @@ func TestSysVOnSystemdHost(t *testing.T) {
 		t.Errorf("systemctl calls:\n%s", got)
 	}
 }
+
+// TestFromSpecFindsTheKeyBesideTheSpec: a relative ssh.key is the file
+// beside the spec, where validation looked for it, not one in whatever
+// directory push runs from.
+func TestFromSpecFindsTheKeyBesideTheSpec(t *testing.T) {
+	s := exampleSpec(t)
+	rs1 := s.Host("rs1")
+	rs1.SSH.Key = "keys/rs1"
+	hosts, err := deploy.FromSpec(s, []*cluster.Host{rs1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Join(s.Dir, "keys", "rs1")}; !slices.Equal(hosts[0].Target.KeyFiles, want) {
+		t.Errorf("key files %v, want %v", hosts[0].Target.KeyFiles, want)
+	}
+}

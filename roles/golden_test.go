@@ -21,6 +21,11 @@ var variants = []string{"seed", "tun", "nat", "wrr-persist", "keepalived"}
 func loadVariant(t testing.TB, name string) *cluster.Spec {
 	t.Helper()
 	dir, _ := filepath.Abs("testdata/specs")
+	// A checkout leaves the fixture secret as the umask says; a spec may
+	// name only a private one.
+	if err := os.Chmod(filepath.Join(dir, "authkey"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if name == "seed" {
 		s, err := cluster.Example(cluster.KernelOrgSource(), dir)
 		if err != nil {

@@ -18,6 +18,12 @@ import (
 // built with root's authorized key can be cached too, and `lvsforge vm ssh`
 // finds it.
 func harnessKey(cacheDir string) (ssh.Signer, string, error) {
+	// Absolute: the path becomes the hosts' ssh.key, which push resolves
+	// against the spec's directory when it is relative.
+	cacheDir, err := filepath.Abs(cacheDir)
+	if err != nil {
+		return nil, "", fmt.Errorf("read harness key: %w", err)
+	}
 	dir := filepath.Join(cacheDir, "vmtest")
 	path := filepath.Join(dir, "id_ed25519")
 	if data, err := os.ReadFile(path); err == nil {

@@ -98,7 +98,7 @@ func TestPositionalSpec(t *testing.T) {
 		{[]string{"vm", "down", "now"}, ExitUsage, `vm down takes no arguments, got "now"`},
 		{[]string{"init", "mycluster"}, ExitUsage, `init takes no arguments, got "mycluster"`},
 		{[]string{"validate", filepath.Join(dir, "nosuch.yaml")}, ExitFailure, "read spec: open " + filepath.Join(dir, "nosuch.yaml") + ": no such file"},
-		{[]string{"render", "-f", dir}, ExitFailure, "read spec: read " + dir + ": is a directory"},
+		{[]string{"render", "-f", dir}, ExitFailure, "read spec: " + dir + " is a directory, not a regular file"},
 	} {
 		code, _, errOut := run(t, tc.args...)
 		if code != tc.code || !strings.Contains(errOut, tc.want) {

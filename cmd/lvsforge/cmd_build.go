@@ -127,7 +127,7 @@ func (a *App) buildIpvsadmOnly(c *cli.Context, f *build.Fetcher, opt build.Fetch
 	var path string
 	var err error
 	if opt.IpvsadmFile != "" {
-		path, err = f.Cache.Import(opt.IpvsadmFile, src.SHA256)
+		path, err = f.Cache.Import(opt.IpvsadmFile, src.SHA256, src.Kind)
 	} else {
 		var paths []string
 		paths, err = f.Fetch(c.Context, src)

@@ -98,8 +98,12 @@ func (a *App) fetcher(c *cli.Context) (*build.Fetcher, error) {
 		return nil, err
 	}
 	p := newFetchProgress(a.Stderr)
-	return &build.Fetcher{Cache: cache, Progress: p.download}, nil
+	return &build.Fetcher{Cache: cache, Progress: p.download, Backoff: fetchBackoff}, nil
 }
+
+// fetchBackoff is the Fetcher's pause between rounds (0: build's default);
+// tests shorten it.
+var fetchBackoff time.Duration
 
 // fetchOptions loads the keyring (see build.NewVerifier); tarball and
 // distro sources need none.
@@ -163,12 +167,24 @@ func (p *fetchProgress) download(pr build.Progress) {
 	if pr.Resumed {
 		msg += " (resumed)"
 	}
-	if pr.Done {
-		if pr.Err != nil {
-			msg = fmt.Sprintf("fetch %s: attempt %d from %s failed: %v", pr.Name, pr.Attempt, pr.URL, pr.Err)
-		} else {
-			msg = fmt.Sprintf("fetch %s: %s downloaded", pr.Name, mibString(pr.Bytes))
+	switch {
+	case pr.Done && pr.Err == nil:
+		msg = fmt.Sprintf("fetch %s: %s downloaded", pr.Name, mibString(pr.Bytes))
+	case pr.Retrying:
+		// The error of the last attempt is what fetch reports, once, with
+		// the count; a terminal shows each retry until the next report
+		// replaces it.
+		if p.tty {
+			p.line(false, fmt.Sprintf("fetch %s: attempt %d from %s failed, retrying: %v", pr.Name, pr.Attempt, pr.URL, pr.Err))
 		}
+		return
+	case pr.Err != nil:
+		// The fetch gave up: its error follows on a clean line.
+		if p.open {
+			fmt.Fprint(p.w, "\r\x1b[K")
+			p.open = false
+		}
+		return
 	}
 	p.line(pr.Done, msg)
 }

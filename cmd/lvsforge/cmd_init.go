@@ -45,17 +45,35 @@ func (a *App) initCluster(dir, srcDir string, force bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
+	key := filepath.Join(dir, "authkey")
+	_, err = os.Lstat(key)
+	existed := err == nil
+	if err := cluster.EnsureAuthkey(key); err != nil {
+		return err
+	}
+	// An authkey already there is kept (it may be the secret the cluster
+	// runs with) but made private: it is the file init names in the spec,
+	// and validation refuses a secret others can read.
+	before, after, err := cluster.PrivateAuthkey(key)
+	if err != nil {
 		return err
 	}
 	if err := writeFileAtomic(path, data, 0o644); err != nil {
 		return fmt.Errorf("write spec: %w", err)
 	}
 	if _, err := cluster.Load(path); err != nil {
-		return fmt.Errorf("check the written spec (a bug in lvsforge): %w", err)
+		// The template is lvsforge's, but an existing authkey is not.
+		return fmt.Errorf("check the written spec: %w", err)
 	}
-	fmt.Fprintf(a.Stdout, "wrote %s (kernel %s from %s) and %s (heartbeat secret, mode 0600)\n",
-		path, src.KernelVersion, sourceName(src), filepath.Join(dir, "authkey"))
+	keyNote := fmt.Sprintf("a new heartbeat secret, mode %04o", after)
+	switch {
+	case existed && before != after:
+		keyNote = fmt.Sprintf("the heartbeat secret already there, kept; its mode %04o let others read it, now %04o", before, after)
+	case existed:
+		keyNote = fmt.Sprintf("the heartbeat secret already there, kept, mode %04o", after)
+	}
+	fmt.Fprintf(a.Stdout, "wrote %s (kernel %s from %s); %s: %s\n",
+		path, src.KernelVersion, sourceName(src), key, keyNote)
 	fmt.Fprintf(a.Stdout, "next: lvsforge validate -f %s && lvsforge render -f %s -o out/\n", path, path)
 	return nil
 }

@@ -101,7 +101,7 @@ func (a *App) pushSetup(c *cli.Context, render bool) (*cluster.Spec, []deploy.Ho
 		}
 	} else {
 		for _, h := range selected {
-			t, err := deploy.ResolveTarget(*h, sc)
+			t, err := deploy.SpecTarget(s, h, sc)
 			if err != nil {
 				return nil, nil, o, err
 			}
