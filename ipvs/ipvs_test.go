@@ -12,7 +12,10 @@ import (
 
 func example(t *testing.T) *cluster.Spec {
 	t.Helper()
-	dir, _ := filepath.Abs("../cluster/testdata")
+	dir := t.TempDir()
+	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
+		t.Fatal(err)
+	}
 	s, err := cluster.Example(cluster.KernelOrgSource(), dir)
 	if err != nil {
 		t.Fatal(err)
