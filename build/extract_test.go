@@ -21,8 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvsforge/lvsforge/internal/testenv"
 	"github.com/ulikunitz/xz"
+
+	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
 type entry struct {

@@ -3,7 +3,6 @@ package build
 import (
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,12 +57,11 @@ func (b *Builder) Ipvsadm(ctx context.Context, in IpvsadmInputs) (*IpvsadmArtifa
 	}
 	k := ipvsadmKey{Schema: 1, TarballSHA256: strings.ToLower(in.TarballSHA256), Static: in.Static, Toolchain: toolchain(), Libs: libs}
 	key := hashJSON(k)
-	artDir := filepath.Join(b.Cache.Dir, "artifacts", "ipvsadm", key)
-	if m, ok := loadManifest(artDir); ok {
-		b.status("cached", "ipvsadm %s: cached (%s)", m.Version, artDir)
-		return ipvsadmArtifacts(artDir, m, true), nil
+	if dir, m, ok := b.cachedArtifacts("ipvsadm", key); ok {
+		b.status("cached", "ipvsadm %s: cached (%s)", m.Version, dir)
+		return ipvsadmArtifacts(dir, m, true), nil
 	}
-	if err := os.MkdirAll(filepath.Dir(artDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(b.Cache.Dir, "work"), 0o755); err != nil {
 		return nil, fmt.Errorf("build ipvsadm: %w", err)
 	}
 	unlock, err := lock(filepath.Join(b.Cache.Dir, "work", "ipvsadm-"+key[:16]+".lock"))
@@ -71,29 +69,19 @@ func (b *Builder) Ipvsadm(ctx context.Context, in IpvsadmInputs) (*IpvsadmArtifa
 		return nil, fmt.Errorf("lock build: %w", err)
 	}
 	defer unlock()
+	if dir, m, ok := b.cachedArtifacts("ipvsadm", key); ok { // built by another process while we waited
+		return ipvsadmArtifacts(dir, m, true), nil
+	}
+	st, err := b.beginStore("ipvsadm", key)
+	if err != nil {
+		return nil, err
+	}
+	defer st.close()
 	work, err := os.MkdirTemp(filepath.Join(b.Cache.Dir, "work"), "ipvsadm-")
 	if err != nil {
 		return nil, fmt.Errorf("build ipvsadm: %w", err)
 	}
 	defer os.RemoveAll(work)
-	tmpArt, err := os.MkdirTemp(filepath.Dir(artDir), ".ipvsadm-")
-	if err != nil {
-		return nil, fmt.Errorf("build ipvsadm: %w", err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.MkdirAll(filepath.Join(b.Cache.Dir, "logs"), 0o755)
-			os.Rename(filepath.Join(tmpArt, "build.log"), filepath.Join(b.Cache.Dir, "logs", "ipvsadm-"+key[:16]+".log"))
-			os.RemoveAll(tmpArt)
-		}
-	}()
-	logName := filepath.Join(b.Cache.Dir, "logs", "ipvsadm-"+key[:16]+".log")
-	logf, err := os.Create(filepath.Join(tmpArt, "build.log"))
-	if err != nil {
-		return nil, fmt.Errorf("build ipvsadm: %w", err)
-	}
-	defer logf.Close()
 
 	b.status("extract", "extracting %s", filepath.Base(in.Tarball))
 	if err := Extract(ctx, in.Tarball, filepath.Join(work, "src"), ExtractOptions{SystemXZ: b.SystemXZ}); err != nil {
@@ -116,11 +104,11 @@ func (b *Builder) Ipvsadm(ctx context.Context, in IpvsadmInputs) (*IpvsadmArtifa
 	}
 	env := append(os.Environ(), "LC_ALL=C", "SOURCE_DATE_EPOCH=0")
 	b.status("compile", "ipvsadm %s: make%s", version, map[bool]string{true: " (static)", false: ""}[in.Static])
-	mk := command{dir: src, env: env, log: logf}
-	if err := mk.run(ctx, logName, "make", args...); err != nil {
+	mk := command{dir: src, env: env, log: st.Log}
+	if err := mk.run(ctx, st.LogPath, "make", args...); err != nil {
 		return nil, fmt.Errorf("build ipvsadm: %w", err)
 	}
-	bin := filepath.Join(tmpArt, "ipvsadm")
+	bin := filepath.Join(st.Tmp, "ipvsadm")
 	if err := fsutil.CopyFile(filepath.Join(src, "ipvsadm"), bin, 0o755); err != nil {
 		return nil, fmt.Errorf("collect ipvsadm: %w", err)
 	}
@@ -138,20 +126,11 @@ func (b *Builder) Ipvsadm(ctx context.Context, in IpvsadmInputs) (*IpvsadmArtifa
 		Files: map[string]string{"ipvsadm": sum}, Toolchain: k.Toolchain,
 		Timings: map[string]float64{"total": time.Since(start).Seconds()}, Built: time.Now().UTC(),
 	}
-	data, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmpArt, "manifest.json"), append(data, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
+	if err := st.commit(m); err != nil {
+		return nil, err
 	}
-	logf.Close()
-	if err := os.Chmod(tmpArt, 0o755); err != nil {
-		return nil, fmt.Errorf("store ipvsadm: %w", err)
-	}
-	if err := os.Rename(tmpArt, artDir); err != nil {
-		return nil, fmt.Errorf("store ipvsadm: %w", err)
-	}
-	ok = true
-	b.status("done", "ipvsadm %s built (%s)", version, artDir)
-	return ipvsadmArtifacts(artDir, m, false), nil
+	b.status("done", "ipvsadm %s built (%s)", version, st.Dir)
+	return ipvsadmArtifacts(st.Dir, m, false), nil
 }
 
 func ipvsadmArtifacts(dir string, m Manifest, cached bool) *IpvsadmArtifacts {

@@ -19,7 +19,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/lvsforge/lvsforge/cluster"
@@ -240,29 +239,6 @@ func (in KernelInputs) CacheKey() (string, error) {
 	return hashJSON(k), nil
 }
 
-// lock takes an exclusive flock on path, so two lvsforge processes do not
-// build into the same work directory at once.
-func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
-}
-
-func loadManifest(dir string) (Manifest, bool) {
-	var m Manifest
-	data, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil || json.Unmarshal(data, &m) != nil {
-		return m, false
-	}
-	return m, true
-}
-
 func kernelArtifacts(dir string, m Manifest, cached bool) *KernelArtifacts {
 	a := &KernelArtifacts{
 		Dir: dir, BzImage: filepath.Join(dir, "bzImage"), SystemMap: filepath.Join(dir, "System.map"),
@@ -290,10 +266,9 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		return nil, err
 	}
 	key := hashJSON(k)
-	artDir := filepath.Join(b.Cache.Dir, "artifacts", "kernel", key)
-	if m, ok := loadManifest(artDir); ok {
-		b.status("cached", "%s kernel %s: cached (%s)", in.Role, m.Release, artDir)
-		return kernelArtifacts(artDir, m, true), nil
+	if dir, m, ok := b.cachedArtifacts("kernel", key); ok {
+		b.status("cached", "%s kernel %s: cached (%s)", in.Role, m.Release, dir)
+		return kernelArtifacts(dir, m, true), nil
 	}
 	timings := map[string]float64{}
 	lap := func(name string, since time.Time) { timings[name] = time.Since(since).Seconds() }
@@ -324,38 +299,21 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		return nil, fmt.Errorf("lock build: %w", err)
 	}
 	defer unlock()
-	if m, ok := loadManifest(artDir); ok { // built by another process while we waited
-		return kernelArtifacts(artDir, m, true), nil
+	if dir, m, ok := b.cachedArtifacts("kernel", key); ok { // built by another process while we waited
+		return kernelArtifacts(dir, m, true), nil
 	}
-
-	if err := os.MkdirAll(filepath.Dir(artDir), 0o755); err != nil {
-		return nil, fmt.Errorf("build kernel: %w", err)
-	}
-	tmpArt, err := os.MkdirTemp(filepath.Dir(artDir), ".build-"+key[:16]+"-")
+	st, err := b.beginStore("kernel", key)
 	if err != nil {
-		return nil, fmt.Errorf("build kernel: %w", err)
+		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			// Keep the log of a failed build where the user can read it.
-			os.MkdirAll(filepath.Join(b.Cache.Dir, "logs"), 0o755)
-			os.Rename(filepath.Join(tmpArt, "build.log"), filepath.Join(b.Cache.Dir, "logs", "kernel-"+key[:16]+".log"))
-			os.RemoveAll(tmpArt)
-		}
-	}()
-	logPath := filepath.Join(b.Cache.Dir, "logs", "kernel-"+key[:16]+".log")
-	logf, err := os.Create(filepath.Join(tmpArt, "build.log"))
-	if err != nil {
-		return nil, fmt.Errorf("build kernel: %w", err)
-	}
-	defer logf.Close()
+	defer st.close()
+	tmpArt, logPath := st.Tmp, st.LogPath
 
 	env, makeVars, ccache, err := b.makeEnv(src, date, in)
 	if err != nil {
 		return nil, err
 	}
-	mk := command{dir: src, env: env, log: logf}
+	mk := command{dir: src, env: env, log: st.Log}
 
 	t = time.Now()
 	b.status("configure", "%s: configuring (%s + %d fragments + %d options)", role, in.Base, len(in.Fragments), len(in.Options))
@@ -468,24 +426,15 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		m.CCache = &CCacheStats{Hits: after.Hits - before.Hits, Misses: after.Misses - before.Misses}
 	}
 	timings["total"] = time.Since(start).Seconds()
-	data, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(filepath.Join(tmpArt, "manifest.json"), append(data, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
+	if err := st.commit(m); err != nil {
+		return nil, err
 	}
-	logf.Close()
-	if err := os.Chmod(tmpArt, 0o755); err != nil {
-		return nil, fmt.Errorf("store kernel artifacts: %w", err)
-	}
-	if err := os.Rename(tmpArt, artDir); err != nil {
-		return nil, fmt.Errorf("store kernel artifacts: %w", err)
-	}
-	ok = true
 	// A readable name per role and release, pointing at the keyed directory.
 	link := filepath.Join(b.Cache.Dir, "artifacts", "kernel", role+"-"+release)
 	os.Remove(link)
 	os.Symlink(key, link)
-	b.status("done", "%s kernel %s built in %.0fs (%s)", role, release, timings["total"], artDir)
-	return kernelArtifacts(artDir, m, false), nil
+	b.status("done", "%s kernel %s built in %.0fs (%s)", role, release, timings["total"], st.Dir)
+	return kernelArtifacts(st.Dir, m, false), nil
 }
 
 // prepareSource extracts and patches the tree once per (tarball, patches);

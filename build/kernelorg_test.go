@@ -13,6 +13,7 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )

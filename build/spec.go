@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
+
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/patches"
 )
@@ -80,11 +81,8 @@ func (f *Fetched) Items() []Item {
 
 // RoleKernel returns the spec's kernel profile of a role.
 func RoleKernel(s *cluster.Spec, role string) (cluster.RoleKernel, error) {
-	switch role {
-	case cluster.RoleDirector:
-		return s.Kernel.Director, nil
-	case cluster.RoleRealServer:
-		return s.Kernel.RealServer, nil
+	if rk, ok := s.Kernel.ForRole(role); ok {
+		return *rk, nil
 	}
 	return cluster.RoleKernel{}, fmt.Errorf("unknown role %q: want %s", role, strings.Join(Roles, " or "))
 }

@@ -17,6 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
+
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 
@@ -32,7 +35,7 @@ const writesPerHost = 8
 const commitTimeout = 2 * time.Minute
 
 // lockFile is flock(1)ed by every push for as long as it works on the host.
-const lockFile = "/var/lib/lvsforge/lock"
+const lockFile = install.StateDir + "/lock"
 
 // ErrHashMismatch means the bytes that landed on the host are not the bytes
 // that were meant to: the temporary file is removed and nothing is renamed.
@@ -253,7 +256,7 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 				mu.Unlock()
 			})
 			if err == nil {
-				v.add(landed{tmp: tmp, sum: op.File.sha256(), synced: synced, large: op.File.size() >= env.largeFile})
+				v.add(landed{tmp: tmp, sum: op.File.SHA256(), synced: synced, large: op.File.Size() >= env.largeFile})
 				return
 			}
 			mu.Lock()
@@ -316,7 +319,7 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 			// The renames themselves, before anything is restarted: the
 			// directories that hold them (fsync of each, not a sync of every
 			// file system, which waits for every other writer's data too).
-			if _, err := sh.Run(opCtx, "sync -- "+shellJoin(op.Paths)); err != nil {
+			if _, err := sh.Run(opCtx, "sync -- "+shell.Join(op.Paths)); err != nil {
 				return nil, i, fmt.Errorf("sync renames: %w", err)
 			}
 		case OpChown:
@@ -335,7 +338,7 @@ func apply(ctx context.Context, c *Conn, sh *hostShell, p *Plan, env applyEnv) (
 			// The commit is over: Ctrl-C stops the commands, and the
 			// pending record has the next push redo them.
 			commit = nil
-			if _, err := c.output(ctx, shellJoin(op.Argv)); err != nil {
+			if _, err := c.output(ctx, shell.Join(op.Argv)); err != nil {
 				return nil, i, fmt.Errorf("%s: %w", op.Step, err)
 			}
 		default:
@@ -368,7 +371,7 @@ func rename(ctx context.Context, c *Conn, tmp, target string) error {
 	if _, posix := s.HasExtension("posix-rename@openssh.com"); posix {
 		return s.PosixRename(tmp, target)
 	}
-	_, err = c.output(ctx, "mv -f -- "+shellQuote(tmp)+" "+shellQuote(target))
+	_, err = c.output(ctx, "mv -f -- "+shell.Quote(tmp)+" "+shell.Quote(target))
 	return err
 }
 
@@ -392,7 +395,7 @@ func writeTemp(ctx context.Context, c *Conn, op Op, env applyEnv, created func(s
 	if tmp, err = tempName(op.Path); err != nil {
 		return "", false, err
 	}
-	release, err := env.uploadSlot(ctx, op.File.size())
+	release, err := env.uploadSlot(ctx, op.File.Size())
 	if err != nil {
 		return "", false, fmt.Errorf("wait for upload slot: %w", err)
 	}
@@ -411,7 +414,7 @@ func writeTemp(ctx context.Context, c *Conn, op Op, env applyEnv, created func(s
 		f.Close()
 		return "", false, fmt.Errorf("chmod temp for %s: %w", op.Path, err)
 	}
-	src, err := op.File.open()
+	src, err := op.File.Open()
 	if err != nil {
 		f.Close()
 		return "", false, fmt.Errorf("open content of %s: %w", op.Path, err)
@@ -420,7 +423,7 @@ func writeTemp(ctx context.Context, c *Conn, op Op, env applyEnv, created func(s
 	h := sha256.New()
 	n, err := f.ReadFromWithConcurrency(io.TeeReader(ctxReader{ctx, src}, h), 0)
 	env.sent.Add(n)
-	if err == nil && op.File.size() >= env.largeFile && hasFsync(s) {
+	if err == nil && op.File.Size() >= env.largeFile && hasFsync(s) {
 		// A large file is fsynced by the SFTP server as soon as it has
 		// landed; small ones are synced with their check, by another
 		// process, so that their journal commits do not hold up the
@@ -439,7 +442,7 @@ func writeTemp(ctx context.Context, c *Conn, op Op, env applyEnv, created func(s
 	if err != nil {
 		return "", false, fmt.Errorf("upload %s: %w", op.Path, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != op.File.sha256() {
+	if got := hex.EncodeToString(h.Sum(nil)); got != op.File.SHA256() {
 		// The local artifact changed between hashing and streaming.
 		return "", false, fmt.Errorf("upload %s: local content changed: %w", op.Path, ErrHashMismatch)
 	}
@@ -522,12 +525,12 @@ func verifyRemote(ctx context.Context, sh *hostShell, batch []landed) error {
 	var small, large, unsynced []string
 	for _, l := range batch {
 		if l.large {
-			large = append(large, shellQuote(l.tmp))
+			large = append(large, shell.Quote(l.tmp))
 		} else {
-			small = append(small, shellQuote(l.tmp))
+			small = append(small, shell.Quote(l.tmp))
 		}
 		if !l.synced {
-			unsynced = append(unsynced, shellQuote(l.tmp))
+			unsynced = append(unsynced, shell.Quote(l.tmp))
 		}
 	}
 	cmd := hashScript(small, large, true)
@@ -597,11 +600,11 @@ func writePending(ctx context.Context, c *Conn, steps []string) error {
 // read as configuration.
 func backup(ctx context.Context, c *Conn, op Op, env applyEnv) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "umask 077 && mkdir -p %s", shellQuote(env.backupDir))
+	fmt.Fprintf(&b, "umask 077 && mkdir -p %s", shell.Quote(env.backupDir))
 	for _, p := range op.Paths {
-		d := shellQuote(env.backupDir + p)
+		d := shell.Quote(env.backupDir + p)
 		fmt.Fprintf(&b, " && mkdir -p %s && cp -p -- %s %s/%s && (ls -1 %s | sort -r | tail -n +%d | while read -r n; do rm -f -- %s/\"$n\"; done)",
-			d, shellQuote(p), d, env.stamp, d, env.keep+1, d)
+			d, shell.Quote(p), d, env.stamp, d, env.keep+1, d)
 	}
 	if _, err := c.output(ctx, b.String()); err != nil {
 		return fmt.Errorf("back up replaced files: %w", err)

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
+
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
 )
@@ -145,7 +148,7 @@ func TestOwner(t *testing.T) {
 	if _, err := h.Exec("sh", "-c", "mkdir -p /etc/ha.d && echo old > /etc/ha.d/ha.cf && chown 65534:65534 /etc/ha.d/ha.cf"); err != nil {
 		t.Fatal(err)
 	}
-	fs := []deploy.File{
+	fs := []install.File{
 		{Path: "/etc/ha.d/ha.cf", Data: []byte("node a\n")},
 		{Path: "/etc/ha.d/owned", Data: []byte("daemon's\n"), UID: 1, GID: 2},
 	}
@@ -176,8 +179,8 @@ func TestOwner(t *testing.T) {
 func TestInitMismatch(t *testing.T) {
 	e := newEnv(t, 2)
 	hosts := e.hosts(files("v1"))
-	hosts[0].Init = deploy.InitSystemd
-	hosts[1].Init = deploy.InitSysV
+	hosts[0].Init = cluster.InitSystemd
+	hosts[1].Init = cluster.InitSysV
 	r := deploy.Push(context.Background(), hosts, e.opts)
 	err := r.Hosts[0].Err()
 	if !errors.Is(err, deploy.ErrInitMismatch) || !strings.Contains(err.Error(), "runs sysv") || !strings.Contains(err.Error(), "set `init: sysv` on host h0") {
@@ -246,8 +249,8 @@ func TestLocate(t *testing.T) {
 	if _, err := e.c.Hosts[0].Exec("sh", "-c", "printf '#!/bin/sh\\necho distro\\n' > /usr/local/sbin/lvsforge-test-tool && chmod 0755 /usr/local/sbin/lvsforge-test-tool"); err != nil {
 		t.Fatal(err)
 	}
-	tool := deploy.File{Path: "/usr/local/bin/lvsforge-test-tool", Locate: "lvsforge-test-tool", Mode: 0o755, Data: []byte("#!/bin/sh\necho lvsforge\n")}
-	r := mustPush(t, e.hosts([]deploy.File{tool}), e.opts)
+	tool := install.File{Path: "/usr/local/bin/lvsforge-test-tool", Locate: "lvsforge-test-tool", Mode: 0o755, Data: []byte("#!/bin/sh\necho lvsforge\n")}
+	r := mustPush(t, e.hosts([]install.File{tool}), e.opts)
 	if got := readHost(t, e.c.Hosts[0], "/usr/local/sbin/lvsforge-test-tool"); got != string(tool.Data) || r.Hosts[0].Changed[0] != "/usr/local/sbin/lvsforge-test-tool" {
 		t.Errorf("h0: the host's own copy was not replaced: %q, changed %v", got, r.Hosts[0].Changed)
 	}
@@ -257,7 +260,7 @@ func TestLocate(t *testing.T) {
 	if got := readHost(t, e.c.Hosts[1], tool.Path); got != string(tool.Data) {
 		t.Errorf("h1: not installed at the fallback path: %q", got)
 	}
-	if r := mustPush(t, e.hosts([]deploy.File{tool}), e.opts); len(r.Hosts[0].Plan)+len(r.Hosts[1].Plan) != 0 {
+	if r := mustPush(t, e.hosts([]install.File{tool}), e.opts); len(r.Hosts[0].Plan)+len(r.Hosts[1].Plan) != 0 {
 		t.Errorf("no-op push: %q %q", r.Hosts[0].Plan, r.Hosts[1].Plan)
 	}
 }
@@ -291,7 +294,7 @@ func TestConcurrentPushesLock(t *testing.T) {
 	if err := os.WriteFile(p, make([]byte, 8<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a, err := deploy.OpenArtifact(p)
+	a, err := install.OpenArtifact(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +304,7 @@ func TestConcurrentPushesLock(t *testing.T) {
 	})
 	first := make(chan *deploy.Report, 1)
 	go func() {
-		first <- deploy.Push(context.Background(), e.hosts([]deploy.File{{Path: "/boot/vmlinuz-first", Artifact: a}}), e.opts)
+		first <- deploy.Push(context.Background(), e.hosts([]install.File{{Path: "/boot/vmlinuz-first", Artifact: a}}), e.opts)
 	}()
 	<-reached
 	temps, _ := filepath.Glob(h.Path("/boot/.lvsforge-tmp-*"))
@@ -310,7 +313,7 @@ func TestConcurrentPushesLock(t *testing.T) {
 	}
 	second := make(chan *deploy.Report, 1)
 	go func() {
-		second <- deploy.Push(context.Background(), e.hosts([]deploy.File{{Path: "/boot/config-second", Data: []byte("x\n")}}), e.opts)
+		second <- deploy.Push(context.Background(), e.hosts([]install.File{{Path: "/boot/config-second", Data: []byte("x\n")}}), e.opts)
 	}()
 	select {
 	case r := <-second:

@@ -11,12 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-)
 
-// Init systems a host can run.
-const (
-	InitSystemd = "systemd"
-	InitSysV    = "sysv"
+	"github.com/lvsforge/lvsforge/internal/shell"
 )
 
 // tempPrefix starts every temporary file name; the leading dot keeps
@@ -71,11 +67,11 @@ func factScript(paths, large, locate []string) string {
 	dirs := map[string]bool{path.Dir(pendingFile): true}
 	var qp, qd []string
 	for _, p := range paths {
-		qp = append(qp, shellQuote(p))
+		qp = append(qp, shell.Quote(p))
 		dirs[path.Dir(p)] = true
 	}
 	for d := range dirs {
-		qd = append(qd, shellQuote(d))
+		qd = append(qd, shell.Quote(d))
 	}
 	sort.Strings(qd)
 	var b strings.Builder
@@ -95,7 +91,7 @@ func factScript(paths, large, locate []string) string {
 		b.WriteString(`stat -L -c 'S %a %f %u %g %n' -- ` + strings.Join(qp, " ") + ` 2>/dev/null; `)
 		isLarge := map[string]bool{}
 		for _, p := range large {
-			isLarge[shellQuote(p)] = true
+			isLarge[shell.Quote(p)] = true
 		}
 		var small, big []string
 		for _, q := range qp {

@@ -11,7 +11,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lvsforge/lvsforge/roles"
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
 )
 
 // Kernel is a built kernel to install, activate once, or confirm on a host.
@@ -24,11 +25,11 @@ type Kernel struct {
 	Release string
 	// Image, SystemMap and Config land in /boot as vmlinuz-, System.map-
 	// and config-RELEASE. All nil for confirm.
-	Image     *Artifact
-	SystemMap *Artifact
-	Config    *Artifact
+	Image     *install.Artifact
+	SystemMap *install.Artifact
+	Config    *install.Artifact
 	// Modules is a tar.gz of lib/modules/RELEASE; nil for a kernel without modules.
-	Modules *Artifact
+	Modules *install.Artifact
 	// ActivateOnce schedules the kernel for the next boot only (grub-reboot):
 	// if it panics, panic=N reboots into the old default.
 	ActivateOnce bool
@@ -46,7 +47,7 @@ var releaseRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]*$`)
 // modulesDir is where the modules tarball is kept on the host (its hash is
 // how a re-push knows the modules are already unpacked), beside a
 // release-RELEASE marker per installed kernel.
-const modulesDir = "/var/lib/lvsforge/kernel"
+const modulesDir = install.KernelDir
 
 // LoadKernel opens the artifacts of one kernel build directory (the build
 // package's layout: bzImage, System.map, config, kernelrelease and, when the
@@ -59,7 +60,7 @@ func LoadKernel(dir string) (*Kernel, error) {
 	k := &Kernel{Release: strings.TrimSpace(string(rel))}
 	for _, a := range []struct {
 		name     string
-		dst      **Artifact
+		dst      **install.Artifact
 		optional bool
 	}{
 		{"bzImage", &k.Image, false},
@@ -71,7 +72,7 @@ func LoadKernel(dir string) (*Kernel, error) {
 		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) && a.optional {
 			continue
 		}
-		if *a.dst, err = OpenArtifact(p); err != nil {
+		if *a.dst, err = install.OpenArtifact(p); err != nil {
 			return nil, err
 		}
 	}
@@ -86,17 +87,17 @@ func (k *Kernel) check() error {
 }
 
 // files are the kernel's files on the host.
-func (k *Kernel) files() []File {
-	var fs []File
-	add := func(p string, a *Artifact) {
+func (k *Kernel) files() []install.File {
+	var fs []install.File
+	add := func(p string, a *install.Artifact) {
 		if a != nil {
-			fs = append(fs, File{Path: p, Mode: 0o644, Artifact: a})
+			fs = append(fs, install.File{Path: p, Mode: 0o644, Artifact: a})
 		}
 	}
 	if k.Image != nil {
 		// The marker by which /etc/grub.d/42_lvsforge lists every kernel
 		// lvsforge installed, whatever local version the spec has now.
-		fs = append(fs, File{Path: k.marker(), Mode: 0o644, Data: []byte(k.Release + "\n")})
+		fs = append(fs, install.File{Path: k.marker(), Mode: 0o644, Data: []byte(k.Release + "\n")})
 	}
 	add("/boot/vmlinuz-"+k.Release, k.Image)
 	add("/boot/System.map-"+k.Release, k.SystemMap)
@@ -109,22 +110,6 @@ func (k *Kernel) files() []File {
 // only one to confirm.
 func (k *Kernel) installs() bool { return k != nil && k.Image != nil }
 
-// pushed is h as a push writes it: its boot files only when a kernel is
-// installed, then the kernel's own files.
-func (h *Host) pushed() *Host {
-	hp := *h
-	hp.Files = nil
-	for _, f := range h.Files {
-		if !f.Boot || h.Kernel.installs() {
-			hp.Files = append(hp.Files, f)
-		}
-	}
-	if h.Kernel != nil {
-		hp.Files = append(hp.Files, h.Kernel.files()...)
-	}
-	return &hp
-}
-
 func (k *Kernel) modulesTarball() string { return modulesDir + "/modules-" + k.Release + ".tar.gz" }
 
 // marker says lvsforge installed this kernel; 42_lvsforge reads it.
@@ -134,7 +119,7 @@ func (k *Kernel) marker() string { return modulesDir + "/release-" + k.Release }
 const (
 	grubLegacyConf = "/boot/grub/grub.conf"
 	// GrubLegacyStanza is where roles renders the GRUB legacy entry.
-	grubLegacyStanza = roles.GrubLegacyPath
+	grubLegacyStanza = install.GrubLegacyPath
 )
 
 // bootFactScript reports the GRUB tools in PATH, a GRUB legacy host (a
@@ -163,7 +148,7 @@ const (
 // block's stanzas keep their order and new ones are appended, so that the
 // saved default (an index) still names the same entry. It returns the file
 // and the index of k's entry.
-func legacyConfFile(h *Host, k *Kernel, f *Facts) (*File, int, error) {
+func legacyConfFile(h *Host, k *Kernel, f *Facts) (*install.File, int, error) {
 	var stanza []byte
 	for _, hf := range h.Files {
 		if hf.Path == grubLegacyStanza {
@@ -188,7 +173,7 @@ func legacyConfFile(h *Host, k *Kernel, f *Facts) (*File, int, error) {
 	if mode == 0 {
 		mode = 0o600
 	}
-	return &File{Path: grubLegacyConf, Mode: mode, UID: rf.UID, GID: rf.GID, Data: conf, Boot: true}, idx, nil
+	return &install.File{Path: grubLegacyConf, Mode: mode, UID: rf.UID, GID: rf.GID, Data: conf, Boot: true}, idx, nil
 }
 
 func renderLegacyConf(old, stanza []byte, release string, installed []string) ([]byte, int, error) {
@@ -363,7 +348,7 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool, boot []string, le
 	has := func(t string) bool { return f.Boot[t] }
 	var ops []Op
 	run := func(script string) { ops = append(ops, Op{Kind: OpRun, Argv: []string{"sh", "-c", script}}) }
-	rel := shellQuote(k.Release)
+	rel := shell.Quote(k.Release)
 	if k.Modules != nil && changed(k.modulesTarball()) {
 		// Unpack next to the destination and swap directories, so that a
 		// failed unpack never leaves a half-populated lib/modules/RELEASE;
@@ -372,7 +357,7 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool, boot []string, le
 			`trap 'rm -rf "$d"' EXIT; tar -xzf %s -C "$d"; `+
 			`[ -d "$d/lib/modules/"%[2]s ] || { echo "modules tarball has no lib/modules/"%[2]s >&2; exit 1; }; `+
 			`rm -rf /lib/modules/%[2]s.lvsforge-old; if [ -d /lib/modules/%[2]s ]; then mv /lib/modules/%[2]s /lib/modules/%[2]s.lvsforge-old; fi; `+
-			`mv "$d/lib/modules/"%[2]s /lib/modules/%[2]s; rm -rf /lib/modules/%[2]s.lvsforge-old`, shellQuote(k.modulesTarball()), rel))
+			`mv "$d/lib/modules/"%[2]s /lib/modules/%[2]s; rm -rf /lib/modules/%[2]s.lvsforge-old`, shell.Quote(k.modulesTarball()), rel))
 		ops = append(ops, Op{Kind: OpRun, Argv: []string{"depmod", "-a", "-F", "/boot/System.map-" + k.Release, k.Release}})
 	}
 	// GRUB's configuration is regenerated when the kernel or one of the
@@ -424,7 +409,7 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool, boot []string, le
 						`{ echo "GRUB_DEFAULT is not saved in /etc/default/grub: a default set with ` + tool + ` would be ignored" >&2; exit 1; }; `
 				}
 				run(fmt.Sprintf(`%sgrep -qF -- "--id '%s'" %s || { echo "no GRUB entry %s in %s" >&2; exit 1; }; %s %s`,
-					check, entry, cfg, entry, cfg, tool, shellQuote(entry)))
+					check, entry, cfg, entry, cfg, tool, shell.Quote(entry)))
 				return nil
 			}
 		}
@@ -439,7 +424,7 @@ func kernelOps(k *Kernel, f *Facts, changed func(string) bool, boot []string, le
 				run(fmt.Sprintf(`if ! %s list 2>/dev/null | grep -q '^saved_entry='; then `+
 					`cur=$(awk -v k="/boot/vmlinuz-$(uname -r)" %s %s); `+
 					`if [ -n "$cur" ]; then %s-set-default "$cur"; else echo "no GRUB entry for the running kernel $(uname -r) in %s: nothing to fall back to" >&2; exit 1; fi; fi`,
-					p+"-editenv", shellQuote(runningEntryAwk), cfg, p, cfg))
+					p+"-editenv", shell.Quote(runningEntryAwk), cfg, p, cfg))
 				break
 			}
 		}
@@ -481,7 +466,7 @@ func legacyPick(k *Kernel, verb string, conf []byte, run func(string)) error {
 	run(fmt.Sprintf(`%sawk -v n=%d '/^[ \t]*title[ \t=]/ { if (i++ == n) { print; exit } }' %s | grep -qF -- %s || `+
 		`{ echo "entry %[2]d of %[3]s is not lvsforge's %[5]s" >&2; exit 1; }; `+
 		`printf 'savedefault --default=%[2]d%[6]s\nquit\n' | grub --batch`,
-		check, n, grubLegacyConf, shellQuote(title), k.Release, once))
+		check, n, grubLegacyConf, shell.Quote(title), k.Release, once))
 	return nil
 }
 

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lvsforge/lvsforge/install"
+
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
@@ -119,34 +121,34 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var grubFile, grubDefault deploy.File
+	var grubFile, grubDefault install.File
 	for _, r := range rendered {
 		if r.Host.Name == "rs1" {
 			for _, f := range r.Files {
 				switch f.Path {
-				case roles.Grub2Path:
-					grubFile = deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Boot: f.Boot}
-				case roles.GrubDefaultPath:
-					grubDefault = deploy.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Boot: f.Boot}
+				case install.Grub2Path:
+					grubFile = install.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Boot: f.Boot}
+				case install.GrubDefaultPath:
+					grubDefault = install.File{Path: f.Path, Mode: f.Mode, Data: f.Data, Boot: f.Boot}
 				}
 			}
 		}
 	}
 	if grubFile.Data == nil {
-		t.Fatalf("roles rendered no %s for rs1", roles.Grub2Path)
+		t.Fatalf("roles rendered no %s for rs1", install.Grub2Path)
 	}
-	release := roles.Release(spec, cluster.RoleRealServer)
+	release := spec.Release(cluster.RoleRealServer)
 	k, err := deploy.LoadKernel(kernelBuild(t, release))
 	if err != nil {
 		t.Fatal(err)
 	}
 	k.ActivateOnce = true
 	// Without a kernel, the GRUB script is a boot file like any other: not written.
-	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []deploy.File{grubFile}}}, e.opts)
-	if _, err := os.Stat(h.Path(roles.Grub2Path)); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a push without a kernel wrote %s: %v", roles.Grub2Path, err)
+	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{grubFile}}}, e.opts)
+	if _, err := os.Stat(h.Path(install.Grub2Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a push without a kernel wrote %s: %v", install.Grub2Path, err)
 	}
-	host := deploy.Host{Target: e.target(h), Files: []deploy.File{grubFile}, Kernel: k}
+	host := deploy.Host{Target: e.target(h), Files: []install.File{grubFile}, Kernel: k}
 
 	r := mustPush(t, []deploy.Host{host}, e.opts)
 	t.Logf("plan:\n%s", strings.Join(r.Hosts[0].Plan, "\n"))
@@ -182,7 +184,7 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	// A new GRUB setting (GRUB_DEFAULT=saved) alone regenerates grub.cfg.
 	host.Files = append(host.Files, grubDefault)
 	r = mustPush(t, []deploy.Host{host}, e.opts)
-	if hr := r.Hosts[0]; fmt.Sprint(hr.Changed) != "["+roles.GrubDefaultPath+"]" || len(hr.Commands) != 3 || hr.Commands[0] != "update-grub" {
+	if hr := r.Hosts[0]; fmt.Sprint(hr.Changed) != "["+install.GrubDefaultPath+"]" || len(hr.Commands) != 3 || hr.Commands[0] != "update-grub" {
 		t.Errorf("push of a changed GRUB setting: changed %v, commands %q; want update-grub first", hr.Changed, hr.Commands)
 	}
 
@@ -212,8 +214,8 @@ func TestKernelConfirm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grub := deploy.File{Path: "/etc/grub.d/42_lvsforge", Mode: 0o755, Data: []byte(genericGrubScript)}
-	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []deploy.File{grub}, Kernel: k}}, e.opts)
+	grub := install.File{Path: "/etc/grub.d/42_lvsforge", Mode: 0o755, Data: []byte(genericGrubScript)}
+	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{grub}, Kernel: k}}, e.opts)
 	mustPush(t, []deploy.Host{{Target: e.target(h), Kernel: &deploy.Kernel{Release: release, MakeDefault: true}}}, e.opts)
 	if env := grubenv(t, h); !strings.Contains(env, "saved_entry=lvsforge-"+release) {
 		t.Errorf("grubenv after confirm = %q", env)
@@ -260,8 +262,8 @@ title %[1]s (lvsforge director)
 	kernel /boot/vmlinuz-%[1]s ro root=/dev/sda1 panic=5
 `
 
-func legacyStanzaFor(release string, panic int) deploy.File {
-	return deploy.File{Path: "/etc/lvsforge/grub-legacy.conf", Data: []byte(fmt.Sprintf(
+func legacyStanzaFor(release string, panic int) install.File {
+	return install.File{Path: "/etc/lvsforge/grub-legacy.conf", Data: []byte(fmt.Sprintf(
 		"# /etc/lvsforge/grub-legacy.conf: GRUB legacy stanza, rendered by lvsforge.\n"+
 			"title %[1]s (lvsforge director)\n\troot (hd0,0)\n\tkernel /boot/vmlinuz-%[1]s ro root=/dev/sda1 panic=%d\n", release, panic))}
 }
@@ -288,7 +290,7 @@ func TestKernelGrubLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	k.ActivateOnce = true
-	host := deploy.Host{Target: e.target(h), Files: []deploy.File{legacyStanzaFor(release, 10)}, Kernel: k}
+	host := deploy.Host{Target: e.target(h), Files: []install.File{legacyStanzaFor(release, 10)}, Kernel: k}
 	r := mustPush(t, []deploy.Host{host}, e.opts)
 	t.Logf("plan:\n%s", strings.Join(r.Hosts[0].Plan, "\n"))
 	conf := readHost(t, h, "/boot/grub/grub.conf")
@@ -319,7 +321,7 @@ func TestKernelGrubLegacy(t *testing.T) {
 		t.Errorf("re-push: changed %v, commands %q", hr.Changed, hr.Commands)
 	}
 	// A changed panic value rewrites the stanza in place.
-	host.Files = []deploy.File{legacyStanzaFor(release, 30)}
+	host.Files = []install.File{legacyStanzaFor(release, 30)}
 	r = mustPush(t, []deploy.Host{host}, e.opts)
 	conf = readHost(t, h, "/boot/grub/grub.conf")
 	if fmt.Sprint(r.Hosts[0].Changed) != "[/etc/lvsforge/grub-legacy.conf /boot/grub/grub.conf]" || strings.Count(conf, "title "+release) != 1 || !strings.Contains(conf, "panic=30") {
@@ -336,7 +338,7 @@ func TestKernelGrubLegacy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []deploy.File{legacyStanzaFor(rel2, 30)}, Kernel: k2}}, e.opts)
+	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{legacyStanzaFor(rel2, 30)}, Kernel: k2}}, e.opts)
 	conf = readHost(t, h, "/boot/grub/grub.conf")
 	if i, j := strings.Index(conf, "title "+release), strings.Index(conf, "title "+rel2); i < 0 || j < i {
 		t.Errorf("the second kernel is not after the first:\n%s", conf)

@@ -9,6 +9,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
 )
 
 // OpKind is what an Op does to the host.
@@ -50,7 +54,7 @@ type Op struct {
 	// UID and GID are the owner a write or chown sets.
 	UID, GID int
 	// File is the content of a write.
-	File *File
+	File *install.File
 	// New is set for a write to a path that did not exist; otherwise the old
 	// version is backed up first (when backups are enabled).
 	New    bool
@@ -128,7 +132,7 @@ func (o Op) String() string {
 		if o.File.Secret {
 			return fmt.Sprintf("write %s mode %04o%s secret (%s)", o.Path, o.Mode, owner, state)
 		}
-		return fmt.Sprintf("write %s mode %04o%s size %d sha256 %.12s (%s)", o.Path, o.Mode, owner, o.File.size(), o.File.sha256(), state)
+		return fmt.Sprintf("write %s mode %04o%s size %d sha256 %.12s (%s)", o.Path, o.Mode, owner, o.File.Size(), o.File.SHA256(), state)
 	case OpVerify:
 		return fmt.Sprintf("verify %d uploads on the host: fsync each, compare its sha256", len(o.Paths))
 	case OpBackup:
@@ -147,15 +151,15 @@ func (o Op) String() string {
 		return "clear " + o.Path
 	case OpRun:
 		if o.LeftOver {
-			return "run" + leftOverNote + " " + shellJoin(o.Argv)
+			return "run" + leftOverNote + " " + shell.Join(o.Argv)
 		}
-		return "run " + shellJoin(o.Argv)
+		return "run " + shell.Join(o.Argv)
 	case OpEnable, OpRestart, OpReload:
 		note := ""
 		if o.LeftOver {
 			note = leftOverNote
 		}
-		return fmt.Sprintf("%s %s%s: %s", o.Kind, o.Unit, note, shellJoin(o.Argv))
+		return fmt.Sprintf("%s %s%s: %s", o.Kind, o.Unit, note, shell.Join(o.Argv))
 	}
 	return string(o.Kind) + " " + o.Path
 }
@@ -204,75 +208,151 @@ func checkHostname(name string, f *Facts) error {
 		name, f.Hostname, name, ErrHostnameMismatch)
 }
 
-// buildPlan compares the wanted files with the facts. backups says whether
-// replaced files are kept, in backupDir. readOld returns a file's current
-// content; it is only called to choose between a unit's reload and restart.
-func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld func(string) ([]byte, error)) (*Plan, error) {
-	p := &Plan{Host: h.Target.Name, Facts: facts}
-	if err := checkHostname(h.Target.Name, facts); err != nil {
+// pendingFile lists, one per line, the steps of a push that have not
+// completed on the host: "commands", "kernel", "unit NAME".
+const pendingFile = install.PendingFile
+
+// buildPlan compares the wanted files with the facts and lays out, in
+// order, everything a push does to the host. backups says whether replaced
+// files are kept, in backupDir. Each step is a method of planner, in the
+// order the ops run.
+func buildPlan(h *Host, facts *Facts, backups bool, backupDir string) (*Plan, error) {
+	if err := checkHost(h, facts); err != nil {
 		return nil, err
 	}
-	// SysV scripts run under systemd too (the units' OnSystemd commands);
-	// a systemd unit file means nothing to sysvinit.
-	if h.Init != "" && facts.Init != "" && h.Init != facts.Init && (h.Init != InitSysV || facts.Init != InitSystemd) {
-		return nil, fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
-			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)
+	pl := &planner{h: h, f: facts, p: &Plan{Host: h.Target.Name, Facts: facts}, touched: map[string][]Op{}, leftOver: map[string]bool{}}
+	if err := pl.resolveUnits(); err != nil {
+		return nil, err
+	}
+	files, legacyConf, err := pl.withLegacyConf()
+	if err != nil {
+		return nil, err
 	}
 	for _, t := range facts.StaleTemps {
-		p.Ops = append(p.Ops, Op{Kind: OpRemoveTemp, Path: t})
+		pl.p.Ops = append(pl.p.Ops, Op{Kind: OpRemoveTemp, Path: t})
 	}
-	units := map[string]*Unit{}
-	hostUnits := make([]Unit, len(h.Units))
-	for i := range h.Units {
-		u := h.Units[i].on(facts.Init)
-		if units[u.Name] != nil {
-			return nil, fmt.Errorf("plan %s: unit %s is defined twice", h.Target.Name, u.Name)
-		}
-		hostUnits[i] = u
-		units[u.Name] = &hostUnits[i]
+	if err := pl.compare(files, backups); err != nil {
+		return nil, err
 	}
-	files := h.Files
-	var legacyConf []byte
-	if k := h.Kernel; k != nil && facts.Boot["legacy"] {
-		legacyConf = facts.GrubLegacyConf
-		if k.Image != nil {
-			f, _, err := legacyConfFile(h, k, facts)
-			if err != nil {
-				return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
-			}
-			files = append(append([]File(nil), h.Files...), *f)
-			legacyConf = f.Data
+	pl.upload(backupDir)
+	commitStart := len(pl.p.Ops)
+	pl.commit()
+	pl.pendingUnits()
+	if err := pl.commands(); err != nil {
+		return nil, err
+	}
+	if err := pl.kernel(files, legacyConf); err != nil {
+		return nil, err
+	}
+	pl.unitOps()
+	pl.record(commitStart)
+	for i := range pl.p.Ops {
+		if pl.p.Ops[i].Step == "" {
+			pl.p.Ops[i].Step = defaultStep(pl.p.Ops[i])
 		}
 	}
+	return pl.p, nil
+}
+
+// checkHost refuses a host that is not the one the spec describes: another
+// uname -n, or an init system its units are not for. SysV scripts run
+// under systemd too (the units' OnSystemd commands); a systemd unit file
+// means nothing to sysvinit.
+func checkHost(h *Host, facts *Facts) error {
+	if err := checkHostname(h.Target.Name, facts); err != nil {
+		return err
+	}
+	if h.Init != "" && facts.Init != "" && h.Init != facts.Init && (h.Init != cluster.InitSysV || facts.Init != cluster.InitSystemd) {
+		return fmt.Errorf("plan %s: the host runs %s, the spec says init: %s (its units and enable commands would be %s's): %w; set `init: %s` on host %s in the spec",
+			h.Target.Name, facts.Init, h.Init, h.Init, ErrInitMismatch, facts.Init, h.Target.Name)
+	}
+	return nil
+}
+
+// planner builds one host's plan.
+type planner struct {
+	h *Host
+	f *Facts
+	p *Plan
+	// units are the host's units with the commands for its init system,
+	// in order, and by name.
+	units  []install.Unit
+	byName map[string]*install.Unit
+	// writes and attrs are the file ops; touched maps a unit to the ops of
+	// its changed files, and leftOver the units touched only because an
+	// earlier push left them pending.
+	writes, attrs []Op
+	touched       map[string][]Op
+	leftOver      map[string]bool
+	// marks are the steps recorded as pending while the plan runs.
+	marks []string
+}
+
+func (pl *planner) errorf(format string, args ...any) error {
+	return fmt.Errorf("plan %s: "+format, append([]any{pl.h.Target.Name}, args...)...)
+}
+
+func (pl *planner) resolveUnits() error {
+	pl.byName = map[string]*install.Unit{}
+	pl.units = make([]install.Unit, len(pl.h.Units))
+	for i := range pl.h.Units {
+		u := pl.h.Units[i].On(pl.f.Init)
+		if pl.byName[u.Name] != nil {
+			return pl.errorf("unit %s is defined twice", u.Name)
+		}
+		pl.units[i] = u
+		pl.byName[u.Name] = &pl.units[i]
+	}
+	return nil
+}
+
+// withLegacyConf is the host's files plus, on a GRUB legacy host getting a
+// kernel, its grub.conf with lvsforge's stanza merged in; and that
+// grub.conf as it will be.
+func (pl *planner) withLegacyConf() ([]install.File, []byte, error) {
+	k := pl.h.Kernel
+	if k == nil || !pl.f.Boot["legacy"] {
+		return pl.h.Files, nil, nil
+	}
+	if k.Image == nil {
+		return pl.h.Files, pl.f.GrubLegacyConf, nil
+	}
+	f, _, err := legacyConfFile(pl.h, k, pl.f)
+	if err != nil {
+		return nil, nil, pl.errorf("%w", err)
+	}
+	return append(slices.Clone(pl.h.Files), *f), f.Data, nil
+}
+
+// compare decides each file's ops: nothing, an owner or mode change, or a
+// write (with the directory it needs).
+func (pl *planner) compare(files []install.File, backups bool) error {
 	seen := map[string]bool{}
 	mkdirs := map[string]bool{}
-	var writes, attrs []Op
-	touched := map[string][]Op{} // unit -> its changed files
 	for i := range files {
 		f := &files[i]
 		if err := checkPath(f.Path); err != nil {
-			return nil, err
+			return err
 		}
 		if seen[f.Path] {
-			return nil, fmt.Errorf("plan %s: %s is listed twice", h.Target.Name, f.Path)
+			return pl.errorf("%s is listed twice", f.Path)
 		}
 		seen[f.Path] = true
 		for _, u := range f.Units {
-			if units[u] == nil {
-				return nil, fmt.Errorf("plan %s: %s names unit %s, which the host does not define", h.Target.Name, f.Path, u)
+			if pl.byName[u] == nil {
+				return pl.errorf("%s names unit %s, which the host does not define", f.Path, u)
 			}
 		}
-		rf, ok := facts.Files[f.Path]
+		rf, ok := pl.f.Files[f.Path]
 		if !ok {
-			return nil, fmt.Errorf("plan %s: no facts for %s", h.Target.Name, f.Path)
+			return pl.errorf("no facts for %s", f.Path)
 		}
 		if rf.IsDir {
-			return nil, fmt.Errorf("plan %s: %s is a directory on the host", h.Target.Name, f.Path)
+			return pl.errorf("%s is a directory on the host", f.Path)
 		}
-		mode := f.mode()
+		mode := f.FinalMode()
 		var ops []Op
-		switch {
-		case rf.Exists && rf.SHA256 == f.sha256():
+		if rf.Exists && rf.SHA256 == f.SHA256() {
 			if rf.UID != f.UID || rf.GID != f.GID {
 				// Before the chmod: chown clears set-id bits.
 				ops = append(ops, Op{Kind: OpChown, Path: f.Path, UID: f.UID, GID: f.GID, OldUID: rf.UID, OldGID: rf.GID, File: f})
@@ -281,151 +361,201 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 				ops = append(ops, Op{Kind: OpChmod, Path: f.Path, Mode: mode, OldMode: rf.Mode, File: f})
 			}
 			if len(ops) == 0 {
-				p.Unchanged = append(p.Unchanged, f.Path)
+				pl.p.Unchanged = append(pl.p.Unchanged, f.Path)
 				continue
 			}
-			attrs = append(attrs, ops...)
-		default:
+			pl.attrs = append(pl.attrs, ops...)
+		} else {
 			ops = []Op{{Kind: OpWrite, Path: f.Path, Mode: mode, UID: f.UID, GID: f.GID, File: f, New: !rf.Exists, Backup: rf.Exists && backups}}
-			if d := path.Dir(f.Path); !facts.Dirs[d] && !mkdirs[d] {
+			if d := path.Dir(f.Path); !pl.f.Dirs[d] && !mkdirs[d] {
 				mkdirs[d] = true
-				p.Ops = append(p.Ops, Op{Kind: OpMkdir, Path: d})
+				pl.p.Ops = append(pl.p.Ops, Op{Kind: OpMkdir, Path: d})
 			}
-			writes = append(writes, ops...)
+			pl.writes = append(pl.writes, ops...)
 		}
 		for _, u := range f.Units {
-			touched[u] = append(touched[u], ops[0])
+			pl.touched[u] = append(pl.touched[u], ops[0])
 		}
 	}
-	p.Ops = append(p.Ops, writes...)
-	if len(writes) > 0 {
-		v := Op{Kind: OpVerify}
-		var b []string
-		for _, w := range writes {
-			v.Paths = append(v.Paths, w.Path)
-			if w.Backup {
-				b = append(b, w.Path)
-			}
-		}
-		p.Ops = append(p.Ops, v)
-		if len(b) > 0 {
-			p.Ops = append(p.Ops, Op{Kind: OpBackup, Path: backupDir, Paths: b})
+	return nil
+}
+
+// upload: the writes, their verification on the host, the backups.
+func (pl *planner) upload(backupDir string) {
+	pl.p.Ops = append(pl.p.Ops, pl.writes...)
+	if len(pl.writes) == 0 {
+		return
+	}
+	v := Op{Kind: OpVerify}
+	var b []string
+	for _, w := range pl.writes {
+		v.Paths = append(v.Paths, w.Path)
+		if w.Backup {
+			b = append(b, w.Path)
 		}
 	}
-	// The commit: renames, their sync and the owner and mode changes. The
-	// pending steps are recorded before it starts.
-	commitStart := len(p.Ops)
+	pl.p.Ops = append(pl.p.Ops, v)
+	if len(b) > 0 {
+		pl.p.Ops = append(pl.p.Ops, Op{Kind: OpBackup, Path: backupDir, Paths: b})
+	}
+}
+
+// commit: the renames, their sync, the owner and mode changes.
+func (pl *planner) commit() {
 	dirs := map[string]bool{}
-	for _, w := range writes {
-		p.Ops = append(p.Ops, Op{Kind: OpRename, Path: w.Path})
+	for _, w := range pl.writes {
+		pl.p.Ops = append(pl.p.Ops, Op{Kind: OpRename, Path: w.Path})
 		dirs[path.Dir(w.Path)] = true
 	}
-	if len(writes) > 0 {
-		p.Ops = append(p.Ops, Op{Kind: OpSync, Paths: slices.Sorted(maps.Keys(dirs))})
+	if len(pl.writes) > 0 {
+		pl.p.Ops = append(pl.p.Ops, Op{Kind: OpSync, Paths: slices.Sorted(maps.Keys(dirs))})
 	}
-	p.Ops = append(p.Ops, attrs...)
-	// What an earlier push changed but could not finish (a command or a
-	// restart failed, or it was cut off during its commit) is done again,
-	// although its files are now in place.
-	pending := facts.Pending
-	leftOver := map[string]bool{} // units restarted only because they are pending
-	for u := range pending {
-		if name, ok := strings.CutPrefix(u, "unit "); ok && units[name] != nil && touched[name] == nil {
-			touched[name] = []Op{{Kind: OpChmod}} // unknown change: restart, not reload
-			leftOver[name] = true
-		}
-	}
-	var marks []string
-	// Commands are post-install steps (sysctl --system, depmod): idempotent,
-	// and only worth running when a file changed.
-	if len(writes) > 0 || pending["commands"] {
-		if len(h.Commands) > 0 {
-			marks = append(marks, "commands")
-		}
-		for _, c := range h.Commands {
-			if len(c) == 0 {
-				return nil, fmt.Errorf("plan %s: empty command", h.Target.Name)
-			}
-			p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c, LeftOver: len(writes) == 0})
+	pl.p.Ops = append(pl.p.Ops, pl.attrs...)
+}
+
+// pendingUnits: what an earlier push changed but could not finish (a
+// restart failed, or it was cut off during its commit) is done again,
+// although its files are now in place; an unknown change restarts.
+func (pl *planner) pendingUnits() {
+	for u := range pl.f.Pending {
+		if name, ok := strings.CutPrefix(u, "unit "); ok && pl.byName[name] != nil && pl.touched[name] == nil {
+			pl.touched[name] = []Op{{Kind: OpChmod}}
+			pl.leftOver[name] = true
 		}
 	}
-	if k := h.Kernel; k != nil {
-		written := map[string]bool{}
-		for _, w := range writes {
-			written[w.Path] = true
-		}
-		var boot []string
-		for _, f := range files {
-			if f.Boot {
-				boot = append(boot, f.Path)
-			}
-		}
-		install, activate, err := kernelOps(k, facts, func(p string) bool { return written[p] || pending["kernel"] }, boot, legacyConf)
-		if err != nil {
-			return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
-		}
-		if len(install) > 0 {
-			marks = append(marks, "kernel")
-		}
-		// An install with none of its files written is an earlier push's.
-		leftOverKernel := true
-		for _, f := range k.files() {
-			leftOverKernel = leftOverKernel && !written[f.Path]
-		}
-		for _, b := range boot {
-			leftOverKernel = leftOverKernel && !written[b]
-		}
-		for i := range install {
-			install[i].Step, install[i].LeftOver = stepKernelInstall, leftOverKernel
-		}
-		for i := range activate {
-			activate[i].Step = stepKernelOnce
-			if k.MakeDefault {
-				activate[i].Step = stepKernelConfirm
-			}
-		}
-		p.Ops = append(append(p.Ops, install...), activate...)
+}
+
+// commands are post-install steps (sysctl --system, depmod): idempotent,
+// and only worth running when a file changed, or left pending.
+func (pl *planner) commands() error {
+	if len(pl.writes) == 0 && !pl.f.Pending["commands"] {
+		return nil
 	}
-	for _, u := range hostUnits {
-		changed := touched[u.Name]
+	if len(pl.h.Commands) > 0 {
+		pl.marks = append(pl.marks, "commands")
+	}
+	for _, c := range pl.h.Commands {
+		if len(c) == 0 {
+			return pl.errorf("empty command")
+		}
+		pl.p.Ops = append(pl.p.Ops, Op{Kind: OpRun, Argv: c, LeftOver: len(pl.writes) == 0})
+	}
+	return nil
+}
+
+// kernel: a kernel's install (modules, GRUB), then its activation.
+func (pl *planner) kernel(files []install.File, legacyConf []byte) error {
+	k := pl.h.Kernel
+	if k == nil {
+		return nil
+	}
+	written := map[string]bool{}
+	for _, w := range pl.writes {
+		written[w.Path] = true
+	}
+	var boot []string
+	for _, f := range files {
+		if f.Boot {
+			boot = append(boot, f.Path)
+		}
+	}
+	install, activate, err := kernelOps(k, pl.f, func(p string) bool { return written[p] || pl.f.Pending["kernel"] }, boot, legacyConf)
+	if err != nil {
+		return pl.errorf("%w", err)
+	}
+	if len(install) > 0 {
+		pl.marks = append(pl.marks, "kernel")
+	}
+	// An install with none of its files written is an earlier push's.
+	leftOver := true
+	for _, f := range k.files() {
+		leftOver = leftOver && !written[f.Path]
+	}
+	for _, b := range boot {
+		leftOver = leftOver && !written[b]
+	}
+	for i := range install {
+		install[i].Step, install[i].LeftOver = stepKernelInstall, leftOver
+	}
+	for i := range activate {
+		activate[i].Step = stepKernelOnce
+		if k.MakeDefault {
+			activate[i].Step = stepKernelConfirm
+		}
+	}
+	pl.p.Ops = append(append(pl.p.Ops, install...), activate...)
+	return nil
+}
+
+// unitOps enable and restart, or reload, every unit with a changed file. A
+// unit that can reload reloads, unless a file of it is new (the daemon may
+// not run yet) or its fingerprint (what its reload cannot apply, which
+// roles says: install.Unit.Fingerprint) differs from the one last applied
+// on the host; a unit pending from a failed push restarts.
+func (pl *planner) unitOps() {
+	fpWritten := map[string]bool{}
+	for _, w := range pl.writes {
+		fpWritten[w.Path] = true
+	}
+	for _, u := range pl.units {
+		changed := pl.touched[u.Name]
 		if len(changed) == 0 {
 			continue
 		}
-		marks = append(marks, "unit "+u.Name)
+		pl.marks = append(pl.marks, "unit "+u.Name)
 		for _, c := range u.Enable {
-			p.Ops = append(p.Ops, Op{Kind: OpEnable, Unit: u.Name, Argv: c, LeftOver: leftOver[u.Name]})
+			pl.p.Ops = append(pl.p.Ops, Op{Kind: OpEnable, Unit: u.Name, Argv: c, LeftOver: pl.leftOver[u.Name]})
 		}
-		restart := true
-		if len(u.Reload) > 0 {
-			var err error
-			if restart, err = needsRestart(u.Name, changed, readOld); err != nil {
-				return nil, fmt.Errorf("plan %s: %w", h.Target.Name, err)
-			}
+		restart := len(u.Reload) == 0 || pl.leftOver[u.Name] || (u.Fingerprint != "" && fpWritten[fingerprintPath(u.Name)])
+		for _, op := range changed {
+			restart = restart || op.New
 		}
 		kind, cmds := OpRestart, u.Restart
 		if !restart {
 			kind, cmds = OpReload, u.Reload
 		}
 		for _, c := range cmds {
-			p.Ops = append(p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c, LeftOver: leftOver[u.Name]})
+			pl.p.Ops = append(pl.p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c, LeftOver: pl.leftOver[u.Name]})
 		}
 	}
-	// The steps after the files are recorded as pending before the first
-	// file is renamed into place and cleared once they all succeeded, so
-	// that a push cut off anywhere in between is finished by the next one.
-	// Pending steps this push cannot do (a kernel install when pushed
-	// without --kernel, a unit no longer rendered) stay recorded.
+}
+
+// fingerprintPath is where a unit's fingerprint, as last applied, is kept.
+func fingerprintPath(unit string) string { return install.UnitStateDir + "/" + unit }
+
+// fingerprintFiles are the files that keep each unit's fingerprint on the
+// host. They name no unit: a fingerprint that alone changed (the first
+// push of a version of lvsforge that keeps them) restarts nothing.
+func fingerprintFiles(units []install.Unit) []install.File {
+	var out []install.File
+	for _, u := range units {
+		if u.Fingerprint != "" {
+			out = append(out, install.File{Path: fingerprintPath(u.Name), Mode: 0o644, Data: []byte(u.Fingerprint + "\n")})
+		}
+	}
+	return out
+}
+
+// record brackets everything after the uploads: the steps are recorded as
+// pending before the first file is renamed into place and cleared once
+// they all succeeded, so that a push cut off anywhere in between is
+// finished by the next one. Pending steps this push cannot do (a kernel
+// install when pushed without --kernel, a unit no longer rendered) stay
+// recorded.
+func (pl *planner) record(commitStart int) {
+	pending := pl.f.Pending
 	var carry []string
 	for step := range pending {
 		name, isUnit := strings.CutPrefix(step, "unit ")
-		if (step == "kernel" && h.Kernel == nil) || (isUnit && units[name] == nil) {
+		if (step == "kernel" && pl.h.Kernel == nil) || (isUnit && pl.byName[name] == nil) {
 			carry = append(carry, step)
 		}
 	}
 	sort.Strings(carry)
+	p := pl.p
 	switch {
-	case len(marks) > 0:
-		rest := append([]Op(nil), p.Ops[commitStart:]...)
+	case len(pl.marks) > 0:
+		rest := slices.Clone(p.Ops[commitStart:])
 		for i := range rest {
 			// The record's rename is synced with the files'.
 			if d := path.Dir(pendingFile); rest[i].Kind == OpSync && !slices.Contains(rest[i].Paths, d) {
@@ -436,10 +566,10 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 		// The record belongs to the commit, or, when nothing is renamed
 		// (a retry of what an earlier push left), to the bookkeeping.
 		step := stepPending
-		if len(writes) > 0 || len(attrs) > 0 {
+		if len(pl.writes) > 0 || len(pl.attrs) > 0 {
 			step = stepCommit
 		}
-		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(marks, carry...), Step: step})
+		p.Ops = append(p.Ops[:commitStart], Op{Kind: OpMarkPending, Path: pendingFile, Argv: append(pl.marks, carry...), Step: step})
 		p.Ops = append(p.Ops, rest...)
 		if len(carry) > 0 {
 			p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
@@ -451,89 +581,4 @@ func buildPlan(h *Host, facts *Facts, backups bool, backupDir string, readOld fu
 	case len(carry) < len(pending):
 		p.Ops = append(p.Ops, Op{Kind: OpMarkPending, Path: pendingFile, Argv: carry})
 	}
-	for i := range p.Ops {
-		if p.Ops[i].Step == "" {
-			p.Ops[i].Step = defaultStep(p.Ops[i])
-		}
-	}
-	return p, nil
-}
-
-// pendingFile lists, one per line, the steps of a push that have not
-// completed on the host: "commands", "kernel", "unit NAME".
-const pendingFile = "/var/lib/lvsforge/pending"
-
-// needsRestart decides whether a unit that can reload must restart anyway.
-// ldirectord's reload only applies changes inside existing virtual blocks:
-// a virtual service added or removed needs a restart. keepalived's reload
-// (SIGHUP) re-reads everything and applies added, removed and changed
-// virtual_server blocks to the IPVS table, but it also rebuilds the VRRP
-// instances, which may flap the VIPs: anything outside the virtual_server
-// blocks (global_defs, vrrp_instance, lvs_sync_daemon) restarts it. A new
-// file, a mode change or a secret (not read back) always restarts.
-func needsRestart(unit string, changed []Op, readOld func(string) ([]byte, error)) (bool, error) {
-	for _, op := range changed {
-		if op.Kind != OpWrite || op.New || op.File.Secret || op.File.Artifact != nil {
-			return true, nil
-		}
-		var same func(old, cur []byte) bool
-		switch unit {
-		case "ldirectord":
-			same = func(old, cur []byte) bool { return virtuals(old) == virtuals(cur) }
-		case "keepalived":
-			same = func(old, cur []byte) bool { return keepalivedOutsideVirtuals(old) == keepalivedOutsideVirtuals(cur) }
-		default:
-			continue
-		}
-		old, err := readOld(op.Path)
-		if err != nil {
-			return false, err
-		}
-		if !same(old, op.File.Data) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// virtuals lists an ldirectord config's virtual= lines (the global ones:
-// indented lines belong to a block).
-func virtuals(cfg []byte) string {
-	var v []string
-	for _, line := range strings.Split(string(cfg), "\n") {
-		if strings.HasPrefix(line, "virtual") {
-			v = append(v, strings.Join(strings.Fields(line), " "))
-		}
-	}
-	return strings.Join(v, "\n")
-}
-
-// keepalivedOutsideVirtuals is a keepalived.conf without its comments and
-// its top-level virtual_server blocks, normalised to one token per line.
-func keepalivedOutsideVirtuals(cfg []byte) string {
-	var out []string
-	depth, skip := 0, false
-	for _, line := range strings.Split(string(cfg), "\n") {
-		if i := strings.IndexAny(line, "#!"); i >= 0 {
-			line = line[:i]
-		}
-		for _, tok := range strings.Fields(strings.NewReplacer("{", " { ", "}", " } ").Replace(line)) {
-			if depth == 0 && tok == "virtual_server" {
-				skip = true
-			}
-			switch tok {
-			case "{":
-				depth++
-			case "}":
-				depth--
-			}
-			if !skip {
-				out = append(out, tok)
-			}
-			if skip && depth == 0 && tok == "}" {
-				skip = false
-			}
-		}
-	}
-	return strings.Join(out, "\n")
 }

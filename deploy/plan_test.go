@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
+
 	"github.com/lvsforge/lvsforge/cluster"
 )
 
@@ -29,7 +32,7 @@ func TestParseFacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Hostname != "rs1" || f.Kernel != "6.1.0-28-amd64" || f.Init != InitSystemd || !f.Boot["update-grub"] {
+	if f.Hostname != "rs1" || f.Kernel != "6.1.0-28-amd64" || f.Init != cluster.InitSystemd || !f.Boot["update-grub"] {
 		t.Errorf("facts: %+v", f)
 	}
 	if got := f.Files["/etc/a b.conf"]; !got.Exists || got.Mode != 0o644 || got.SHA256 != sum("A") {
@@ -56,24 +59,25 @@ func TestBuildPlan(t *testing.T) {
 	ld := "virtual=10.0.0.1:80\n\treal=10.0.0.2:80 gate 1\n"
 	h := &Host{
 		Target: Target{Name: "d1"},
-		Files: []File{
+		Files: []install.File{
 			{Path: "/etc/ha.d/ldirectord.cf", Data: []byte(ld + "\tscheduler=wrr\n"), Units: []string{"ldirectord"}},
 			{Path: "/etc/ha.d/authkeys", Data: []byte("auth 1\n1 sha1 s3cret\n"), Mode: 0o644, Secret: true, Units: []string{"heartbeat"}},
 			{Path: "/etc/ha.d/ha.cf", Data: []byte("same"), Units: []string{"heartbeat"}},
 		},
-		Units: []Unit{
+		Units: []install.Unit{
 			{Name: "heartbeat", Restart: [][]string{{"/etc/init.d/heartbeat", "restart"}}},
-			{Name: "ldirectord", Restart: [][]string{{"ldirectord", "restart"}}, Reload: [][]string{{"ldirectord", "reload"}}},
+			{Name: "ldirectord", Restart: [][]string{{"ldirectord", "restart"}}, Reload: [][]string{{"ldirectord", "reload"}}, Fingerprint: "-t 10.0.0.1:80"},
 		},
 		Commands: [][]string{{"sysctl", "--system"}},
 	}
-	facts := &Facts{Init: InitSysV, Dirs: map[string]bool{"/etc/ha.d": true}, Files: map[string]RemoteFile{
-		"/etc/ha.d/ldirectord.cf": {Exists: true, Mode: 0o644, SHA256: sum(ld)},
-		"/etc/ha.d/authkeys":      {Exists: true, Mode: 0o644, SHA256: sum("auth 1\n1 sha1 s3cret\n")},
-		"/etc/ha.d/ha.cf":         {Exists: true, Mode: 0o644, SHA256: sum("same")},
+	h = h.pushed()
+	facts := &Facts{Init: cluster.InitSysV, Dirs: map[string]bool{"/etc/ha.d": true}, Files: map[string]RemoteFile{
+		"/etc/ha.d/ldirectord.cf":            {Exists: true, Mode: 0o644, SHA256: sum(ld)},
+		"/etc/ha.d/authkeys":                 {Exists: true, Mode: 0o644, SHA256: sum("auth 1\n1 sha1 s3cret\n")},
+		"/etc/ha.d/ha.cf":                    {Exists: true, Mode: 0o644, SHA256: sum("same")},
+		"/var/lib/lvsforge/units/ldirectord": {Exists: true, Mode: 0o644, SHA256: sum("-t 10.0.0.1:80\n")},
 	}}
-	old := func(string) ([]byte, error) { return []byte(ld), nil }
-	p, err := buildPlan(h, facts, true, "/var/backups/lvsforge", old)
+	p, err := buildPlan(h, facts, true, "/var/backups/lvsforge")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +97,7 @@ func TestBuildPlan(t *testing.T) {
 		"chmod 0600 /etc/ha.d/authkeys (was 0644)",
 		"run sysctl --system",
 		"restart heartbeat: /etc/init.d/heartbeat restart",
-		// Same virtual services: a reload is enough.
+		// Same virtual services (fingerprint): a reload is enough.
 		"reload ldirectord: ldirectord reload",
 		"clear /var/lib/lvsforge/pending",
 	}
@@ -104,16 +108,9 @@ func TestBuildPlan(t *testing.T) {
 		t.Error("secret in the plan")
 	}
 
-	// A virtual service removed: restart.
-	h.Files[0].Data = []byte("virtual=10.0.0.9:80\n")
-	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old)
-	if last := p.Ops[len(p.Ops)-2]; last.Kind != OpRestart || last.Unit != "ldirectord" {
-		t.Errorf("after removing a virtual: %v", last)
-	}
-
 	// Nothing changed: no commands, no restarts.
-	h.Files = h.Files[2:]
-	if p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old); p.Mutates() || len(p.Unchanged) != 1 {
+	h.Files = []install.File{h.Files[2], h.Files[3]}
+	if p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge"); p.Mutates() || len(p.Unchanged) != 2 {
 		t.Errorf("no-op plan: %v", p.Ops)
 	}
 
@@ -121,7 +118,7 @@ func TestBuildPlan(t *testing.T) {
 	// kernel install pending from a push with --kernel stays pending
 	// through one without.
 	facts.Pending = map[string]bool{"unit heartbeat": true, "kernel": true}
-	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge", old)
+	p, _ = buildPlan(h, facts, true, "/var/backups/lvsforge")
 	got = nil
 	for _, op := range p.Ops {
 		got = append(got, op.String())
@@ -136,13 +133,13 @@ func TestBuildPlan(t *testing.T) {
 	}
 
 	for _, bad := range []string{"etc/x", "/etc/../x", "/etc/x\n", `/etc/a\b`, "/"} {
-		h.Files = []File{{Path: bad}}
-		if _, err := buildPlan(h, &Facts{}, true, "/var/backups/lvsforge", old); !errors.Is(err, ErrBadPath) {
+		h.Files = []install.File{{Path: bad}}
+		if _, err := buildPlan(h, &Facts{}, true, "/var/backups/lvsforge"); !errors.Is(err, ErrBadPath) {
 			t.Errorf("path %q: %v, want ErrBadPath", bad, err)
 		}
 	}
-	h.Files = []File{{Path: "/x", Units: []string{"nosuch"}}}
-	if _, err := buildPlan(h, &Facts{Files: map[string]RemoteFile{"/x": {}}}, true, "/var/backups/lvsforge", old); err == nil {
+	h.Files = []install.File{{Path: "/x", Units: []string{"nosuch"}}}
+	if _, err := buildPlan(h, &Facts{Files: map[string]RemoteFile{"/x": {}}}, true, "/var/backups/lvsforge"); err == nil {
 		t.Error("a file naming an undefined unit was accepted")
 	}
 }
@@ -155,8 +152,8 @@ func TestShellQuote(t *testing.T) {
 		"":               "''",
 		"$(reboot)":      "'$(reboot)'",
 	} {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
+		if got := shell.Quote(in); got != want {
+			t.Errorf("shell.Quote(%q) = %s, want %s", in, got, want)
 		}
 	}
 }
@@ -236,7 +233,7 @@ func TestRenderLegacyConf(t *testing.T) {
 // push's writes, the one-time activation names the entry by the index it
 // has in the new file, and confirm needs `default saved`.
 func TestKernelOpsLegacy(t *testing.T) {
-	k := &Kernel{Release: "6.1.192+lvs", Image: &Artifact{SHA256: sum("img")}, ActivateOnce: true}
+	k := &Kernel{Release: "6.1.192+lvs", Image: &install.Artifact{SHA256: sum("img")}, ActivateOnce: true}
 	base := "default 0\ntitle CentOS (2.6.18)\n\tkernel /vmlinuz-2.6.18 ro\n"
 	f := &Facts{Kernel: "2.6.18", Boot: map[string]bool{"legacy": true, "grub-set-default": true, "grub-editenv": true, "update-grub": true}, GrubLegacyConf: []byte(base),
 		Dirs: map[string]bool{"/boot/grub": true, "/etc/lvsforge": true, "/boot": true, modulesDir: true},
@@ -244,12 +241,12 @@ func TestKernelOpsLegacy(t *testing.T) {
 			grubLegacyConf:   {Exists: true, Mode: 0o600, SHA256: sum(base)},
 			grubLegacyStanza: {},
 		}}
-	h := &Host{Target: Target{Name: "d1"}, Kernel: k, Files: []File{{Path: grubLegacyStanza, Data: []byte(legacyStanza)}}}
+	h := &Host{Target: Target{Name: "d1"}, Kernel: k, Files: []install.File{{Path: grubLegacyStanza, Data: []byte(legacyStanza)}}}
 	for _, kf := range k.files() {
 		h.Files = append(h.Files, kf)
 		f.Files[kf.Path] = RemoteFile{}
 	}
-	p, err := buildPlan(h, f, true, "/b", func(string) ([]byte, error) { return nil, nil })
+	p, err := buildPlan(h, f, true, "/b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,10 +279,10 @@ func TestKernelOpsLegacy(t *testing.T) {
 	if _, _, err := kernelOps(confirm, f, func(string) bool { return false }, nil, saved); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("confirm on a host running another kernel: %v", err)
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &Artifact{}}, f, func(string) bool { return true }, nil, nil); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1; reboot", Image: &install.Artifact{}}, f, func(string) bool { return true }, nil, nil); err == nil {
 		t.Error("a release with shell metacharacters was accepted")
 	}
-	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &Artifact{}}, &Facts{}, func(string) bool { return true }, nil, nil); err == nil {
+	if _, _, err := kernelOps(&Kernel{Release: "6.1", Image: &install.Artifact{}}, &Facts{}, func(string) bool { return true }, nil, nil); err == nil {
 		t.Error("a host without GRUB was accepted")
 	}
 }
@@ -294,15 +291,15 @@ func TestKernelOpsLegacy(t *testing.T) {
 // equal: a chown alone), and a host whose init system is not the spec's
 // fails its plan, naming both and the fix.
 func TestPlanOwnerInit(t *testing.T) {
-	h := &Host{Target: Target{Name: "rs1"}, Init: InitSystemd, Files: []File{
+	h := &Host{Target: Target{Name: "rs1"}, Init: cluster.InitSystemd, Files: []install.File{
 		{Path: "/etc/a", Data: []byte("a")},
 		{Path: "/etc/b", Data: []byte("b"), UID: 0, GID: 7},
 	}}
-	facts := &Facts{Init: InitSystemd, Dirs: map[string]bool{"/etc": true}, Files: map[string]RemoteFile{
+	facts := &Facts{Init: cluster.InitSystemd, Dirs: map[string]bool{"/etc": true}, Files: map[string]RemoteFile{
 		"/etc/a": {Exists: true, Mode: 0o644, UID: 1000, GID: 1000, SHA256: sum("a")},
 		"/etc/b": {Exists: true, Mode: 0o644, UID: 0, GID: 7, SHA256: sum("old")},
 	}}
-	p, err := buildPlan(h, facts, false, "/b", nil)
+	p, err := buildPlan(h, facts, false, "/b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,13 +314,13 @@ func TestPlanOwnerInit(t *testing.T) {
 		}
 	}
 
-	facts.Init = InitSysV
-	_, err = buildPlan(h, facts, false, "/b", nil)
+	facts.Init = cluster.InitSysV
+	_, err = buildPlan(h, facts, false, "/b")
 	if !errors.Is(err, ErrInitMismatch) || !strings.Contains(err.Error(), "runs sysv") || !strings.Contains(err.Error(), "init: systemd") || !strings.Contains(err.Error(), "set `init: sysv` on host rs1") {
 		t.Errorf("init mismatch: %v", err)
 	}
 	h.Init = ""
-	if _, err := buildPlan(h, facts, false, "/b", nil); err != nil {
+	if _, err := buildPlan(h, facts, false, "/b"); err != nil {
 		t.Errorf("no init in the host: %v", err)
 	}
 }
@@ -341,27 +338,27 @@ func TestPlanInitSystems(t *testing.T) {
 		host, spec, os, hostInit string
 		want                     []string // "" for ErrInitMismatch
 	}{
-		{"rs1", cluster.InitSysV, cluster.OSDebian, InitSystemd, []string{
+		{"rs1", cluster.InitSysV, cluster.OSDebian, cluster.InitSystemd, []string{
 			"enable lvs-realserver: update-rc.d lvs-realserver defaults",
 			"enable lvs-realserver: systemctl daemon-reload",
 			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
-		{"rs1", cluster.InitSysV, cluster.OSRedHat, InitSystemd, []string{
+		{"rs1", cluster.InitSysV, cluster.OSRedHat, cluster.InitSystemd, []string{
 			"enable lvs-realserver: chkconfig --add lvs-realserver",
 			"enable lvs-realserver: chkconfig lvs-realserver on",
 			"enable lvs-realserver: systemctl daemon-reload",
 			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
-		{"linuxha1", cluster.InitSysV, cluster.OSDebian, InitSystemd, []string{
+		{"linuxha1", cluster.InitSysV, cluster.OSDebian, cluster.InitSystemd, []string{
 			"enable lvs-director: systemctl daemon-reload",
 			"restart lvs-director: systemctl reload-or-restart lvs-director.service",
 			"enable heartbeat: update-rc.d heartbeat defaults",
 			"restart heartbeat: systemctl restart heartbeat.service",
 			"restart ldirectord: systemctl restart ldirectord.service"}},
-		{"rs1", cluster.InitSysV, cluster.OSDebian, InitSysV, []string{
+		{"rs1", cluster.InitSysV, cluster.OSDebian, cluster.InitSysV, []string{
 			"enable lvs-realserver: update-rc.d lvs-realserver defaults",
 			"restart lvs-realserver: /etc/init.d/lvs-realserver restart"}},
-		{"rs1", cluster.InitSystemd, cluster.OSDebian, InitSystemd, []string{
+		{"rs1", cluster.InitSystemd, cluster.OSDebian, cluster.InitSystemd, []string{
 			"restart lvs-realserver: systemctl restart lvs-realserver.service"}},
-		{"rs1", cluster.InitSystemd, cluster.OSDebian, InitSysV, nil},
+		{"rs1", cluster.InitSystemd, cluster.OSDebian, cluster.InitSysV, nil},
 	} {
 		name := fmt.Sprintf("%s %s (%s) on %s", c.host, c.spec, c.os, c.hostInit)
 		spec, err := cluster.Example(cluster.KernelOrgSource(), dir)
@@ -378,7 +375,7 @@ func TestPlanInitSystems(t *testing.T) {
 		for _, f := range hosts[0].Files {
 			facts.Files[f.Path] = RemoteFile{}
 		}
-		p, err := buildPlan(&hosts[0], facts, false, "/b", nil)
+		p, err := buildPlan(&hosts[0], facts, false, "/b")
 		if c.want == nil {
 			if !errors.Is(err, ErrInitMismatch) {
 				t.Errorf("%s: %v, want ErrInitMismatch", name, err)
@@ -396,39 +393,60 @@ func TestPlanInitSystems(t *testing.T) {
 			}
 		}
 		for _, op := range p.Ops {
-			if c.hostInit == InitSystemd && (op.Kind == OpRestart || op.Kind == OpReload) && strings.HasPrefix(op.Argv[0], "/etc/init.d/") {
+			if c.hostInit == cluster.InitSystemd && (op.Kind == OpRestart || op.Kind == OpReload) && strings.HasPrefix(op.Argv[0], "/etc/init.d/") {
 				t.Errorf("%s: an init script run outside systemd: %s", name, op)
 			}
 		}
 	}
 }
 
-// TestKeepalivedReload: keepalived reloads when only its virtual_server
-// blocks changed (added, removed or edited) and restarts for anything
-// else (VRRP, global_defs).
-func TestKeepalivedReload(t *testing.T) {
-	base := "global_defs {\n    router_id d1\n}\n\nvrrp_instance VI_1 {\n    state BACKUP\n    priority 100\n}\n" +
-		"# service www\nvirtual_server 10.0.0.1 80 {\n    lvs_sched rr\n    real_server 10.0.0.2 80 {\n        weight 1\n        TCP_CHECK {\n            connect_timeout 3\n        }\n    }\n}\n"
-	u := Unit{Name: "keepalived", Restart: [][]string{{"systemctl", "restart", "keepalived.service"}}, Reload: [][]string{{"systemctl", "reload", "keepalived.service"}}}
+// TestReloadOrRestart: a unit that can reload reloads a changed file,
+// unless its fingerprint (what its reload cannot apply, as roles says)
+// differs from the one last applied on the host, or a file of it is new;
+// a fingerprint that alone changed restarts nothing. deploy reads no
+// daemon's configuration to decide.
+func TestReloadOrRestart(t *testing.T) {
+	conf, fp := "config v1", "virtual services v1"
 	for _, c := range []struct {
-		name, conf string
-		kind       OpKind
+		name          string
+		conf, fp      string
+		confExists    bool
+		fpOnHost      string // "" when the host has none
+		noReload      bool
+		pending, want string
 	}{
-		{"weight changed", strings.Replace(base, "weight 1", "weight 3", 1), OpReload},
-		{"virtual server added", base + "virtual_server 10.0.0.1 443 {\n    lvs_sched rr\n}\n", OpReload},
-		{"virtual server removed", base[:strings.Index(base, "# service")], OpReload},
-		{"comment only", strings.Replace(base, "# service www", "# service web", 1), OpReload},
-		{"priority changed", strings.Replace(base, "priority 100", "priority 150", 1), OpRestart},
-		{"sync daemon added", strings.Replace(base, "router_id d1", "router_id d1\n    lvs_sync_daemon eth1 VI_1", 1), OpRestart},
+		{name: "config changed, same fingerprint", conf: "config v2", fp: fp, confExists: true, fpOnHost: fp, want: "reload"},
+		{name: "config and fingerprint changed", conf: "config v2", fp: "virtual services v2", confExists: true, fpOnHost: fp, want: "restart"},
+		{name: "no fingerprint kept on the host yet", conf: "config v2", fp: fp, confExists: true, want: "restart"},
+		{name: "new config file", conf: conf, fp: fp, fpOnHost: fp, want: "restart"},
+		{name: "only the fingerprint changed", conf: conf, fp: "virtual services v2", confExists: true, fpOnHost: fp, want: ""},
+		{name: "unit without reload", conf: "config v2", fp: fp, confExists: true, fpOnHost: fp, noReload: true, want: "restart"},
+		{name: "left over from a failed push", conf: conf, fp: fp, confExists: true, fpOnHost: fp, pending: "unit d", want: "restart"},
 	} {
-		h := &Host{Target: Target{Name: "d1"}, Units: []Unit{u}, Files: []File{{Path: "/etc/keepalived/keepalived.conf", Data: []byte(c.conf), Units: []string{"keepalived"}}}}
-		facts := &Facts{Dirs: map[string]bool{"/etc/keepalived": true}, Files: map[string]RemoteFile{"/etc/keepalived/keepalived.conf": {Exists: true, Mode: 0o644, SHA256: sum(base)}}}
-		p, err := buildPlan(h, facts, false, "/b", func(string) ([]byte, error) { return []byte(base), nil })
+		u := install.Unit{Name: "d", Restart: [][]string{{"restart-d"}}, Reload: [][]string{{"reload-d"}}, Fingerprint: c.fp}
+		if c.noReload {
+			u.Reload = nil
+		}
+		h := (&Host{Target: Target{Name: "d1"}, Units: []install.Unit{u}, Files: []install.File{{Path: "/etc/d.conf", Data: []byte(c.conf), Units: []string{"d"}}}}).pushed()
+		facts := &Facts{Dirs: map[string]bool{"/etc": true, "/var/lib/lvsforge/units": true}, Pending: map[string]bool{}, Files: map[string]RemoteFile{
+			"/etc/d.conf":               {Exists: c.confExists, Mode: 0o644, SHA256: sum(conf)},
+			"/var/lib/lvsforge/units/d": {Exists: c.fpOnHost != "", Mode: 0o644, SHA256: sum(c.fpOnHost + "\n")},
+		}}
+		if c.pending != "" {
+			facts.Pending[c.pending] = true
+		}
+		p, err := buildPlan(h, facts, false, "/b")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if last := p.Ops[len(p.Ops)-2]; last.Kind != c.kind {
-			t.Errorf("%s: %v, want %s", c.name, last, c.kind)
+		got := ""
+		for _, op := range p.Ops {
+			if op.Kind == OpRestart || op.Kind == OpReload {
+				got = string(op.Kind)
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: %q, want %q:\n%s", c.name, got, c.want, planText(p))
 		}
 	}
 }
@@ -447,17 +465,17 @@ func planText(p *Plan) string {
 func TestSteps(t *testing.T) {
 	h := &Host{
 		Target: Target{Name: "d1"},
-		Files: []File{
+		Files: []install.File{
 			{Path: "/etc/ha.d/ha.cf", Data: []byte("node d1\n"), Units: []string{"heartbeat"}},
 			{Path: "/etc/ha.d/ldirectord.cf", Data: []byte("virtual=10.0.0.1:80\n"), Units: []string{"ldirectord"}},
 		},
-		Units: []Unit{
+		Units: []install.Unit{
 			{Name: "heartbeat", Enable: [][]string{{"update-rc.d", "heartbeat", "defaults"}}, Restart: [][]string{{"/etc/init.d/heartbeat", "restart"}}},
 			{Name: "ldirectord", Restart: [][]string{{"/etc/init.d/ldirectord", "restart"}}},
 		},
 	}
 	facts := &Facts{Dirs: map[string]bool{"/etc/ha.d": true}, Files: map[string]RemoteFile{"/etc/ha.d/ha.cf": {}, "/etc/ha.d/ldirectord.cf": {}}}
-	p, err := buildPlan(h, facts, false, "/b", nil)
+	p, err := buildPlan(h, facts, false, "/b")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,10 +510,10 @@ func TestSteps(t *testing.T) {
 
 	// A retry of a restart an earlier push left: no file step.
 	for _, f := range h.Files {
-		facts.Files[f.Path] = RemoteFile{Exists: true, Mode: 0o644, SHA256: f.sha256()}
+		facts.Files[f.Path] = RemoteFile{Exists: true, Mode: 0o644, SHA256: f.SHA256()}
 	}
 	facts.Pending = map[string]bool{"unit heartbeat": true}
-	if p, err = buildPlan(h, facts, false, "/b", nil); err != nil {
+	if p, err = buildPlan(h, facts, false, "/b"); err != nil {
 		t.Fatal(err)
 	}
 	for failed, want := range map[int]string{

@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
+
 	"github.com/lvsforge/lvsforge/deploy/internal/udiff"
 )
 
@@ -242,7 +245,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 	if len(locate) > 0 {
 		// Each located file goes where the host has its command.
 		hl := *h
-		hl.Files = append([]File(nil), h.Files...)
+		hl.Files = append([]install.File(nil), h.Files...)
 		for i := range hl.Files {
 			if p := facts.Located[hl.Files[i].Locate]; hl.Files[i].Locate != "" && p != "" {
 				hl.Files[i].Path = p
@@ -250,7 +253,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 		}
 		h = &hl
 	}
-	plan, err := buildPlan(h, facts, o.Backups > 0, o.BackupDir, func(p string) ([]byte, error) { return readRemote(c, p) })
+	plan, err := buildPlan(h, facts, o.Backups > 0, o.BackupDir)
 	if err != nil {
 		r.err = err
 		return r
@@ -261,7 +264,7 @@ func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport
 		r.Plan = append(r.Plan, op.String())
 		switch op.Kind {
 		case OpRun, OpEnable, OpRestart, OpReload:
-			r.Commands = append(r.Commands, shellJoin(op.Argv))
+			r.Commands = append(r.Commands, shell.Join(op.Argv))
 		}
 	}
 	if o.Diff {
@@ -323,7 +326,7 @@ func diffPlan(c *Conn, p *Plan) ([]byte, error) {
 			fmt.Fprintf(&out, "secret %s changed (not shown)\n", label)
 			continue
 		}
-		if op.File.Artifact != nil || op.File.size() > maxDiffSize {
+		if op.File.Artifact != nil || op.File.Size() > maxDiffSize {
 			fmt.Fprintf(&out, "binary or large file %s changed\n", label)
 			continue
 		}

@@ -9,8 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
 
 	"golang.org/x/crypto/ssh"
 
@@ -27,8 +31,8 @@ const authkeysSecret = "auth 1\n1 sha1 TOP-SECRET-VALUE-0123456789\n"
 
 // files is a director-like set of files: scripts, a secret, configs whose
 // daemons restart or reload.
-func files(version string) []deploy.File {
-	return []deploy.File{
+func files(version string) []install.File {
+	return []install.File{
 		{Path: "/etc/init.d/heartbeat", Mode: 0o755, Data: []byte(fakeInit)},
 		{Path: "/etc/init.d/ldirectord", Mode: 0o755, Data: []byte(fakeInit)},
 		{Path: "/etc/ha.d/ha.cf", Data: []byte("keepalive 2\ndeadtime 30\nbcast eth1\nauto_failback on\nnode linuxha1\nnode linuxha2\n"), Units: []string{"heartbeat"}},
@@ -64,16 +68,27 @@ func (e *env) target(h *sshtest.Host) deploy.Target {
 
 // units are the test hosts' daemons: the fake init scripts record what
 // happened to them.
-var units = []deploy.Unit{
+var units = []install.Unit{
 	{Name: "heartbeat",
 		Enable:  [][]string{{"sh", "-c", "echo 'heartbeat enable' >> /var/log/lvsforge-test-daemons"}},
 		Restart: [][]string{{"/etc/init.d/heartbeat", "restart"}}},
 	{Name: "ldirectord",
 		Restart: [][]string{{"/etc/init.d/ldirectord", "restart"}},
-		Reload:  [][]string{{"/etc/init.d/ldirectord", "reload"}}},
+		Reload:  [][]string{{"/etc/init.d/ldirectord", "reload"}},
+		// What roles gives ldirectord: its virtual services, which its
+		// reload cannot change.
+		Fingerprint: "virtual services: 192.168.7.110:80"},
 }
 
-func (e *env) hosts(fs []deploy.File, cmds ...[]string) []deploy.Host {
+// withVirtuals is units with ldirectord's fingerprint for another set of
+// virtual services.
+func withVirtuals(fp string) []install.Unit {
+	u := slices.Clone(units)
+	u[1].Fingerprint = "virtual services: " + fp
+	return u
+}
+
+func (e *env) hosts(fs []install.File, cmds ...[]string) []deploy.Host {
 	var hs []deploy.Host
 	for _, h := range e.c.Hosts {
 		hs = append(hs, deploy.Host{Target: e.target(h), Files: fs, Units: units, Commands: cmds})
@@ -108,10 +123,11 @@ func TestPushConverges(t *testing.T) {
 	// First push: everything is new.
 	r := mustPush(t, e.hosts(fs, postCmd), e.opts)
 	for _, hr := range r.Hosts {
-		if len(hr.Changed) != len(fs) || hr.Unchanged != 0 {
-			t.Errorf("%s: first push changed %d, unchanged %d; want %d, 0", hr.Host, len(hr.Changed), hr.Unchanged, len(fs))
+		// Every file, and ldirectord's fingerprint.
+		if len(hr.Changed) != len(fs)+1 || hr.Unchanged != 0 {
+			t.Errorf("%s: first push changed %d, unchanged %d; want %d, 0", hr.Host, len(hr.Changed), hr.Unchanged, len(fs)+1)
 		}
-		if hr.Init != deploy.InitSysV {
+		if hr.Init != cluster.InitSysV {
 			t.Errorf("%s: init = %q, want sysv", hr.Host, hr.Init)
 		}
 	}
@@ -146,7 +162,7 @@ func TestPushConverges(t *testing.T) {
 	// Re-push with nothing changed: zero files, zero commands, zero bytes.
 	r = mustPush(t, e.hosts(fs, postCmd), e.opts)
 	for _, hr := range r.Hosts {
-		if len(hr.Changed) != 0 || hr.Unchanged != len(fs) || len(hr.Commands) != 0 || hr.BytesSent != 0 {
+		if len(hr.Changed) != 0 || hr.Unchanged != len(fs)+1 || len(hr.Commands) != 0 || hr.BytesSent != 0 {
 			t.Errorf("%s: no-op re-push changed %v, unchanged %d, commands %v, sent %d", hr.Host, hr.Changed, hr.Unchanged, hr.Commands, hr.BytesSent)
 		}
 	}
@@ -180,7 +196,11 @@ func TestPushConverges(t *testing.T) {
 	// pick it up.
 	fs3 := files("v2")
 	fs3[5].Data = append(fs3[5].Data, "virtual=192.168.7.110:23\n\treal=192.168.7.11:23 gate 1\n"...)
-	mustPush(t, e.hosts(fs3), e.opts)
+	hs := e.hosts(fs3)
+	for i := range hs {
+		hs[i].Units = withVirtuals("192.168.7.110:80 192.168.7.110:23")
+	}
+	mustPush(t, hs, e.opts)
 	if got := readHost(t, e.c.Hosts[0], "/var/log/lvsforge-test-daemons"); !strings.HasSuffix(got, "ldirectord reload\nldirectord restart\n") {
 		t.Errorf("daemons after a virtual service was added = %q, want a restart", got)
 	}
@@ -198,7 +218,7 @@ func TestPushConverges(t *testing.T) {
 	}
 
 	// Secrets: 0600 whatever the file says, never in the output or JSON.
-	leak := append([]deploy.File(nil), files("v6")...)
+	leak := append([]install.File(nil), files("v6")...)
 	leak[4].Mode = 0o644
 	leak[4].Data = []byte(strings.Replace(authkeysSecret, "TOP", "NEW", 1))
 	o.Diff, o.DryRun = true, true
@@ -343,7 +363,7 @@ func TestOneHostDown(t *testing.T) {
 		t.Fatalf("push with h2 down: failed %v, err %v", r.Failed(), err)
 	}
 	for _, hr := range r.Hosts {
-		if hr.Host != "h2" && (hr.Result != deploy.ResultOK || len(hr.Changed) != len(files("v1"))) {
+		if hr.Host != "h2" && (hr.Result != deploy.ResultOK || len(hr.Changed) != len(files("v1"))+1) { // and the fingerprint
 			t.Errorf("%s: %s, changed %d", hr.Host, hr.Result, len(hr.Changed))
 		}
 	}
@@ -378,12 +398,12 @@ func TestKilledUploadLeavesOldFile(t *testing.T) {
 	e := newEnv(t, 1)
 	h := e.c.Hosts[0]
 	dir := t.TempDir()
-	write := func(name string, fill byte) *deploy.Artifact {
+	write := func(name string, fill byte) *install.Artifact {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, bytes.Repeat([]byte{fill}, 24<<20), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		a, err := deploy.OpenArtifact(p)
+		a, err := install.OpenArtifact(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -391,24 +411,24 @@ func TestKilledUploadLeavesOldFile(t *testing.T) {
 	}
 	oldA, newA := write("old", 'o'), write("new", 'n')
 	const target = "/boot/vmlinuz-test"
-	mustPush(t, e.hosts([]deploy.File{{Path: target, Artifact: oldA}}), e.opts)
+	mustPush(t, e.hosts([]install.File{{Path: target, Artifact: oldA}}), e.opts)
 
 	killed := *newA
 	wrapArtifact(&killed, func(r io.Reader) io.Reader { return &killingReader{r: r, at: newA.Size / 2, kill: h.KillSessions} })
-	r := deploy.Push(context.Background(), e.hosts([]deploy.File{{Path: target, Artifact: &killed}}), e.opts)
+	r := deploy.Push(context.Background(), e.hosts([]install.File{{Path: target, Artifact: &killed}}), e.opts)
 	if r.Err() == nil {
 		t.Fatal("push survived its connection being killed")
 	}
 	t.Logf("killed push: %v", r.Err())
-	if got, _ := deploy.OpenArtifact(h.Path(target)); got == nil || got.SHA256 != oldA.SHA256 {
+	if got, _ := install.OpenArtifact(h.Path(target)); got == nil || got.SHA256 != oldA.SHA256 {
 		t.Errorf("the old file was not left in place")
 	}
 	temps, _ := filepath.Glob(h.Path("/boot/.lvsforge-tmp-*"))
 	if len(temps) != 0 {
 		t.Errorf("temporary files left: %v", temps)
 	}
-	mustPush(t, e.hosts([]deploy.File{{Path: target, Artifact: newA}}), e.opts)
-	if got, _ := deploy.OpenArtifact(h.Path(target)); got == nil || got.SHA256 != newA.SHA256 {
+	mustPush(t, e.hosts([]install.File{{Path: target, Artifact: newA}}), e.opts)
+	if got, _ := install.OpenArtifact(h.Path(target)); got == nil || got.SHA256 != newA.SHA256 {
 		t.Errorf("the next push did not converge")
 	}
 }
@@ -425,19 +445,19 @@ func sshFP(k ssh.PublicKey) string { return ssh.FingerprintSHA256(k) }
 func TestCancelDuringUpload(t *testing.T) {
 	e := newEnv(t, 1)
 	h := e.c.Hosts[0]
-	old := []deploy.File{{Path: "/boot/initrd.img-test", Data: []byte("old initrd\n")}}
+	old := []install.File{{Path: "/boot/initrd.img-test", Data: []byte("old initrd\n")}}
 	mustPush(t, e.hosts(old), e.opts)
 
 	p := filepath.Join(t.TempDir(), "big")
 	os.WriteFile(p, bytes.Repeat([]byte("x"), 16<<20), 0o644)
-	a, err := deploy.OpenArtifact(p)
+	a, err := install.OpenArtifact(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	wrapArtifact(a, func(f io.Reader) io.Reader { return &killingReader{r: f, at: a.Size / 2, kill: cancel} })
-	r := deploy.Push(ctx, e.hosts([]deploy.File{{Path: old[0].Path, Artifact: a}}), e.opts)
+	r := deploy.Push(ctx, e.hosts([]install.File{{Path: old[0].Path, Artifact: a}}), e.opts)
 	if err := r.Err(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled push: %v, want context.Canceled", err)
 	}
@@ -459,11 +479,11 @@ func TestFailedRestartIsRetried(t *testing.T) {
 	if _, err := h.Exec("touch", "/etc/lvsforge-test-fail"); err != nil {
 		t.Fatal(err)
 	}
-	u := []deploy.Unit{
+	u := []install.Unit{
 		{Name: "heartbeat", Restart: [][]string{{"sh", "-c", "[ ! -e /etc/lvsforge-test-fail ] && echo heartbeat restarted >> /var/log/lvsforge-test-daemons"}}},
 		{Name: "ldirectord", Restart: [][]string{{"sh", "-c", "echo ldirectord restarted >> /var/log/lvsforge-test-daemons"}}},
 	}
-	fs := []deploy.File{
+	fs := []install.File{
 		{Path: "/etc/ha.d/ha.cf", Data: []byte("node a\n"), Units: []string{"heartbeat"}},
 		{Path: "/etc/ha.d/ldirectord.cf", Data: []byte("virtual=10.0.0.1:80\n"), Units: []string{"ldirectord"}},
 	}
@@ -524,7 +544,7 @@ func TestStaleTempAndHashMismatch(t *testing.T) {
 	if _, err := h.Exec("sh", "-c", "mkdir -p /etc/ha.d && echo partial > /etc/ha.d/.lvsforge-tmp-dead00000000-ha.cf"); err != nil {
 		t.Fatal(err)
 	}
-	fs := []deploy.File{{Path: "/etc/ha.d/ha.cf", Data: []byte("node a\n")}}
+	fs := []install.File{{Path: "/etc/ha.d/ha.cf", Data: []byte("node a\n")}}
 	r := mustPush(t, e.hosts(fs), e.opts)
 	if p := r.Hosts[0].Plan; len(p) == 0 || !strings.HasPrefix(p[0], "remove stale temp /etc/ha.d/.lvsforge-tmp-dead") {
 		t.Errorf("plan does not remove the stale temp: %q", p)
@@ -533,9 +553,9 @@ func TestStaleTempAndHashMismatch(t *testing.T) {
 		t.Errorf("temps left: %v", temps)
 	}
 
-	liar := &deploy.Artifact{Name: "liar", Size: 5, SHA256: strings.Repeat("0", 64),
+	liar := &install.Artifact{Name: "liar", Size: 5, SHA256: strings.Repeat("0", 64),
 		Open: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("other")), nil }}
-	r = deploy.Push(context.Background(), e.hosts([]deploy.File{{Path: "/etc/ha.d/ha.cf", Artifact: liar}}), e.opts)
+	r = deploy.Push(context.Background(), e.hosts([]install.File{{Path: "/etc/ha.d/ha.cf", Artifact: liar}}), e.opts)
 	if err := r.Err(); !errors.Is(err, deploy.ErrHashMismatch) {
 		t.Fatalf("push of mismatching content: %v, want ErrHashMismatch", err)
 	}
@@ -548,7 +568,7 @@ func TestStaleTempAndHashMismatch(t *testing.T) {
 }
 
 // wrapArtifact makes every read of a's data go through wrap.
-func wrapArtifact(a *deploy.Artifact, wrap func(io.Reader) io.Reader) {
+func wrapArtifact(a *install.Artifact, wrap func(io.Reader) io.Reader) {
 	open := a.Open
 	a.Open = func() (io.ReadCloser, error) {
 		f, err := open()

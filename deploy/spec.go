@@ -3,6 +3,8 @@ package deploy
 import (
 	"fmt"
 
+	"github.com/lvsforge/lvsforge/install"
+
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/roles"
 )
@@ -38,18 +40,7 @@ func FromSpec(s *cluster.Spec, selected []*cluster.Host, sc *SSHConfig) ([]Host,
 		if !ok {
 			return nil, fmt.Errorf("push %s: not a host of the spec", h.Name)
 		}
-		host := Host{Target: t, Init: h.Init}
-		for _, f := range r.Files {
-			host.Files = append(host.Files, File{Path: f.Path, Mode: f.Mode, Data: f.Data, Secret: f.Secret, Boot: f.Boot, Units: f.Units})
-		}
-		for _, u := range r.Units {
-			unit := Unit{Name: u.Name, Enable: u.Enable, Restart: u.Restart, Reload: u.Reload}
-			if c := u.OnSystemd; c != nil {
-				unit.OnSystemd = &UnitCommands{Enable: c.Enable, Restart: c.Restart, Reload: c.Reload}
-			}
-			host.Units = append(host.Units, unit)
-		}
-		hosts = append(hosts, host)
+		hosts = append(hosts, Host{Target: t, Init: h.Init, Files: r.Files, Units: r.Units})
 	}
 	return hosts, nil
 }
@@ -67,13 +58,13 @@ func SpecTarget(s *cluster.Spec, h *cluster.Host, sc *SSHConfig) (Target, error)
 // ipvsadm` artifact) on every director among hosts, over the host's own
 // ipvsadm, or as IpvsadmPath.
 func AddIpvsadm(s *cluster.Spec, hosts []Host, path string) error {
-	art, err := OpenArtifact(path)
+	art, err := install.OpenArtifact(path)
 	if err != nil {
 		return err
 	}
 	for i := range hosts {
 		if h := s.Host(hosts[i].Target.Name); h != nil && h.Role == cluster.RoleDirector {
-			hosts[i].Files = append(hosts[i].Files, File{Path: IpvsadmPath, Locate: "ipvsadm", Mode: 0o755, Artifact: art})
+			hosts[i].Files = append(hosts[i].Files, install.File{Path: IpvsadmPath, Locate: "ipvsadm", Mode: 0o755, Artifact: art})
 		}
 	}
 	return nil

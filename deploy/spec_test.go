@@ -9,8 +9,8 @@ import (
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/install"
 	"github.com/lvsforge/lvsforge/internal/testenv"
-	"github.com/lvsforge/lvsforge/roles"
 )
 
 // exampleSpec is the built-in example with a fresh authkey.
@@ -66,7 +66,7 @@ func TestBootFilesOnlyWithKernel(t *testing.T) {
 			boot = append(boot, f.Path)
 		}
 	}
-	want := []string{roles.GrubDefaultPath, roles.Grub2Path, roles.GrubLegacyPath}
+	want := []string{install.GrubDefaultPath, install.Grub2Path, install.GrubLegacyPath}
 	if fmt.Sprint(boot) != fmt.Sprint(want) {
 		t.Fatalf("boot files %v, want %v", boot, want)
 	}
@@ -76,7 +76,7 @@ func TestBootFilesOnlyWithKernel(t *testing.T) {
 	for _, kernel := range []bool{false, true} {
 		hosts[0].Kernel = nil
 		if kernel {
-			k, err := deploy.LoadKernel(kernelBuild(t, roles.Release(spec, cluster.RoleRealServer)))
+			k, err := deploy.LoadKernel(kernelBuild(t, spec.Release(cluster.RoleRealServer)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -121,7 +121,7 @@ func TestSysVOnSystemdHost(t *testing.T) {
 	r := mustPush(t, hosts, e.opts)
 	plan := strings.Join(r.Hosts[0].Plan, "\n")
 	t.Logf("plan:\n%s", plan)
-	if r.Hosts[0].Init != deploy.InitSystemd {
+	if r.Hosts[0].Init != cluster.InitSystemd {
 		t.Fatalf("the host's init is %q, want systemd", r.Hosts[0].Init)
 	}
 	for _, want := range []string{

@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/ipvs"
+	"github.com/lvsforge/lvsforge/templates"
 )
 
 // RulesPath is where each OS family keeps the saved IPVS table.
@@ -17,9 +20,8 @@ func RulesPath(osFamily string) string {
 	return "/etc/ipvsadm.rules"
 }
 
-var ipvsadmMethod = map[string]string{cluster.ForwardDR: "-g", cluster.ForwardTUN: "-i", cluster.ForwardNAT: "-m"}
-var ldirectordMethod = map[string]string{cluster.ForwardDR: "gate", cluster.ForwardTUN: "ipip", cluster.ForwardNAT: "masq"}
-var keepalivedMethod = map[string]string{cluster.ForwardDR: "DR", cluster.ForwardTUN: "TUN", cluster.ForwardNAT: "NAT"}
+var ldirectordMethod = map[ipvs.Method]string{ipvs.Route: "gate", ipvs.Tunnel: "ipip", ipvs.Masq: "masq"}
+var keepalivedMethod = map[ipvs.Method]string{ipvs.Route: "DR", ipvs.Tunnel: "TUN", ipvs.Masq: "NAT"}
 
 func allServices(s *cluster.Spec) []*cluster.Service {
 	out := make([]*cluster.Service, len(s.Services))
@@ -27,38 +29,6 @@ func allServices(s *cluster.Spec) []*cluster.Service {
 		out[i] = &s.Services[i]
 	}
 	return out
-}
-
-// IPVSRules renders the IPVS table in `ipvsadm -S -n` format: each virtual
-// service followed by its real servers, numeric, in spec order.
-func IPVSRules(s *cluster.Spec) []string {
-	var lines []string
-	for _, sv := range allServices(s) {
-		v := virtualFlag(sv)
-		line := "-A " + v + " -s " + sv.Scheduler
-		if p := sv.Persistence; p != nil {
-			line += " -p " + strconv.Itoa(p.Timeout)
-			if p.Netmask != "" && p.Netmask != "255.255.255.255" {
-				line += " -M " + p.Netmask
-			}
-		}
-		lines = append(lines, line)
-		for _, rs := range s.RealServers(sv) {
-			lines = append(lines, fmt.Sprintf("-a %s -r %s:%d %s -w %d", v, rs.IP(), sv.RealPort, ipvsadmMethod[sv.Forwarding], cluster.Weight(rs, sv.Name)))
-		}
-	}
-	return lines
-}
-
-func virtualFlag(sv *cluster.Service) string {
-	if sv.FWMark != 0 {
-		return "-f " + strconv.Itoa(sv.FWMark)
-	}
-	flag := "-t"
-	if sv.Protocol == "udp" {
-		flag = "-u"
-	}
-	return fmt.Sprintf("%s %s:%d", flag, sv.VIP, sv.Port)
 }
 
 func broadcast(p netip.Prefix) netip.Addr {
@@ -80,16 +50,13 @@ func floatingAddrs(s *cluster.Spec) []string {
 func (r *renderer) director() error {
 	s, h := r.s, r.h
 	svcs := allServices(s)
-	nat := false
-	for _, sv := range svcs {
-		nat = nat || sv.Forwarding == cluster.ForwardNAT
-	}
+	nat := r.t.Uses(ipvs.Masq)
 	rules := RulesPath(h.OS)
 	// With heartbeat, lvs-director loads the rules at boot and ldirectord
 	// keeps the table from then on, from its own config, which holds the
 	// same services: a changed file needs nothing more. keepalived keeps its
 	// own table.
-	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", IPVSRules(s)); err != nil {
+	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", r.t.Rules()); err != nil {
 		return err
 	}
 	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
@@ -104,12 +71,12 @@ func (r *renderer) director() error {
 	for _, k := range redirKeys {
 		sysctlLines = append(sysctlLines, sysctlLine(k, redir, false))
 	}
-	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-director.conf", "LVS director kernel settings ("+methodsOf(svcs)+")", sysctlLines); err != nil {
+	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-director.conf", "LVS director kernel settings ("+methodsOf(r.t.Services...)+")", sysctlLines); err != nil {
 		return err
 	}
 	marks := markRules(svcs)
 	script := map[string]any{
-		"Cluster": s.Metadata.Name, "Methods": methodsOf(svcs), "Lock": lockPath(h, "lvs-director"),
+		"Cluster": s.Metadata.Name, "Methods": methodsOf(r.t.Services...), "Lock": lockPath(h, "lvs-director"),
 		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
 		"Redirects": redirKeys, "Rules": "", "Marks": marks,
 	}
@@ -121,11 +88,7 @@ func (r *renderer) director() error {
 		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, "keepalived.service", true); err != nil {
 			return err
 		}
-		if err := r.keepalived(svcs); err != nil {
-			return err
-		}
-		r.daemon("keepalived", true)
-		return nil
+		return r.keepalived(svcs)
 	}
 	// Hot standby: both directors set the kernel up, load the table and
 	// run ldirectord from boot; heartbeat moves only the floating
@@ -166,7 +129,7 @@ func (r *renderer) lvsVIP() error {
 	// heartbeat reads a resource script when it acquires the resources, so
 	// a new one needs no heartbeat restart (which would fail the VIPs over
 	// and back): it is re-run where it is active, and nowhere else.
-	r.out.Units = append(r.out.Units, Unit{Name: "lvs-vip", Restart: [][]string{{LVSVIPPath, "condrestart"}}})
+	r.out.Units = append(r.out.Units, install.Unit{Name: "lvs-vip", Restart: [][]string{{LVSVIPPath, "condrestart"}}})
 	return nil
 }
 
@@ -264,7 +227,9 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	// keeping its own table: a changed config is reloaded, or restarts it
 	// (virtual services added or removed) on both.
 	r.daemon("heartbeat", false)
-	r.daemon("ldirectord", true)
+	// ldirectord's reload applies changes inside existing virtual blocks
+	// only: a virtual service added or removed restarts it.
+	r.daemon("ldirectord", true).Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
 	return nil
 }
 
@@ -285,20 +250,21 @@ func yesNo(b *bool) string {
 func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 	var vs []ldVirtual
 	for _, sv := range svcs {
-		v := ldVirtual{Name: sv.Name, Scheduler: sv.Scheduler, Protocol: sv.Protocol, Quiescent: yesNo(sv.Quiescent),
+		m := r.t.Named(sv.Name)
+		v := ldVirtual{Name: sv.Name, Scheduler: m.Scheduler, Protocol: sv.Protocol, Quiescent: yesNo(sv.Quiescent),
 			Interval: sv.Check.Interval, Timeout: sv.Check.Timeout, CheckPort: sv.Check.Port}
-		method := ldirectordMethod[sv.Forwarding]
-		if sv.FWMark != 0 {
-			v.Virtual, v.Protocol = strconv.Itoa(sv.FWMark), "fwm"
+		method := ldirectordMethod[m.Method]
+		if m.Mark != 0 {
+			v.Virtual, v.Protocol = strconv.Itoa(int(m.Mark)), "fwm"
 		} else {
-			v.Virtual = fmt.Sprintf("%s:%d", sv.VIP, sv.Port)
+			v.Virtual = netip.AddrPortFrom(m.Addr, m.Port).String()
 		}
-		for _, rs := range r.s.RealServers(sv) {
-			addr := rs.IP()
-			if sv.FWMark == 0 {
-				addr = fmt.Sprintf("%s:%d", addr, sv.RealPort)
+		for _, d := range m.Dests {
+			addr := d.AddrPort()
+			if m.Mark != 0 {
+				addr = d.Addr.String()
 			}
-			v.Reals = append(v.Reals, fmt.Sprintf("%s %s %d", addr, method, cluster.Weight(rs, sv.Name)))
+			v.Reals = append(v.Reals, fmt.Sprintf("%s %s %d", addr, ldirectordMethod[d.Method], d.Weight))
 		}
 		if fb := sv.Fallback; fb != nil {
 			v.Fallback = fb.Address
@@ -307,9 +273,7 @@ func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 			}
 			v.Fallback += " " + method
 		}
-		if p := sv.Persistence; p != nil {
-			v.Persistent, v.Netmask = p.Timeout, p.Netmask
-		}
+		v.Persistent, v.Netmask = m.Persistent, m.Netmask
 		switch sv.Check.Type {
 		case "connect":
 			v.CheckType = "connect"
@@ -367,17 +331,16 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	}
 	var vs []kaVirtual
 	for _, sv := range svcs {
-		v := kaVirtual{Name: sv.Name, Scheduler: sv.Scheduler, Method: keepalivedMethod[sv.Forwarding],
+		m := r.t.Named(sv.Name)
+		v := kaVirtual{Name: sv.Name, Scheduler: m.Scheduler, Method: keepalivedMethod[m.Method],
 			Interval: sv.Check.Interval}
-		if sv.FWMark != 0 {
-			v.Virtual = "fwmark " + strconv.Itoa(sv.FWMark)
+		if m.Mark != 0 {
+			v.Virtual = "fwmark " + strconv.Itoa(int(m.Mark))
 		} else {
-			v.Virtual = fmt.Sprintf("%s %d", sv.VIP, sv.Port)
-			v.Protocol = strings.ToUpper(sv.Protocol)
+			v.Virtual = fmt.Sprintf("%s %d", m.Addr, m.Port)
+			v.Protocol = strings.ToUpper(string(m.Proto))
 		}
-		if p := sv.Persistence; p != nil {
-			v.Persistent, v.Netmask = p.Timeout, p.Netmask
-		}
+		v.Persistent, v.Netmask = m.Persistent, m.Netmask
 		if fb := sv.Fallback; fb != nil {
 			port := fb.Port
 			if port == 0 {
@@ -385,8 +348,8 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 			}
 			v.Sorry = fmt.Sprintf("%s %d", fb.Address, port)
 		}
-		for _, rs := range s.RealServers(sv) {
-			kr := kaReal{Address: rs.IP(), Port: sv.RealPort, Weight: cluster.Weight(rs, sv.Name),
+		for _, d := range m.Dests {
+			kr := kaReal{Address: d.Addr.String(), Port: int(d.Port), Weight: d.Weight,
 				Timeout: sv.Check.Timeout, Inhibit: sv.Quiescent == nil || *sv.Quiescent, ConnectPort: sv.Check.Port}
 			switch {
 			case sv.Check.Type == "connect":
@@ -410,5 +373,19 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	if ha.Sync.Enabled {
 		data["SyncInterface"] = ha.Sync.Interface
 	}
-	return r.add("/etc/keepalived/keepalived.conf", 0o644, "keepalived.conf.tmpl", data, "keepalived")
+	if err := r.add("/etc/keepalived/keepalived.conf", 0o644, "keepalived.conf.tmpl", data, "keepalived"); err != nil {
+		return err
+	}
+	// keepalived's reload (SIGHUP) applies added, removed and changed
+	// virtual_server blocks to the IPVS table, but it also rebuilds the
+	// VRRP instances, which may flap the VIPs: anything outside the
+	// virtual_server blocks (global_defs, vrrp_instance, the sync daemon)
+	// restarts it. That is the configuration without them.
+	data["Virtuals"] = nil
+	outside, err := templates.Render("keepalived.conf.tmpl", data)
+	if err != nil {
+		return err
+	}
+	r.daemon("keepalived", true).Fingerprint = string(outside)
+	return nil
 }

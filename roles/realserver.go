@@ -1,10 +1,12 @@
 package roles
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/ipvs"
 )
 
 // sysctlLine writes a /proc/sys key (net/ipv4/conf/eth0/arp_ignore) as a
@@ -27,11 +29,12 @@ type rsVIP struct{ Address, Label string }
 
 func (r *renderer) realServer() error {
 	s, h := r.s, r.h
-	svcs := s.ServicesOf(h)
+	var svcs []ipvs.Service
 	var tun, nat bool
-	for _, sv := range svcs {
-		tun = tun || sv.Forwarding == cluster.ForwardTUN
-		nat = nat || sv.Forwarding == cluster.ForwardNAT
+	for _, sv := range r.t.ServicesOf(h.Name) {
+		svcs = append(svcs, *sv)
+		tun = tun || sv.Method == ipvs.Tunnel
+		nat = nat || sv.Method == ipvs.Masq
 	}
 	hidden := h.KernelProfile == cluster.ProfileHidden
 	vipDev := "lo"
@@ -41,13 +44,13 @@ func (r *renderer) realServer() error {
 	// The VIPs this real server must accept traffic for: DR and TUN only;
 	// with NAT the director rewrites the destination to the RIP.
 	var vips []rsVIP
-	seen := map[string]bool{}
+	seen := map[netip.Addr]bool{}
 	for _, sv := range svcs {
-		if sv.Forwarding == cluster.ForwardNAT || seen[sv.VIP] {
+		if sv.Method == ipvs.Masq || seen[sv.VIP] {
 			continue
 		}
 		seen[sv.VIP] = true
-		v := rsVIP{Address: sv.VIP}
+		v := rsVIP{Address: sv.VIP.String()}
 		if vipDev == "lo" {
 			v.Label = "lo:" + strconv.Itoa(len(vips))
 		}
@@ -92,11 +95,11 @@ func (r *renderer) realServer() error {
 	if nat {
 		gwWhy = "LVS-NAT: replies must return through the director, which rewrites them."
 	}
-	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-realserver.conf", "LVS real server kernel settings ("+methodsOf(svcs)+")", sysctlLines, modules...); err != nil {
+	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-realserver.conf", "LVS real server kernel settings ("+methodsOf(svcs...)+")", sysctlLines, modules...); err != nil {
 		return err
 	}
 	data := map[string]any{
-		"Host": h.Name, "Cluster": s.Metadata.Name, "Methods": methodsOf(svcs), "Hidden": hidden && len(vips) > 0,
+		"Host": h.Name, "Cluster": s.Metadata.Name, "Methods": methodsOf(svcs...), "Hidden": hidden && len(vips) > 0,
 		"Tunnel": tun, "Lock": lockPath(h, "lvs-realserver"), "Saved": "/run/lvs-realserver/saved-sysctls",
 		"SavedKeys": keys, "ARP": arp, "RPFilter": rp, "VIPDevice": vipDev, "VIPs": vips,
 		"Gateway": gw, "GatewayReason": gwWhy, "Public": h.Interfaces.Public,

@@ -7,62 +7,21 @@ package roles
 import (
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/ipvs"
 	"github.com/lvsforge/lvsforge/templates"
 )
-
-// File is one rendered file for a host.
-type File struct {
-	// Path is the absolute target path on the host.
-	Path string
-	Mode fs.FileMode
-	Data []byte
-	// Secret files (authkeys) are never shown in logs, diffs or --json.
-	Secret bool
-	// Boot files (GRUB's configuration) change what the host boots: push
-	// writes them only with --kernel, so that pushing configuration never
-	// changes a boot setting.
-	Boot bool
-	// Units names the units of HostFiles.Units to restart or reload when this file changes.
-	Units []string
-}
-
-// Unit is a daemon or set-up step on a host and the commands that manage it.
-type Unit struct {
-	Name string
-	// Enable sets how it starts at boot, idempotently: on for the daemons
-	// and scripts, off for ldirectord, which heartbeat starts itself.
-	Enable [][]string
-	// Restart applies changed files; Reload, when set, applies changes that
-	// need no restart (ldirectord: inside an existing virtual block).
-	Restart [][]string
-	Reload  [][]string
-	// OnSystemd, set for the init scripts and daemons of an `init: sysv`
-	// host, replaces Enable, Restart and Reload when the host's PID 1 turns
-	// out to be systemd. Debian and Red Hat run LSB scripts under systemd
-	// (systemd-sysv-generator makes a unit of each /etc/init.d script), but
-	// only through it: the unit must be generated (daemon-reload) before
-	// systemctl can restart it, and a script run directly runs outside
-	// systemd, which then neither tracks nor stops it (ours do not source
-	// /lib/lsb/init-functions, which would hand the call to systemctl).
-	// What PID 1 is only the push finds out, from the host: roles renders
-	// both command sets, deploy picks one.
-	OnSystemd *Commands
-}
-
-// Commands manage a unit on one init system (see Unit).
-type Commands struct {
-	Enable, Restart, Reload [][]string
-}
 
 // HostFiles is everything rendered for one host.
 type HostFiles struct {
 	Host  cluster.Host
-	Files []File
-	Units []Unit
+	Files []install.File
+	Units []install.Unit
 }
 
 // Render renders every host of the spec, in spec order, each host's files
@@ -76,9 +35,10 @@ func Render(s *cluster.Spec) ([]HostFiles, error) {
 			return nil, fmt.Errorf("read authkey: %w", err)
 		}
 	}
+	t := ipvs.Build(s)
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
-		r := &renderer{s: s, h: h, secret: secret}
+		r := &renderer{s: s, t: t, h: h, secret: secret}
 		var err error
 		switch h.Role {
 		case cluster.RoleDirector:
@@ -101,7 +61,9 @@ func Render(s *cluster.Spec) ([]HostFiles, error) {
 
 // renderer accumulates one host's files.
 type renderer struct {
-	s      *cluster.Spec
+	s *cluster.Spec
+	// t is the IPVS table every host's files encode a part of.
+	t      *ipvs.Table
 	h      *cluster.Host
 	secret string
 	out    HostFiles
@@ -112,7 +74,7 @@ func (r *renderer) add(path string, mode fs.FileMode, tmpl string, data any, uni
 	if err != nil {
 		return err
 	}
-	r.out.Files = append(r.out.Files, File{Path: path, Mode: mode, Data: b, Units: units})
+	r.out.Files = append(r.out.Files, install.File{Path: path, Mode: mode, Data: b, Units: units})
 	return nil
 }
 
@@ -121,7 +83,7 @@ func (r *renderer) add(path string, mode fs.FileMode, tmpl string, data any, uni
 // that reloads (re-applies its settings without a stop) is reloaded, or
 // started, when its files change, never stopped.
 func (r *renderer) initScript(name, tmpl string, data any, description, before string, reload bool) error {
-	unit := Unit{Name: name}
+	unit := install.Unit{Name: name}
 	if r.h.Init == cluster.InitSystemd {
 		script := "/usr/local/sbin/" + name
 		if err := r.add(script, 0o755, tmpl, data, name); err != nil {
@@ -179,8 +141,8 @@ func enableSysV(osFamily, name string) [][]string {
 // systemd-sysv-generator turns into the unit's boot order), then
 // daemon-reload, so that the unit of a new or changed script exists, then
 // systemctl restart (verb) and, with reload, reload-or-restart.
-func sysvOnSystemd(osFamily, name, verb string, reload bool) *Commands {
-	c := &Commands{
+func sysvOnSystemd(osFamily, name, verb string, reload bool) *install.Commands {
+	c := &install.Commands{
 		Enable:  append(enableSysV(osFamily, name), []string{"systemctl", "daemon-reload"}),
 		Restart: [][]string{{"systemctl", verb, name + ".service"}},
 	}
@@ -191,11 +153,11 @@ func sysvOnSystemd(osFamily, name, verb string, reload bool) *Commands {
 }
 
 // daemon records a packaged daemon (heartbeat, ldirectord, keepalived)
-// the host runs, enabled at boot. One that reloads (re-reads its config
-// without a stop) gets a Reload too; lvsforge push decides which a change
-// needs (deploy's needsRestart).
-func (r *renderer) daemon(name string, reload bool) {
-	u := Unit{Name: name}
+// the host runs, enabled at boot, and returns it. One that reloads
+// (re-reads its config without a stop) gets a Reload too, and the caller
+// sets its Fingerprint: what that reload cannot apply.
+func (r *renderer) daemon(name string, reload bool) *install.Unit {
+	u := install.Unit{Name: name}
 	if r.h.Init == cluster.InitSystemd {
 		u.Enable = [][]string{enableSystemd(name)}
 		u.Restart = [][]string{{"systemctl", "restart", name + ".service"}}
@@ -211,6 +173,7 @@ func (r *renderer) daemon(name string, reload bool) {
 		u.OnSystemd = sysvOnSystemd(r.h.OS, name, "restart", reload)
 	}
 	r.out.Units = append(r.out.Units, u)
+	return &r.out.Units[len(r.out.Units)-1]
 }
 
 // sysctl writes a sysctl.d drop-in and the unit that applies it, after
@@ -229,45 +192,31 @@ func (r *renderer) sysctl(path, why string, lines []string, modules ...string) e
 	for _, m := range modules {
 		restart = append(restart, []string{"modprobe", m})
 	}
-	r.out.Units = append(r.out.Units, Unit{Name: "sysctl", Restart: append(restart, []string{"sysctl", "-q", "-p", path})})
+	r.out.Units = append(r.out.Units, install.Unit{Name: "sysctl", Restart: append(restart, []string{"sysctl", "-q", "-p", path})})
 	return nil
-}
-
-// Release is the kernel release lvsforge builds for a role, e.g. 6.1.192-lvs.
-func Release(s *cluster.Spec, role string) string {
-	if role == cluster.RoleDirector {
-		return s.Kernel.Version + s.Kernel.Director.LocalVersion
-	}
-	return s.Kernel.Version + s.Kernel.RealServer.LocalVersion
-}
-
-func localVersion(s *cluster.Spec, role string) string {
-	if role == cluster.RoleDirector {
-		return s.Kernel.Director.LocalVersion
-	}
-	return s.Kernel.RealServer.LocalVersion
 }
 
 // grub renders both GRUB flavours' entries for the host's role kernel.
 func (r *renderer) grub() error {
+	rk, _ := r.s.Kernel.ForRole(r.h.Role)
 	data := map[string]any{
 		"Host": r.h.Name, "Cluster": r.s.Metadata.Name, "Role": r.h.Role,
-		"LocalVersion": localVersion(r.s, r.h.Role), "Release": Release(r.s, r.h.Role),
+		"LocalVersion": rk.LocalVersion, "Release": r.s.Release(r.h.Role),
 		"Root": r.h.Boot.Root, "GrubRoot": r.h.Boot.GrubRoot, "Panic": r.s.Kernel.PanicTimeout,
-		"Cmdline": r.s.Kernel.Cmdline, "Path": GrubLegacyPath,
+		"Cmdline": r.s.Kernel.Cmdline, "Path": install.GrubLegacyPath, "KernelDir": install.KernelDir,
 	}
 	n := len(r.out.Files)
-	if err := r.add(Grub2Path, 0o755, "grub2.sh.tmpl", data); err != nil {
+	if err := r.add(install.Grub2Path, 0o755, "grub2.sh.tmpl", data); err != nil {
 		return err
 	}
 	if r.h.OS == cluster.OSDebian {
-		if err := r.add(GrubDefaultPath, 0o644, "grub-default.cfg.tmpl", map[string]any{
-			"Path": GrubDefaultPath, "Host": r.h.Name, "Cluster": r.s.Metadata.Name,
+		if err := r.add(install.GrubDefaultPath, 0o644, "grub-default.cfg.tmpl", map[string]any{
+			"Path": install.GrubDefaultPath, "Host": r.h.Name, "Cluster": r.s.Metadata.Name,
 		}); err != nil {
 			return err
 		}
 	}
-	if err := r.add(GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data); err != nil {
+	if err := r.add(install.GrubLegacyPath, 0o644, "grub-legacy.conf.tmpl", data); err != nil {
 		return err
 	}
 	for i := n; i < len(r.out.Files); i++ {
@@ -276,29 +225,21 @@ func (r *renderer) grub() error {
 	return nil
 }
 
-// Paths other packages (deploy) refer to.
+// Paths of the rendered files the tests look for.
 const (
-	Grub2Path       = "/etc/grub.d/42_lvsforge"
-	GrubDefaultPath = "/etc/default/grub.d/lvsforge.cfg"
-	GrubLegacyPath  = "/etc/lvsforge/grub-legacy.conf"
-	AuthkeysPath    = "/etc/ha.d/authkeys"
-	LdirectordPath  = "/etc/ha.d/ldirectord.cf"
+	AuthkeysPath   = "/etc/ha.d/authkeys"
+	LdirectordPath = "/etc/ha.d/ldirectord.cf"
 )
 
-// methodsOf describes the forwarding methods in use, for script headers.
-func methodsOf(svcs []*cluster.Service) string {
-	seen := map[string]bool{}
-	var out string
+// methodsOf describes the forwarding methods of services, for script headers.
+func methodsOf(svcs ...ipvs.Service) string {
+	var names []string
 	for _, sv := range svcs {
-		if !seen[sv.Forwarding] {
-			seen[sv.Forwarding] = true
-			if out != "" {
-				out += ", "
-			}
-			out += methodName[sv.Forwarding]
+		if n := methodName[sv.Method]; !slices.Contains(names, n) {
+			names = append(names, n)
 		}
 	}
-	return out
+	return strings.Join(names, ", ")
 }
 
-var methodName = map[string]string{cluster.ForwardDR: "LVS-DR", cluster.ForwardTUN: "LVS-TUN", cluster.ForwardNAT: "LVS-NAT"}
+var methodName = map[ipvs.Method]string{ipvs.Route: "LVS-DR", ipvs.Tunnel: "LVS-TUN", ipvs.Masq: "LVS-NAT"}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lvsforge/lvsforge/install"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
@@ -63,17 +64,17 @@ func TestScriptsPassShellcheck(t *testing.T) {
 // kernel, and checks its output with grub-script-check.
 func TestGrubEntriesPassGrubScriptCheck(t *testing.T) {
 	check := testenv.LookPath(t, "grub-script-check", "grub-common")
-	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == Grub2Path }) {
+	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == install.Grub2Path }) {
 		variant := strings.SplitN(name, "/", 2)[0]
 		s := loadVariant(t, variant)
 		boot, state := t.TempDir(), t.TempDir()
 		// Two kernels lvsforge installed (markers), one the distro's (no
 		// marker), a marker whose kernel is gone.
-		for _, f := range []string{"vmlinuz-" + Release(s, "realserver"), "vmlinuz-6.1.150-older",
+		for _, f := range []string{"vmlinuz-" + s.Release("realserver"), "vmlinuz-6.1.150-older",
 			"initrd.img-6.1.150-older", "vmlinuz-6.1.0-13-amd64"} {
 			os.WriteFile(filepath.Join(boot, f), nil, 0o644)
 		}
-		for _, rel := range []string{Release(s, "realserver"), "6.1.150-older", "6.1.100-removed"} {
+		for _, rel := range []string{s.Release("realserver"), "6.1.150-older", "6.1.100-removed"} {
 			os.WriteFile(filepath.Join(state, "release-"+rel), []byte(rel+"\n"), 0o644)
 		}
 		cmd := exec.Command("sh", path)
@@ -83,7 +84,7 @@ func TestGrubEntriesPassGrubScriptCheck(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		c := string(cfg)
-		if strings.Count(c, "menuentry ") != 2 || strings.Count(c, "panic=") != 2 || !strings.Contains(c, "--id 'lvsforge-"+Release(s, "realserver")+"'") ||
+		if strings.Count(c, "menuentry ") != 2 || strings.Count(c, "panic=") != 2 || !strings.Contains(c, "--id 'lvsforge-"+s.Release("realserver")+"'") ||
 			!strings.Contains(c, "initrd /boot/initrd.img-6.1.150-older") || strings.Contains(c, "6.1.0-13-amd64") || strings.Contains(c, "removed") {
 			t.Errorf("%s: want an entry with panic= for each kernel lvsforge installed, and no other:\n%s", name, cfg)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
-	"github.com/lvsforge/lvsforge/roles"
+	"github.com/lvsforge/lvsforge/ipvs"
 )
 
 // ActiveDirector returns the director that holds the service's VIP, and
@@ -109,34 +109,24 @@ func expectedSplit(spec *cluster.Spec, sv *cluster.Service, t Tally) string {
 	return ""
 }
 
-// normalizedRules turns `ipvsadm -S -n` lines into a sorted set; the
-// rendered rules and the kernel's table must then be equal. ipvsadm 1.31
-// saves tunnel entries with their default "--tun-type ipip", which the
-// rendered rules leave out so that older ipvsadm can restore them.
-func normalizedRules(lines []string) []string {
-	var out []string
-	for _, l := range lines {
-		l = strings.TrimSuffix(strings.Join(strings.Fields(l), " "), " --tun-type ipip")
-		if l != "" {
-			out = append(out, l)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
-// CheckRules compares the active director's IPVS table with the rules
-// lvsforge rendered for spec.
+// CheckRules compares a director's live IPVS table (`ipvsadm -S -n`,
+// parsed into the model) with the table lvsforge wants for spec.
 func (c *Cluster) CheckRules(ctx context.Context, director string, spec *cluster.Spec) error {
 	out, err := c.Exec(ctx, director, "ipvsadm -S -n")
 	if err != nil {
 		return err
 	}
-	got := normalizedRules(strings.Split(out, "\n"))
-	want := normalizedRules(roles.IPVSRules(spec))
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		return fmt.Errorf("ipvsadm -S -n on %s differs from the rendered rules:\n got:\n\t%s\nwant:\n\t%s", director,
-			strings.Join(got, "\n\t"), strings.Join(want, "\n\t"))
+	live, err := ipvs.ParseRules(out)
+	if err != nil {
+		return fmt.Errorf("read %s's IPVS table: %w", director, err)
+	}
+	if drift := ipvs.Diff(ipvs.Build(spec), live); len(drift) > 0 {
+		var lines []string
+		for _, d := range drift {
+			lines = append(lines, d.String())
+		}
+		return fmt.Errorf("the IPVS table on %s is not the spec's:\n\t%s\nipvsadm -S -n:\n\t%s", director,
+			strings.Join(lines, "\n\t"), strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t"))
 	}
 	return nil
 }

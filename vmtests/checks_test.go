@@ -16,18 +16,6 @@ func TestHoldsAddr(t *testing.T) {
 	}
 }
 
-func TestNormalizedRules(t *testing.T) {
-	saved := []string{"-A -t 10.0.0.1:80 -s rr", "-a -t 10.0.0.1:80 -r 10.0.0.11:80 -i -w 1 --tun-type ipip", ""}
-	rendered := []string{"-a -t 10.0.0.1:80  -r 10.0.0.11:80 -i -w 1", "-A -t 10.0.0.1:80 -s rr"}
-	if a, b := strings.Join(normalizedRules(saved), "|"), strings.Join(normalizedRules(rendered), "|"); a != b {
-		t.Errorf("%q != %q", a, b)
-	}
-	gre := normalizedRules([]string{"-a -t 10.0.0.1:80 -r 10.0.0.11:80 -i -w 1 --tun-type gre"})
-	if !strings.Contains(gre[0], "gre") {
-		t.Error("a non-default tunnel type was dropped")
-	}
-}
-
 func TestExpectedSplit(t *testing.T) {
 	spec := func(sched string, weights ...int) (*cluster.Spec, *cluster.Service) {
 		s := &cluster.Spec{Services: []cluster.Service{{Name: "http", Scheduler: sched}}}

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 // renamedSpec writes the seed spec under another cluster name, so that a

@@ -3,9 +3,10 @@ package main
 import (
 	"fmt"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
-	"github.com/urfave/cli/v2"
 )
 
 func init() {

@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/lvsforge/lvsforge/build"
-	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/lvsforge/lvsforge/build"
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 // Flags shared by fetch and build.

@@ -19,6 +19,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
+
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )

@@ -7,8 +7,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 func init() {

@@ -12,7 +12,6 @@ import (
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
-	"github.com/lvsforge/lvsforge/roles"
 )
 
 // kernelPushFlags are push's flags for installing the built kernel.
@@ -50,7 +49,7 @@ var openBuilds = func(dir string) (builtArtifacts, error) {
 type cacheBuilds struct{ dir string }
 
 func (b cacheBuilds) KernelDir(s *cluster.Spec, role string) (string, error) {
-	return build.LatestKernel(b.dir, s, role, roles.Release(s, role))
+	return build.LatestKernel(b.dir, s, role, s.Release(role))
 }
 
 func (b cacheBuilds) Ipvsadm() (string, error) { return build.LatestIpvsadm(b.dir) }
@@ -94,7 +93,7 @@ func (a *App) addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) e
 				return fmt.Errorf("load %s kernel: %w", h.Role, err)
 			}
 			// roles' GRUB script lists /boot/vmlinuz-*LOCALVERSION only.
-			if want := roles.Release(s, h.Role); k.Release != want {
+			if want := s.Release(h.Role); k.Release != want {
 				return fmt.Errorf("load %s kernel: release %s, but the spec's %s kernel is %s", h.Role, k.Release, h.Role, want)
 			}
 			k.ActivateOnce = act == "once"
@@ -142,7 +141,7 @@ func init() {
 						for i := range hosts {
 							rel := c.String("release")
 							if rel == "" {
-								rel = roles.Release(spec, spec.Host(hosts[i].Target.Name).Role)
+								rel = spec.Release(spec.Host(hosts[i].Target.Name).Role)
 							}
 							hosts[i].Kernel = &deploy.Kernel{Release: rel, MakeDefault: true}
 						}

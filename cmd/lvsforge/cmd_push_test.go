@@ -17,7 +17,6 @@ import (
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
-	"github.com/lvsforge/lvsforge/roles"
 )
 
 // testSpec writes the seed example with its four hosts pointed at sshd test
@@ -174,7 +173,7 @@ func TestPushKernelFromCache(t *testing.T) {
 	cache := t.TempDir()
 	for _, role := range []string{cluster.RoleDirector, cluster.RoleRealServer} {
 		rk, _ := build.RoleKernel(spec, role)
-		fakeBuild(t, cache, role, roles.Release(spec, role), map[string]any{"Options": rk.Options}, false)
+		fakeBuild(t, cache, role, spec.Release(role), map[string]any{"Options": rk.Options}, false)
 	}
 	fakeBuild(t, cache, "", "", nil, false)
 	fakeBuild(t, cache, "", "", nil, true)
@@ -189,8 +188,8 @@ func TestPushKernelFromCache(t *testing.T) {
 		ipvsadm = "/usr/sbin/ipvsadm"
 	}
 	for _, want := range []string{
-		"write /boot/vmlinuz-" + roles.Release(spec, cluster.RoleDirector) + " mode 0644 size ",
-		"write /boot/vmlinuz-" + roles.Release(spec, cluster.RoleRealServer) + " mode 0644 size ",
+		"write /boot/vmlinuz-" + spec.Release(cluster.RoleDirector) + " mode 0644 size ",
+		"write /boot/vmlinuz-" + spec.Release(cluster.RoleRealServer) + " mode 0644 size ",
 		// The static build, over the host's own ipvsadm.
 		fmt.Sprintf("write %s mode 0755 size %d", ipvsadm, len("ipvsadm static=true\n")),
 	} {
@@ -216,14 +215,14 @@ func TestPushKernelFromCache(t *testing.T) {
 	kdir := t.TempDir()
 	os.MkdirAll(filepath.Join(kdir, "realserver"), 0o755)
 	for _, f := range []string{"bzImage", "System.map", "kernelrelease"} {
-		b, _ := os.ReadFile(filepath.Join(cache, "artifacts", "kernel", "realserver-"+roles.Release(spec, cluster.RoleRealServer), f))
+		b, _ := os.ReadFile(filepath.Join(cache, "artifacts", "kernel", "realserver-"+spec.Release(cluster.RoleRealServer), f))
 		if f == "bzImage" {
 			b = []byte("from --kernel-dir, longer")
 		}
 		os.WriteFile(filepath.Join(kdir, "realserver", f), b, 0o644)
 	}
 	code, out, errs = runApp(append([]string{"push", "--kernel", "--dry-run", "--kernel-dir", kdir, "--role", "realserver"}, common...)...)
-	if code != ExitOK || !strings.Contains(out, fmt.Sprintf("write /boot/vmlinuz-%s mode 0644 size %d", roles.Release(spec, cluster.RoleRealServer), len("from --kernel-dir, longer"))) {
+	if code != ExitOK || !strings.Contains(out, fmt.Sprintf("write /boot/vmlinuz-%s mode 0644 size %d", spec.Release(cluster.RoleRealServer), len("from --kernel-dir, longer"))) {
 		t.Errorf("--kernel-dir: exit %d\n%s\n%s", code, out, errs)
 	}
 }

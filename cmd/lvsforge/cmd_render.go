@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/lvsforge/lvsforge/roles"
 	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/roles"
 )
 
 // renderReport is render's result (--json).

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 // jsonFlag is --json of the commands that report in the envelope: taking

@@ -5,8 +5,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/urfave/cli/v2"
+
+	"github.com/lvsforge/lvsforge/cluster"
 )
 
 // specFlag is the -f flag every command that reads a cluster takes; such a

@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lvsforge/lvsforge/install"
+
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
 )
@@ -111,16 +113,16 @@ func main() {
 	big := make([]byte, *artifactMiB<<20)
 	rand.Read(big)
 	os.WriteFile(filepath.Join(local, "vmlinuz"), big, 0o644)
-	art, err := deploy.OpenArtifact(filepath.Join(local, "vmlinuz"))
+	art, err := install.OpenArtifact(filepath.Join(local, "vmlinuz"))
 	if err != nil {
 		log.Fatal(err)
 	}
-	files := []deploy.File{{Path: remoteDir + "/vmlinuz", Artifact: art}}
+	files := []install.File{{Path: remoteDir + "/vmlinuz", Artifact: art}}
 	for i := 1; i <= 9; i++ {
 		data := bytes.Repeat([]byte(fmt.Sprintf("setting%d = value %d\n", i, i)), 40*i)
 		name := fmt.Sprintf("conf%d.cf", i)
 		os.WriteFile(filepath.Join(local, name), data, 0o644)
-		files = append(files, deploy.File{Path: remoteDir + "/" + name, Data: data})
+		files = append(files, install.File{Path: remoteDir + "/" + name, Data: data})
 	}
 	var hosts []deploy.Host
 	for _, h := range c.Hosts {
@@ -245,7 +247,7 @@ func fmtRatios(r []float64) string {
 
 // ansibleTools copies the same files with Ansible's copy module, with the
 // default forks and with forks=N plus pipelining.
-func ansibleTools(playbook, dir string, c *sshtest.Cluster, local string, files []deploy.File) []tool {
+func ansibleTools(playbook, dir string, c *sshtest.Cluster, local string, files []install.File) []tool {
 	var inv strings.Builder
 	inv.WriteString("[hosts]\n")
 	for _, h := range c.Hosts {
