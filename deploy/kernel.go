@@ -541,7 +541,7 @@ func Status(ctx context.Context, targets []Target, o Options) []*KernelStatus {
 	b := NewBatch(Options{Dial: o.Dial, Concurrency: o.Concurrency, DryRun: true})
 	out := make([]*KernelStatus, len(targets))
 	ForEach(len(targets), b.o.Concurrency, func(i int) {
-		s := b.Open(ctx, &Host{Target: targets[i]})
+		s := b.Open(ctx, targets[i])
 		defer s.Close()
 		out[i] = s.KernelStatus(ctx)
 	})

@@ -135,10 +135,10 @@ func Push(ctx context.Context, hosts []Host, o Options) *Report {
 	b := NewBatch(o)
 	rep := &Report{DryRun: b.o.DryRun, Hosts: make([]*HostReport, len(hosts))}
 	ForEach(len(hosts), b.o.Concurrency, func(i int) {
-		s := b.Open(ctx, &hosts[i])
+		s := b.Open(ctx, hosts[i].Target)
 		defer s.Close()
 		rep.Hosts[i] = s.Report
-		if s.Gather(ctx) == nil && s.MakePlan(ctx) == nil {
+		if s.Gather(ctx, &hosts[i]) == nil && s.MakePlan(ctx) == nil {
 			s.Apply(ctx)
 		}
 	})

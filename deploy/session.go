@@ -45,14 +45,15 @@ func NewBatch(o Options) *Batch {
 // Options are the batch's options, with their defaults.
 func (b *Batch) Options() Options { return b.o }
 
-// Session is the push to one host: its connection, what it learnt (Facts)
-// and decided (Plan), and its report. Its steps are Gather, MakePlan and
-// Apply, in that order; each records its error in the report and returns
-// it, and a step after a failed one does nothing.
+// Session is the work on one host: its connection, what a push learnt
+// (Facts) and decided (Plan), and its report. A push's steps are Gather,
+// MakePlan and Apply, in that order; each records its error in the report
+// and returns it, and a step after a failed one does nothing. Query reads
+// the host and Run runs commands on it, between those steps or instead.
 type Session struct {
-	// Host is what the push installs: the host as given, with its boot
-	// files only when a kernel is installed, the kernel's files and the
-	// units' fingerprints.
+	// Host is what the push installs: the host given to Gather, with its
+	// boot files only when a kernel is installed, the kernel's files and
+	// the units' fingerprints.
 	Host   *Host
 	Report *HostReport
 	Facts  *Facts
@@ -64,13 +65,13 @@ type Session struct {
 	start time.Time
 }
 
-// Open connects to h. The session is never nil: a failed connection is its
-// report's error.
-func (b *Batch) Open(ctx context.Context, h *Host) *Session {
-	s := &Session{Host: h.pushed(), b: b, start: time.Now(), Report: &HostReport{
-		Host: h.Target.Name, Address: h.Target.Addr(), Changed: []string{}, Commands: []string{}, Plan: []string{},
+// Open connects to the host at t. The session is never nil: a failed
+// connection is its report's error.
+func (b *Batch) Open(ctx context.Context, t Target) *Session {
+	s := &Session{Host: &Host{Target: t}, b: b, start: time.Now(), Report: &HostReport{
+		Host: t.Name, Address: t.Addr(), Changed: []string{}, Commands: []string{}, Plan: []string{},
 	}}
-	c, err := Dial(ctx, h.Target, b.o.Dial)
+	c, err := Dial(ctx, t, b.o.Dial)
 	if err != nil {
 		s.fail(err)
 		return s
@@ -113,12 +114,14 @@ func (s *Session) Query(ctx context.Context, script string) ([]byte, error) {
 	return s.run(ctx, script)
 }
 
-// Gather learns the host's facts: its kernel, init system, each target
-// file's state, pending steps. It changes nothing, in a dry-run too.
-func (s *Session) Gather(ctx context.Context) error {
+// Gather learns the host's facts for installing h (the session's host,
+// with its files): its kernel, init system, each target file's state,
+// pending steps. It changes nothing, in a dry-run too.
+func (s *Session) Gather(ctx context.Context, h *Host) error {
 	if err := s.Err(); err != nil {
 		return err
 	}
+	s.Host = h.pushed()
 	paths, large, locate, err := factsFor(s.Host)
 	if err != nil {
 		return s.fail(err)
