@@ -59,6 +59,8 @@ func (r *renderer) director() error {
 	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", r.t.Rules()); err != nil {
 		return err
 	}
+	// The drains this table carries, where the next push reads them back.
+	r.out.Files = append(r.out.Files, install.File{Path: install.DrainsFile, Mode: 0o644, Data: ipvs.FormatDrains(r.drains)})
 	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
 		"LVS-DR/TUN: the director is not the real servers' gateway: leave ICMP redirects on."
 	if nat {
