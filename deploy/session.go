@@ -73,7 +73,7 @@ func (b *Batch) Open(ctx context.Context, t Target) *Session {
 	}}
 	c, err := Dial(ctx, t, b.o.Dial)
 	if err != nil {
-		s.fail(err)
+		s.Fail(err)
 		return s
 	}
 	s.c = c
@@ -81,7 +81,7 @@ func (b *Batch) Open(ctx context.Context, t Target) *Session {
 		// Held until the push is done: the temporaries the facts find
 		// are then a dead push's, never a concurrent one's.
 		if s.sh, err = openShell(c); err != nil {
-			s.fail(err)
+			s.Fail(err)
 		}
 	}
 	return s
@@ -90,7 +90,9 @@ func (b *Batch) Open(ctx context.Context, t Target) *Session {
 // Err is the session's error, nil while every step succeeded.
 func (s *Session) Err() error { return s.Report.err }
 
-func (s *Session) fail(err error) error {
+// Fail records err as the session's error (a step the caller ran around
+// it failed) and returns it.
+func (s *Session) Fail(err error) error {
 	s.Report.err = err
 	return err
 }
@@ -124,11 +126,11 @@ func (s *Session) Gather(ctx context.Context, h *Host) error {
 	s.Host = h.pushed()
 	paths, large, locate, err := factsFor(s.Host)
 	if err != nil {
-		return s.fail(err)
+		return s.Fail(err)
 	}
 	facts, err := gatherFacts(ctx, s.c, func(script string) ([]byte, error) { return s.run(ctx, script) }, paths, large, locate, s.Host.Kernel != nil)
 	if err != nil {
-		return s.fail(err)
+		return s.Fail(err)
 	}
 	s.Facts = facts
 	s.Report.Kernel, s.Report.Init = facts.Kernel, facts.Init
@@ -153,12 +155,12 @@ func (s *Session) MakePlan(ctx context.Context) error {
 	}
 	plan, err := buildPlan(s.Host, s.Facts, s.b.o.Backups > 0, s.b.o.BackupDir)
 	if err != nil {
-		return s.fail(err)
+		return s.Fail(err)
 	}
 	s.setPlan(plan)
 	if s.b.o.Diff {
 		if s.Report.diff, err = diffPlan(s.c, plan); err != nil {
-			return s.fail(err)
+			return s.Fail(err)
 		}
 	}
 	return nil
@@ -197,7 +199,7 @@ func (s *Session) Apply(ctx context.Context) error {
 		if len(leftover) > 0 {
 			err = errors.Join(err, cleanupTemps(s.Host.Target, s.b.o.Dial, leftover))
 		}
-		return s.fail(err)
+		return s.Fail(err)
 	}
 	return nil
 }
@@ -212,7 +214,7 @@ func (s *Session) Run(ctx context.Context, step string, cmds ...[]string) error 
 	p := &Plan{Host: s.Host.Target.Name, Facts: s.Facts}
 	for _, c := range cmds {
 		if len(c) == 0 {
-			return s.fail(fmt.Errorf("run %s on %s: empty command", step, p.Host))
+			return s.Fail(fmt.Errorf("run %s on %s: empty command", step, p.Host))
 		}
 		p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c, Step: step})
 	}
@@ -223,7 +225,7 @@ func (s *Session) Run(ctx context.Context, step string, cmds ...[]string) error 
 	_, failed, err := apply(ctx, s.c, s.sh, p, s.b.env)
 	s.Report.Steps = append(s.Report.Steps, steps(p.Ops, failed)...)
 	if err != nil {
-		return s.fail(err)
+		return s.Fail(err)
 	}
 	return nil
 }
