@@ -33,7 +33,7 @@ func KernelConfirm() *Action {
 	}}
 }
 
-// RunKernelConfirm runs KernelConfirm on env and returns its report.
+// RunKernelConfirm runs KernelConfirm on env and returns its report (see RunPush).
 func RunKernelConfirm(ctx context.Context, env *Env) (*deploy.Report, error) {
 	r, err := NewRun(env)
 	if err != nil {
@@ -41,9 +41,6 @@ func RunKernelConfirm(ctx context.Context, env *Env) (*deploy.Report, error) {
 	}
 	err = KernelConfirm().Do(ctx, r)
 	r.Report.WritePlans(r.batch.Options().Out)
-	if err == nil {
-		err = r.failed(r.Hosts)
-	}
 	return r.Report, err
 }
 

@@ -46,7 +46,8 @@ func Push() *Action {
 	}}
 }
 
-// RunPush runs Push on env and returns its report.
+// RunPush runs Push on env and returns its report. The error is the
+// action's (a phase failed); a host's failure is in the report (Err).
 func RunPush(ctx context.Context, env *Env) (*deploy.Report, error) {
 	r, err := NewRun(env)
 	if err != nil {
@@ -54,9 +55,6 @@ func RunPush(ctx context.Context, env *Env) (*deploy.Report, error) {
 	}
 	err = Push().Do(ctx, r)
 	r.Report.WritePlans(r.batch.Options().Out)
-	if err == nil {
-		err = r.failed(r.Hosts)
-	}
 	return r.Report, err
 }
 
