@@ -28,8 +28,8 @@ type Status struct {
 	Services []ServiceStatus `json:"services"`
 	// Drift is how the active director's live table differs from the
 	// spec's, drains included.
-	Drift   []ipvs.Drift   `json:"drift"`
-	Drained []DrainStatus  `json:"drained"`
+	Drift   []ipvs.Drift  `json:"drift"`
+	Drained []DrainStatus `json:"drained"`
 	Kernels []HostKernels `json:"kernels"`
 	// Problems are what makes the status fail (exit 1): no VIP holder or
 	// two, drift, a host unreachable, an HA daemon down.
