@@ -43,6 +43,10 @@ type Env struct {
 	Ipvsadm *install.Artifact
 	// Now is the clock (time.Now when nil); rollouts time their waits by it.
 	Now func() time.Time
+	// DrainTimeout and HealthTimeout bound a rollout's waits for a real
+	// server's connections to end and for a host to come back healthy
+	// (DefaultDrainTimeout, DefaultHealthTimeout when 0).
+	DrainTimeout, HealthTimeout time.Duration
 }
 
 // Phase is one step of an action.
@@ -67,8 +71,9 @@ type Run struct {
 	Hosts  []*cluster.Host
 	Report *deploy.Report
 
-	batch    *deploy.Batch
-	mu       sync.Mutex
+	batch *deploy.Batch
+	// mu guards sessions, which a run shares with its sub-runs (withState).
+	mu       *sync.Mutex
 	sessions map[string]*deploy.Session
 	// state is what each action's phases share (pushState, statusState...).
 	state any
@@ -76,7 +81,7 @@ type Run struct {
 
 // NewRun prepares a run of env: the hosts it names, a batch for their sessions.
 func NewRun(env *Env) (*Run, error) {
-	r := &Run{Env: env, sessions: map[string]*deploy.Session{}, batch: deploy.NewBatch(env.Deploy)}
+	r := &Run{Env: env, mu: &sync.Mutex{}, sessions: map[string]*deploy.Session{}, batch: deploy.NewBatch(env.Deploy)}
 	want := map[string]bool{}
 	for _, n := range env.Only {
 		if env.Spec.Host(n) == nil {
@@ -133,6 +138,12 @@ func (r *Run) now() time.Time {
 	return time.Now()
 }
 
+// sub is a run over hosts with its own phase state, sharing r's
+// sessions and report: a step of an action that is another's phases.
+func (r *Run) sub(hosts []*cluster.Host, env *Env, state any) *Run {
+	return &Run{Env: env, Hosts: hosts, Report: r.Report, batch: r.batch, mu: r.mu, sessions: r.sessions, state: state}
+}
+
 // DryRun reports whether the run only plans.
 func (r *Run) DryRun() bool { return r.batch.Options().DryRun }
 
@@ -161,7 +172,6 @@ func (r *Run) session(ctx context.Context, h *cluster.Host) *deploy.Session {
 		return old
 	}
 	r.sessions[h.Name] = s
-	r.Report.Hosts = append(r.Report.Hosts, s.Report)
 	return s
 }
 
@@ -192,21 +202,20 @@ func (r *Run) reconnect(ctx context.Context, h *cluster.Host) *deploy.Session {
 	return s
 }
 
+// closeAll closes the sessions and reports, in spec order, every host the
+// action works on and every other host it changed (the directors of a
+// drain around a real server's change); a host only read is not reported.
 func (r *Run) closeAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, s := range r.sessions {
+	for _, h := range r.Spec.Hosts {
+		s := r.sessions[h.Name]
+		if s == nil {
+			continue
+		}
 		s.Close()
-	}
-	// Report order: the spec's, whatever order hosts were reached in.
-	order := map[string]int{}
-	for i, h := range r.Spec.Hosts {
-		order[h.Name] = i
-	}
-	hs := r.Report.Hosts
-	for i := 1; i < len(hs); i++ {
-		for j := i; j > 0 && order[hs[j].Host] < order[hs[j-1].Host]; j-- {
-			hs[j], hs[j-1] = hs[j-1], hs[j]
+		if r.isSelected(r.Spec.Host(h.Name)) || len(s.Report.Plan) > 0 {
+			r.Report.Hosts = append(r.Report.Hosts, s.Report)
 		}
 	}
 }

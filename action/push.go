@@ -42,7 +42,7 @@ func Push() *Action {
 		{Title: "read the drains the directors keep", Skip: noDirectorSelected, Do: readDrains},
 		{Title: "render", Do: renderHosts},
 		{Title: "gather facts and plan", Do: planHosts},
-		{Title: "apply", Do: applyHosts},
+		{Title: "apply, rolling where a change interrupts service", Do: func(ctx context.Context, r *Run) error { return r.applyRollout(ctx) }},
 	}}
 }
 
@@ -157,8 +157,7 @@ func planHosts(ctx context.Context, r *Run) error {
 	return nil
 }
 
-// applyHosts applies the plans: at once where nothing is interrupted, then
-// the rollout (see rollout) for the rest.
+// applyHosts applies the plans on every host at once.
 func applyHosts(ctx context.Context, r *Run) error {
 	if r.DryRun() {
 		return nil

@@ -206,7 +206,8 @@ func (s *Session) Apply(ctx context.Context) error {
 
 // Run runs commands on the host as one step of the session (a VIP moved,
 // a reboot asked for): a plan of its own, through the same chokepoint as
-// every other change, printed by a dry-run and recorded in the report.
+// every other change, printed by a dry-run and recorded in the report. The
+// session's Plan stays the push's.
 func (s *Session) Run(ctx context.Context, step string, cmds ...[]string) error {
 	if err := s.Err(); err != nil {
 		return err
@@ -218,7 +219,10 @@ func (s *Session) Run(ctx context.Context, step string, cmds ...[]string) error 
 		}
 		p.Ops = append(p.Ops, Op{Kind: OpRun, Argv: c, Step: step})
 	}
-	s.setPlan(p)
+	for _, op := range p.Ops {
+		s.Report.Plan = append(s.Report.Plan, op.String())
+		s.Report.Commands = append(s.Report.Commands, shell.Join(op.Argv))
+	}
 	if s.b.o.DryRun {
 		return nil
 	}

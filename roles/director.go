@@ -243,6 +243,7 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	// keeping its own table: a changed config is reloaded, or restarts it
 	// (virtual services added or removed) on both.
 	hb := r.daemon("heartbeat", true)
+	hb.Interrupts = true
 	// heartbeat's reload (heartbeat -r, the init script's reload) re-reads
 	// ha.cf, haresources and authkeys and re-executes itself keeping the
 	// resources it holds ("-R -C local"): a changed timing or medium moves no
@@ -417,6 +418,7 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	if err != nil {
 		return err
 	}
-	r.daemon("keepalived", true).Fingerprint = string(outside)
+	ka := r.daemon("keepalived", true)
+	ka.Fingerprint, ka.Interrupts = string(outside), true
 	return nil
 }
