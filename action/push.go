@@ -111,13 +111,26 @@ func drainsText(drains []ipvs.Drain) string {
 }
 
 // renderHosts renders the spec (with the drains) into each selected host's
-// push inputs, with its kernel and, on the directors, ipvsadm.
+// push inputs.
 func renderHosts(_ context.Context, r *Run) error {
 	st := r.push()
-	rendered, err := roles.RenderDrained(r.Spec, st.drains)
+	hosts, err := r.render(st.drains)
 	if err != nil {
 		return err
 	}
+	st.hosts = hosts
+	return nil
+}
+
+// render renders the spec with drains into the push inputs of the run's
+// hosts, by name: files, units, the role's kernel and, on the directors,
+// ipvsadm. Targets are the sessions' (set when planned).
+func (r *Run) render(drains []ipvs.Drain) (map[string]*deploy.Host, error) {
+	rendered, err := roles.RenderDrained(r.Spec, drains)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*deploy.Host{}
 	for _, hf := range rendered {
 		h := r.Spec.Host(hf.Host.Name)
 		if !r.isSelected(h) {
@@ -130,9 +143,9 @@ func renderHosts(_ context.Context, r *Run) error {
 		if r.Ipvsadm != nil && h.Role == cluster.RoleDirector {
 			dh.Files = append(dh.Files, install.File{Path: deploy.IpvsadmPath, Locate: "ipvsadm", Mode: 0o755, Artifact: r.Ipvsadm})
 		}
-		st.hosts[h.Name] = dh
+		out[h.Name] = dh
 	}
-	return nil
+	return out, nil
 }
 
 func (r *Run) isSelected(h *cluster.Host) bool {

@@ -35,12 +35,7 @@ func (a *App) drainCommand(undrain bool) *cli.Command {
 			"connection left on the active director, or exits 1 at --timeout."
 		cmd.Flags = append(cmd.Flags,
 			&cli.BoolFlag{Name: "wait", Usage: "wait until its active connections reach 0"},
-			&cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "`DURATION` --wait waits at most", Action: func(_ *cli.Context, d time.Duration) error {
-				if d <= 0 {
-					return usageError{fmt.Sprintf("--timeout %s: want a duration above 0", d)}
-				}
-				return nil
-			}},
+			positiveDuration("timeout", 10*time.Minute, "`DURATION` --wait waits at most"),
 		)
 	}
 	cmd.Action = func(c *cli.Context) error {

@@ -71,6 +71,13 @@ func (a *App) addKernels(c *cli.Context, env *action.Env) error {
 		}
 		return nil
 	}
+	return a.loadKernels(c, env, act == "once")
+}
+
+// loadKernels loads each selected role's built kernel into env, from
+// --kernel-dir or the cache, to activate for one boot only with once; and
+// unless --ipvsadm names one, the cache's ipvsadm for the directors.
+func (a *App) loadKernels(c *cli.Context, env *action.Env, once bool) error {
 	var builds builtArtifacts
 	kdir := c.String("kernel-dir")
 	if kdir == "" {
@@ -102,7 +109,7 @@ func (a *App) addKernels(c *cli.Context, env *action.Env) error {
 		if want := s.Release(h.Role); k.Release != want {
 			return fmt.Errorf("load %s kernel: release %s, but the spec's %s kernel is %s", h.Role, k.Release, h.Role, want)
 		}
-		k.ActivateOnce = act == "once"
+		k.ActivateOnce = once
 		env.Kernels[h.Role] = k
 	}
 	if builds == nil || c.String("ipvsadm") != "" || !directors {
