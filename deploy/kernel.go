@@ -538,50 +538,52 @@ func legacyStatus(def string, titles []string, saved string) (dflt, next string)
 
 // Status reports every host's kernels, read-only, with the same pool as Push.
 func Status(ctx context.Context, targets []Target, o Options) []*KernelStatus {
-	o = o.withDefaults()
+	b := NewBatch(Options{Dial: o.Dial, Concurrency: o.Concurrency, DryRun: true})
 	out := make([]*KernelStatus, len(targets))
-	forEachHost(len(targets), o.Concurrency, func(i int) {
-		st := &KernelStatus{Host: targets[i].Name, Installed: []string{}}
-		out[i] = st
-		c, err := Dial(ctx, targets[i], o.Dial)
-		if err != nil {
-			st.err, st.Error = err, err.Error()
-			return
-		}
-		defer c.Close()
-		b, err := c.output(ctx, statusScript)
-		if err != nil {
-			st.err, st.Error = err, err.Error()
-			return
-		}
-		var legacy bool
-		var def, saved string
-		var titles []string
-		for _, line := range strings.Split(string(b), "\n") {
-			tag, rest, _ := strings.Cut(line, " ")
-			switch tag {
-			case "LD":
-				legacy, def = true, rest
-			case "LT":
-				legacy = true
-				titles = append(titles, rest)
-			case "LS":
-				saved = rest
-			case "U":
-				_, st.Running, _ = strings.Cut(rest, " ")
-			case "V":
-				st.Installed = append(st.Installed, rest)
-			case "E":
-				if v, ok := strings.CutPrefix(rest, "saved_entry="); ok {
-					st.Default = v
-				} else if v, ok := strings.CutPrefix(rest, "next_entry="); ok {
-					st.Next = v
-				}
-			}
-		}
-		if legacy {
-			st.Default, st.Next = legacyStatus(def, titles, saved)
-		}
+	ForEach(len(targets), b.o.Concurrency, func(i int) {
+		s := b.Open(ctx, targets[i])
+		defer s.Close()
+		out[i] = s.KernelStatus(ctx)
 	})
 	return out
+}
+
+// KernelStatus reads the host's kernels: running, installed by lvsforge,
+// GRUB's default and next boot. A failure is the status's error.
+func (s *Session) KernelStatus(ctx context.Context) *KernelStatus {
+	st := &KernelStatus{Host: s.Host.Target.Name, Installed: []string{}}
+	b, err := s.Query(ctx, statusScript)
+	if err != nil {
+		st.err, st.Error = err, err.Error()
+		return st
+	}
+	var legacy bool
+	var def, saved string
+	var titles []string
+	for _, line := range strings.Split(string(b), "\n") {
+		tag, rest, _ := strings.Cut(line, " ")
+		switch tag {
+		case "LD":
+			legacy, def = true, rest
+		case "LT":
+			legacy = true
+			titles = append(titles, rest)
+		case "LS":
+			saved = rest
+		case "U":
+			_, st.Running, _ = strings.Cut(rest, " ")
+		case "V":
+			st.Installed = append(st.Installed, rest)
+		case "E":
+			if v, ok := strings.CutPrefix(rest, "saved_entry="); ok {
+				st.Default = v
+			} else if v, ok := strings.CutPrefix(rest, "next_entry="); ok {
+				st.Next = v
+			}
+		}
+	}
+	if legacy {
+		st.Default, st.Next = legacyStatus(def, titles, saved)
+	}
+	return st
 }

@@ -170,6 +170,9 @@ type Plan struct {
 	Facts     *Facts
 	Ops       []Op
 	Unchanged []string
+	// Interrupts are the units the plan restarts whose restart interrupts
+	// the host's service (install.Unit.Interrupts).
+	Interrupts []string
 }
 
 // Changed lists the paths whose content, mode or owner the plan changes.
@@ -513,6 +516,8 @@ func (pl *planner) unitOps() {
 		kind, cmds := OpRestart, u.Restart
 		if !restart {
 			kind, cmds = OpReload, u.Reload
+		} else if u.Interrupts {
+			pl.p.Interrupts = append(pl.p.Interrupts, u.Name)
 		}
 		for _, c := range cmds {
 			pl.p.Ops = append(pl.p.Ops, Op{Kind: kind, Unit: u.Name, Argv: c, LeftOver: pl.leftOver[u.Name]})

@@ -9,11 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/lvsforge/lvsforge/install"
-	"github.com/lvsforge/lvsforge/internal/shell"
 
 	"github.com/lvsforge/lvsforge/deploy/internal/udiff"
 )
@@ -131,60 +127,54 @@ func (r *Report) Err() error {
 }
 
 // Push installs every host's files and runs its commands, or with DryRun
-// only plans. Every host is attempted; the report holds each one's outcome.
+// only plans, every host at once (Concurrency at a time). Every host is
+// attempted; the report holds each one's outcome. The actions (package
+// action) order hosts themselves with Sessions; this is their step that
+// works on hosts in parallel.
 func Push(ctx context.Context, hosts []Host, o Options) *Report {
-	o = o.withDefaults()
-	rep := &Report{DryRun: o.DryRun, Hosts: make([]*HostReport, len(hosts))}
-	uploads := make(chan struct{}, o.UploadConcurrency)
-	slot := func(ctx context.Context, size int64) (func(), error) {
-		if size < o.LargeFile {
-			return func() {}, nil
+	b := NewBatch(o)
+	rep := &Report{DryRun: b.o.DryRun, Hosts: make([]*HostReport, len(hosts))}
+	ForEach(len(hosts), b.o.Concurrency, func(i int) {
+		s := b.Open(ctx, hosts[i].Target)
+		defer s.Close()
+		rep.Hosts[i] = s.Report
+		if s.Gather(ctx, &hosts[i]) == nil && s.MakePlan(ctx) == nil {
+			s.Apply(ctx)
 		}
-		select {
-		case uploads <- struct{}{}:
-			return func() { <-uploads }, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
-	forEachHost(len(hosts), o.Concurrency, func(i int) {
-		rep.Hosts[i] = pushHost(ctx, &hosts[i], o, applyEnv{
-			backupDir:  o.BackupDir,
-			keep:       o.Backups,
-			stamp:      stamp,
-			uploadSlot: slot,
-			largeFile:  o.LargeFile,
-		})
 	})
-	for _, h := range rep.Hosts {
-		// A dry-run shows every host's plan; a real run what it did to
-		// the hosts it changed. The summary table covers the others, and
-		// every host's error (once: it is not repeated here).
-		if len(h.Plan) > 0 || (o.DryRun && h.err == nil) {
+	rep.WritePlans(b.o.Out)
+	return rep
+}
+
+// WritePlans prints what each host's plan did (or, in a dry-run, will do),
+// in host order, and the diffs. A dry-run shows every host's plan; a real
+// run what it did to the hosts it changed. The summary table covers the
+// others, and every host's error (once: it is not repeated here).
+func (r *Report) WritePlans(w io.Writer) {
+	for _, h := range r.Hosts {
+		if len(h.Plan) > 0 || (r.DryRun && h.err == nil) {
 			verb := "plan"
-			if !o.DryRun {
+			if !r.DryRun {
 				verb = "applied"
 				if h.err != nil {
 					verb = "attempted"
 				}
 			}
-			fmt.Fprintf(o.Out, "%s (%s, kernel %s, init %s) %s:\n", h.Host, h.Address, orDash(h.Kernel), orDash(h.Init), verb)
+			fmt.Fprintf(w, "%s (%s, kernel %s, init %s) %s:\n", h.Host, h.Address, orDash(h.Kernel), orDash(h.Init), verb)
 			if len(h.Plan) == 0 {
-				fmt.Fprintf(o.Out, "  nothing to do (%d files unchanged)\n", h.Unchanged)
+				fmt.Fprintf(w, "  nothing to do (%d files unchanged)\n", h.Unchanged)
 			}
 			for _, op := range h.Plan {
-				fmt.Fprintf(o.Out, "  %s\n", op)
+				fmt.Fprintf(w, "  %s\n", op)
 			}
 		}
-		o.Out.Write(h.diff)
+		w.Write(h.diff)
 	}
-	return rep
 }
 
-// forEachHost runs fn for 0..n-1 with at most limit at once and waits for all.
-func forEachHost(n, limit int, fn func(i int)) {
-	sem := make(chan struct{}, limit)
+// ForEach runs fn for 0..n-1 with at most limit at once and waits for all.
+func ForEach(n, limit int, fn func(i int)) {
+	sem := make(chan struct{}, max(limit, 1))
 	var wg sync.WaitGroup
 	for i := 0; i < n; i++ {
 		sem <- struct{}{}
@@ -195,100 +185,6 @@ func forEachHost(n, limit int, fn func(i int)) {
 		}()
 	}
 	wg.Wait()
-}
-
-func pushHost(ctx context.Context, h *Host, o Options, env applyEnv) *HostReport {
-	start := time.Now()
-	r := &HostReport{Host: h.Target.Name, Address: h.Target.Addr(), Changed: []string{}, Commands: []string{}, Plan: []string{}}
-	defer func() {
-		r.Duration = time.Since(start)
-		r.Seconds = r.Duration.Round(time.Millisecond).Seconds()
-		switch {
-		case r.err != nil:
-			r.Result, r.Error = ResultFailed, r.err.Error()
-		case o.DryRun:
-			r.Result = ResultPlanned
-		default:
-			r.Result = ResultOK
-		}
-	}()
-	c, err := Dial(ctx, h.Target, o.Dial)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	defer c.Close()
-	h = h.pushed()
-	paths, large, locate, err := factsFor(h)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	run := func(script string) ([]byte, error) { return c.output(ctx, script) }
-	var sh *hostShell
-	if !o.DryRun {
-		// Held until the push is done: the temporaries the facts find
-		// are then a dead push's, never a concurrent one's.
-		if sh, err = openShell(c); err != nil {
-			r.err = err
-			return r
-		}
-		defer sh.Close()
-		run = func(script string) ([]byte, error) { return sh.Run(ctx, script) }
-	}
-	facts, err := gatherFacts(ctx, c, run, paths, large, locate, h.Kernel != nil)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	r.Kernel, r.Init = facts.Kernel, facts.Init
-	if len(locate) > 0 {
-		// Each located file goes where the host has its command.
-		hl := *h
-		hl.Files = append([]install.File(nil), h.Files...)
-		for i := range hl.Files {
-			if p := facts.Located[hl.Files[i].Locate]; hl.Files[i].Locate != "" && p != "" {
-				hl.Files[i].Path = p
-			}
-		}
-		h = &hl
-	}
-	plan, err := buildPlan(h, facts, o.Backups > 0, o.BackupDir)
-	if err != nil {
-		r.err = err
-		return r
-	}
-	r.Unchanged = len(plan.Unchanged)
-	r.Changed = append(r.Changed, plan.Changed()...)
-	for _, op := range plan.Ops {
-		r.Plan = append(r.Plan, op.String())
-		switch op.Kind {
-		case OpRun, OpEnable, OpRestart, OpReload:
-			r.Commands = append(r.Commands, shell.Join(op.Argv))
-		}
-	}
-	if o.Diff {
-		r.diff, err = diffPlan(c, plan)
-		if err != nil {
-			r.err = err
-			return r
-		}
-	}
-	if o.DryRun || !plan.Mutates() {
-		return r
-	}
-	var sent atomic.Int64
-	env.sent = &sent
-	leftover, failed, err := apply(ctx, c, sh, plan, env)
-	r.BytesSent = sent.Load()
-	r.Steps = steps(plan.Ops, failed)
-	if err != nil {
-		r.err = err
-		if len(leftover) > 0 {
-			r.err = errors.Join(err, cleanupTemps(h.Target, o.Dial, leftover))
-		}
-	}
-	return r
 }
 
 // cleanupTemps removes temporaries over a fresh connection: the usual reason

@@ -129,6 +129,11 @@ type Unit struct {
 	// What PID 1 is only the push finds out, from the host: roles renders
 	// both command sets, deploy picks one.
 	OnSystemd *Commands
+	// Interrupts says that restarting the unit interrupts the service the
+	// host gives (a real server's VIP set-up, a director's HA daemon): on
+	// a live cluster, push drains the real server, or moves the VIPs off
+	// the director, before it restarts such a unit. A reload never does.
+	Interrupts bool
 	// Fingerprint, for a unit that can Reload, is what its reload cannot
 	// apply, as text: ldirectord's virtual services, keepalived's
 	// configuration outside its virtual_server blocks. A change of the

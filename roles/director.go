@@ -56,9 +56,17 @@ func (r *renderer) director() error {
 	// keeps the table from then on, from its own config, which holds the
 	// same services: a changed file needs nothing more. keepalived keeps its
 	// own table.
-	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", r.t.Rules()); err != nil {
+	// With heartbeat, lvs-director's reload removes the virtual services
+	// the rules no longer have; keepalived keeps its own table.
+	var rulesUnits []string
+	if s.HA.Backend == cluster.BackendHeartbeat {
+		rulesUnits = []string{"lvs-director"}
+	}
+	if err := r.add(rules, 0o644, "ipvsadm.rules.tmpl", r.t.Rules(), rulesUnits...); err != nil {
 		return err
 	}
+	// The drains this table carries, where the next push reads them back.
+	r.out.Files = append(r.out.Files, install.File{Path: install.DrainsFile, Mode: 0o644, Data: ipvs.FormatDrains(r.drains)})
 	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
 		"LVS-DR/TUN: the director is not the real servers' gateway: leave ICMP redirects on."
 	if nat {
@@ -99,6 +107,14 @@ func (r *renderer) director() error {
 		return err
 	}
 	return r.heartbeat(svcs)
+}
+
+// heartbeatBin is the heartbeat daemon of an OS family (not in PATH).
+func heartbeatBin(osFamily string) string {
+	if osFamily == cluster.OSRedHat {
+		return "/usr/lib64/heartbeat/heartbeat"
+	}
+	return "/usr/libexec/heartbeat/heartbeat"
 }
 
 // LVSVIPPath is the heartbeat resource that holds the floating addresses.
@@ -226,9 +242,25 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	// keeps the table from when it is up. It runs on both directors, each
 	// keeping its own table: a changed config is reloaded, or restarts it
 	// (virtual services added or removed) on both.
-	r.daemon("heartbeat", false)
+	hb := r.daemon("heartbeat", true)
+	hb.Interrupts = true
+	// heartbeat's reload (heartbeat -r, the init script's reload) re-reads
+	// ha.cf, haresources and authkeys and re-executes itself keeping the
+	// resources it holds ("-R -C local"): a changed timing or medium moves no
+	// VIP. systemd's unit has no reload, and the init script's reload needs
+	// a running heartbeat: one that is not running is started.
+	reload := "if cl_status hbstatus >/dev/null 2>&1; then exec " + heartbeatBin(r.h.OS) + " -r; else exec %s; fi"
+	systemdReload := []string{"sh", "-c", fmt.Sprintf(reload, "systemctl restart heartbeat.service")}
+	if r.h.Init == cluster.InitSystemd {
+		hb.Reload = [][]string{systemdReload}
+	} else {
+		hb.Reload = [][]string{{"sh", "-c", fmt.Sprintf(reload, "/etc/init.d/heartbeat restart")}}
+		hb.OnSystemd.Reload = [][]string{systemdReload}
+	}
 	// ldirectord's reload applies changes inside existing virtual blocks
-	// only: a virtual service added or removed restarts it.
+	// only: a virtual service added or removed restarts it (which keeps
+	// the table: cleanstop=no), and lvs-director's reload removes from the
+	// table the virtual services the rules no longer have.
 	r.daemon("ldirectord", true).Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
 	return nil
 }
@@ -386,6 +418,7 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	if err != nil {
 		return err
 	}
-	r.daemon("keepalived", true).Fingerprint = string(outside)
+	ka := r.daemon("keepalived", true)
+	ka.Fingerprint, ka.Interrupts = string(outside), true
 	return nil
 }

@@ -104,5 +104,10 @@ func (r *renderer) realServer() error {
 		"SavedKeys": keys, "ARP": arp, "RPFilter": rp, "VIPDevice": vipDev, "VIPs": vips,
 		"Gateway": gw, "GatewayReason": gwWhy, "Public": h.Interfaces.Public,
 	}
-	return r.initScript("lvs-realserver", "lvs-realserver.sh.tmpl", data, "LVS real server VIPs and ARP suppression for cluster "+s.Metadata.Name, "", false)
+	if err := r.initScript("lvs-realserver", "lvs-realserver.sh.tmpl", data, "LVS real server VIPs and ARP suppression for cluster "+s.Metadata.Name, "", false); err != nil {
+		return err
+	}
+	// Its restart takes the VIPs off the real server for a moment.
+	r.out.Units[len(r.out.Units)-1].Interrupts = true
+	return nil
 }

@@ -26,7 +26,13 @@ type HostFiles struct {
 
 // Render renders every host of the spec, in spec order, each host's files
 // sorted by path. It reads the heartbeat secret, so it fails if that is missing.
-func Render(s *cluster.Spec) ([]HostFiles, error) {
+func Render(s *cluster.Spec) ([]HostFiles, error) { return RenderDrained(s, nil) }
+
+// RenderDrained renders the spec with real servers drained (lvsforge
+// drain): the directors' checkers get weight 0 for them, and their record
+// of the drains (install.DrainsFile) lists them, so that the next push,
+// which reads it back, keeps them.
+func RenderDrained(s *cluster.Spec, drains []ipvs.Drain) ([]HostFiles, error) {
 	var out []HostFiles
 	var secret string
 	if s.HA.Backend == cluster.BackendHeartbeat {
@@ -35,10 +41,10 @@ func Render(s *cluster.Spec) ([]HostFiles, error) {
 			return nil, fmt.Errorf("read authkey: %w", err)
 		}
 	}
-	t := ipvs.Build(s)
+	t := ipvs.Build(s).Drained(drains)
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
-		r := &renderer{s: s, t: t, h: h, secret: secret}
+		r := &renderer{s: s, t: t, drains: drains, h: h, secret: secret}
 		var err error
 		switch h.Role {
 		case cluster.RoleDirector:
@@ -64,6 +70,7 @@ type renderer struct {
 	s *cluster.Spec
 	// t is the IPVS table every host's files encode a part of.
 	t      *ipvs.Table
+	drains []ipvs.Drain
 	h      *cluster.Host
 	secret string
 	out    HostFiles

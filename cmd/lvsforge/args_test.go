@@ -162,8 +162,11 @@ func TestNumericFlagsRangeChecked(t *testing.T) {
 		if i, ok := f.(*cli.IntFlag); ok && i.Action == nil {
 			t.Errorf("%s --%s: no range check", cmd, i.Name)
 		}
+		if d, ok := f.(*cli.DurationFlag); ok && d.Action == nil {
+			t.Errorf("%s --%s: no range check", cmd, d.Name)
+		}
 		switch f.(type) {
-		case *cli.IntFlag, *cli.StringFlag, *cli.BoolFlag, *cli.StringSliceFlag:
+		case *cli.IntFlag, *cli.DurationFlag, *cli.StringFlag, *cli.BoolFlag, *cli.StringSliceFlag:
 		default:
 			t.Errorf("%s --%s: a %T: check its range here", cmd, f.Names()[0], f)
 		}
@@ -178,6 +181,8 @@ func TestNumericFlagsRangeChecked(t *testing.T) {
 		{[]string{"kernel", "status", "--concurrency", "-1"}, "--concurrency -1: want 1 or more"},
 		{[]string{"build", "kernel", "--role", "director", "--jobs", "-1"}, "--jobs -1: want 1 or more"},
 		{[]string{"build", "ipvsadm", "-j", "0"}, "--jobs 0: want 1 or more"},
+		{[]string{"drain", "rs1", "--timeout", "0s"}, "--timeout 0s: want a duration above 0"},
+		{[]string{"status", "--interval", "10ms"}, "--interval 10ms: want 100ms or more"},
 	} {
 		code, _, errOut := run(t, tc.args...)
 		if code != ExitUsage || !strings.Contains(errOut, tc.want) {

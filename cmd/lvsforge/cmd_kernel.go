@@ -4,14 +4,17 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/install"
 )
 
 // kernelPushFlags are push's flags for installing the built kernel.
@@ -54,10 +57,10 @@ func (b cacheBuilds) KernelDir(s *cluster.Spec, role string) (string, error) {
 
 func (b cacheBuilds) Ipvsadm() (string, error) { return build.LatestIpvsadm(b.dir) }
 
-// addKernels attaches each host's role kernel for push --kernel, from
-// --kernel-dir or the cache, and on the directors the cache's ipvsadm
-// unless --ipvsadm names one.
-func (a *App) addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) error {
+// addKernels loads each selected role's kernel for push --kernel, from
+// --kernel-dir or the cache, and unless --ipvsadm names one, the cache's
+// ipvsadm for the directors.
+func (a *App) addKernels(c *cli.Context, env *action.Env) error {
 	act := c.String("activate")
 	if act != "" && act != "once" {
 		return usageError{fmt.Sprintf("--activate %q: only \"once\" (then `lvsforge kernel confirm`)", act)}
@@ -68,6 +71,13 @@ func (a *App) addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) e
 		}
 		return nil
 	}
+	return a.loadKernels(c, env, act == "once")
+}
+
+// loadKernels loads each selected role's built kernel into env, from
+// --kernel-dir or the cache, to activate for one boot only with once; and
+// unless --ipvsadm names one, the cache's ipvsadm for the directors.
+func (a *App) loadKernels(c *cli.Context, env *action.Env, once bool) error {
 	var builds builtArtifacts
 	kdir := c.String("kernel-dir")
 	if kdir == "" {
@@ -76,32 +86,33 @@ func (a *App) addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) e
 			return err
 		}
 	}
-	byRole := map[string]*deploy.Kernel{}
-	for i := range hosts {
-		h := s.Host(hosts[i].Target.Name)
-		k := byRole[h.Role]
-		if k == nil {
-			dir := filepath.Join(kdir, h.Role)
-			if builds != nil {
-				var err error
-				if dir, err = builds.KernelDir(s, h.Role); err != nil {
-					return err
-				}
-			}
-			var err error
-			if k, err = deploy.LoadKernel(dir); err != nil {
-				return fmt.Errorf("load %s kernel: %w", h.Role, err)
-			}
-			// roles' GRUB script lists /boot/vmlinuz-*LOCALVERSION only.
-			if want := s.Release(h.Role); k.Release != want {
-				return fmt.Errorf("load %s kernel: release %s, but the spec's %s kernel is %s", h.Role, k.Release, h.Role, want)
-			}
-			k.ActivateOnce = act == "once"
-			byRole[h.Role] = k
+	s := env.Spec
+	env.Kernels = map[string]*deploy.Kernel{}
+	directors := false
+	for _, h := range selectedHosts(env) {
+		directors = directors || h.Role == cluster.RoleDirector
+		if env.Kernels[h.Role] != nil {
+			continue
 		}
-		hosts[i].Kernel = k
+		dir := filepath.Join(kdir, h.Role)
+		if builds != nil {
+			var err error
+			if dir, err = builds.KernelDir(s, h.Role); err != nil {
+				return err
+			}
+		}
+		k, err := deploy.LoadKernel(dir)
+		if err != nil {
+			return fmt.Errorf("load %s kernel: %w", h.Role, err)
+		}
+		// roles' GRUB script lists /boot/vmlinuz-*LOCALVERSION only.
+		if want := s.Release(h.Role); k.Release != want {
+			return fmt.Errorf("load %s kernel: release %s, but the spec's %s kernel is %s", h.Role, k.Release, h.Role, want)
+		}
+		k.ActivateOnce = once
+		env.Kernels[h.Role] = k
 	}
-	if builds == nil || c.String("ipvsadm") != "" {
+	if builds == nil || c.String("ipvsadm") != "" || !directors {
 		return nil
 	}
 	bin, err := builds.Ipvsadm()
@@ -109,15 +120,23 @@ func (a *App) addKernels(c *cli.Context, s *cluster.Spec, hosts []deploy.Host) e
 		return fmt.Errorf("find the built ipvsadm: %w", err)
 	}
 	if bin == "" {
-		for _, h := range hosts {
-			if s.Host(h.Target.Name).Role == cluster.RoleDirector {
-				fmt.Fprintln(a.Stderr, "no ipvsadm in the cache (lvsforge build ipvsadm --static): the directors keep their own")
-				break
-			}
-		}
+		fmt.Fprintln(a.Stderr, "no ipvsadm in the cache (lvsforge build ipvsadm --static): the directors keep their own")
 		return nil
 	}
-	return deploy.AddIpvsadm(s, hosts, bin)
+	env.Ipvsadm, err = install.OpenArtifact(bin)
+	return err
+}
+
+// selectedHosts are the spec's hosts env works on.
+func selectedHosts(env *action.Env) []*cluster.Host {
+	var out []*cluster.Host
+	for i := range env.Spec.Hosts {
+		h := &env.Spec.Hosts[i]
+		if len(env.Only) == 0 || slices.Contains(env.Only, h.Name) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func init() {
@@ -134,18 +153,18 @@ func init() {
 					Flags: append(sshFlags(),
 						&cli.StringFlag{Name: "release", Usage: "kernel `RELEASE` to confirm (default: the role's kernel from the spec)"}),
 					Action: func(c *cli.Context) error {
-						spec, hosts, opts, err := a.pushSetup(c, false)
+						env, err := a.actionEnv(c)
 						if err != nil {
 							return err
 						}
-						for i := range hosts {
-							rel := c.String("release")
-							if rel == "" {
-								rel = spec.Release(spec.Host(hosts[i].Target.Name).Role)
+						if rel := c.String("release"); rel != "" {
+							env.Kernels = map[string]*deploy.Kernel{}
+							for _, role := range []string{cluster.RoleDirector, cluster.RoleRealServer} {
+								env.Kernels[role] = &deploy.Kernel{Release: rel}
 							}
-							hosts[i].Kernel = &deploy.Kernel{Release: rel, MakeDefault: true}
 						}
-						return a.report(deploy.Push(c.Context, hosts, opts))
+						rep, err := action.RunKernelConfirm(c.Context, env)
+						return a.report(rep, err)
 					},
 				},
 				{
@@ -153,15 +172,14 @@ func init() {
 					Usage: "show each host's running, installed, default and next-boot kernel",
 					Flags: sshFlags(),
 					Action: func(c *cli.Context) error {
-						_, hosts, opts, err := a.pushSetup(c, false)
+						env, err := a.actionEnv(c)
 						if err != nil {
 							return err
 						}
-						var targets []deploy.Target
-						for _, h := range hosts {
-							targets = append(targets, h.Target)
+						st, err := action.KernelStatus(c.Context, env)
+						if err != nil {
+							return err
 						}
-						st := deploy.Status(c.Context, targets, opts)
 						return a.kernelStatus(st)
 					},
 				},

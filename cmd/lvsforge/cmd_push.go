@@ -7,21 +7,32 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/install"
 )
 
-// sshFlags are the connection flags of every command that reaches the hosts.
+// sshFlags are the flags of every command that reaches the hosts: the
+// connection flags and the host selection.
 func sshFlags() []cli.Flag {
-	return []cli.Flag{
-		specFlag,
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "hosts", Usage: "only these hosts (comma-separated `NAMES`)"},
 		&cli.StringFlag{Name: "role", Usage: "only hosts of this `ROLE` (director or realserver)"},
+	}, connectFlags()...)
+}
+
+// connectFlags are how a command reaches the hosts: the spec, SSH, or --vm.
+func connectFlags() []cli.Flag {
+	return []cli.Flag{
+		specFlag,
 		intFlag("concurrency", 16, 1, "`N` hosts worked on at once"),
 		&cli.StringFlag{Name: "host-key-policy", Value: string(deploy.HostKeyStrict), Usage: "`POLICY` for host keys: strict refuses unknown hosts; accept-new appends their keys to known_hosts (a changed key is always refused)"},
 		&cli.StringFlag{Name: "known-hosts", Usage: "known_hosts `FILE` (default ~/.ssh/known_hosts)"},
 		&cli.StringFlag{Name: "ssh-config", Usage: "ssh_config `FILE` for User, Port, IdentityFile, HostName and ProxyJump (default ~/.ssh/config; \"none\" ignores it)"},
 		jsonFlag,
+		&cli.BoolFlag{Name: "vm", Usage: "reach the VMs of the running lvsforge vm up (its spec, unless -f names another with the same hosts) instead of the real hosts: a rehearsal"},
+		stateFlag,
 	}
 }
 
@@ -41,41 +52,45 @@ func init() {
 				&cli.StringFlag{Name: "ipvsadm", Usage: "also install this ipvsadm `BINARY` (from lvsforge build ipvsadm --static) on the directors, over the host's ipvsadm (command -v) or as " + deploy.IpvsadmPath + "; with --kernel the cache's is the default"},
 			), kernelPushFlags()...),
 			Action: func(c *cli.Context) error {
-				spec, hosts, opts, err := a.pushSetup(c, true)
+				env, err := a.actionEnv(c)
 				if err != nil {
 					return err
 				}
 				if p := c.String("ipvsadm"); p != "" {
-					if err := deploy.AddIpvsadm(spec, hosts, p); err != nil {
+					if env.Ipvsadm, err = install.OpenArtifact(p); err != nil {
 						return err
 					}
 				}
-				if err := a.addKernels(c, spec, hosts); err != nil {
+				if err := a.addKernels(c, env); err != nil {
 					return err
 				}
-				opts.DryRun, opts.Diff = c.Bool("dry-run"), c.Bool("diff")
-				opts.UploadConcurrency = c.Int("upload-concurrency")
-				opts.Backups = c.Int("backups")
-				if opts.Backups == 0 {
-					opts.Backups = -1
+				env.Deploy.DryRun, env.Deploy.Diff = c.Bool("dry-run"), c.Bool("diff")
+				env.Deploy.UploadConcurrency = c.Int("upload-concurrency")
+				env.Deploy.Backups = c.Int("backups")
+				if env.Deploy.Backups == 0 {
+					env.Deploy.Backups = -1
 				}
-				return a.report(deploy.Push(c.Context, hosts, opts))
+				rep, err := action.RunPush(c.Context, env)
+				return a.report(rep, err)
 			},
 		}
 	})
 }
 
-// pushSetup loads the spec (never the example: see hostSpec), selects the hosts and resolves how to reach
-// them; with render, it also renders their files.
-func (a *App) pushSetup(c *cli.Context, render bool) (*cluster.Spec, []deploy.Host, deploy.Options, error) {
-	var o deploy.Options
+// actionEnv loads the spec (never the example: see hostSpec), selects the
+// hosts (--hosts, --role) and says how to reach them: their spec and
+// ssh_config, or with --vm the VMs of the running `lvsforge vm up`.
+func (a *App) actionEnv(c *cli.Context) (*action.Env, error) {
+	if c.Bool("vm") {
+		return a.vmEnv(c)
+	}
 	s, err := a.hostSpec(c)
 	if err != nil {
-		return nil, nil, o, err
+		return nil, err
 	}
 	policy, err := deploy.ParseHostKeyPolicy(c.String("host-key-policy"))
 	if err != nil {
-		return nil, nil, o, usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
 	known := c.String("known-hosts")
 	if known == "" {
@@ -87,37 +102,36 @@ func (a *App) pushSetup(c *cli.Context, render bool) (*cluster.Spec, []deploy.Ho
 			p = deploy.DefaultSSHConfigPath()
 		}
 		if sc, err = deploy.LoadSSHConfig(p); err != nil {
-			return nil, nil, o, err
+			return nil, err
 		}
 	}
+	env, err := a.envFor(c, s)
+	if err != nil {
+		return nil, err
+	}
+	env.Target = func(h *cluster.Host) (deploy.Target, error) { return deploy.SpecTarget(s, h, sc) }
+	env.Deploy.Dial = deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: policy, Files: []string{known}}}
+	return env, nil
+}
+
+// envFor is the action environment of spec s with the command's host
+// selection, concurrency and output, the targets still to set.
+func (a *App) envFor(c *cli.Context, s *cluster.Spec) (*action.Env, error) {
 	selected, err := selectHosts(s, c.String("hosts"), c.String("role"))
 	if err != nil {
-		return nil, nil, o, err
+		return nil, err
 	}
-	var hosts []deploy.Host
-	if render {
-		if hosts, err = deploy.FromSpec(s, selected, sc); err != nil {
-			return nil, nil, o, err
-		}
-	} else {
+	env := &action.Env{Spec: s, Log: a.Stderr, Deploy: deploy.Options{Concurrency: c.Int("concurrency"), Out: a.Stdout}}
+	if len(selected) < len(s.Hosts) {
 		for _, h := range selected {
-			t, err := deploy.SpecTarget(s, h, sc)
-			if err != nil {
-				return nil, nil, o, err
-			}
-			hosts = append(hosts, deploy.Host{Target: t})
+			env.Only = append(env.Only, h.Name)
 		}
-	}
-	o = deploy.Options{
-		Dial:        deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: policy, Files: []string{known}}},
-		Concurrency: c.Int("concurrency"),
-		Out:         a.Stdout,
 	}
 	if a.json {
 		// Plans are in the JSON; diffs go to stderr so stdout stays one document.
-		o.Out = a.Stderr
+		env.Deploy.Out = a.Stderr
 	}
-	return s, hosts, o, nil
+	return env, nil
 }
 
 // selectHosts applies --hosts and --role; a name that is not in the spec is
@@ -149,10 +163,15 @@ func selectHosts(s *cluster.Spec, names, role string) ([]*cluster.Host, error) {
 	return out, nil
 }
 
-// report prints the summary (or hands it to the JSON envelope) and turns
-// host failures into the exit status.
-func (a *App) report(r *deploy.Report) error {
-	if err := a.emit(r, r.WriteTable); err != nil {
+// report prints an action's summary (or hands it to the JSON envelope)
+// and turns its failure, or a host's, into the exit status.
+func (a *App) report(r *deploy.Report, err error) error {
+	if r != nil {
+		if werr := a.emit(r, r.WriteTable); werr != nil {
+			return werr
+		}
+	}
+	if err != nil {
 		return err
 	}
 	if failed := r.Failed(); len(failed) > 0 {

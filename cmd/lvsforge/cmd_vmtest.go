@@ -15,8 +15,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/vmtests"
 )
 
@@ -44,7 +46,6 @@ func init() {
 		}
 	})
 	register(func(a *App) *cli.Command {
-		stateFlag := &cli.StringFlag{Name: "state", Value: filepath.Join("out", "vm"), Usage: "`DIR` of the running cluster's state, consoles and pcaps"}
 		return &cli.Command{
 			Name:  "vm",
 			Usage: "keep the cluster running in VMs to poke at: vm up, vm ssh HOST, vm down",
@@ -127,12 +128,60 @@ func (a *App) vmtest(c *cli.Context) error {
 	return nil
 }
 
-// vmState is what `vm up` leaves for `vm ssh` and `vm down`.
+// stateFlag names the directory of the running `vm up`.
+var stateFlag = &cli.StringFlag{Name: "state", Value: filepath.Join("out", "vm"), Usage: "`DIR` of the running VM cluster's state, consoles and pcaps"}
+
+// vmState is what `vm up` leaves for `vm ssh`, `vm down` and the commands
+// run with --vm.
 type vmState struct {
 	PID        int            `json:"pid"`
 	KeyFile    string         `json:"keyFile"`
 	KnownHosts string         `json:"knownHosts"`
 	Ports      map[string]int `json:"sshPorts"`
+	// Spec is the spec the cluster was started with (absolute), "" for
+	// the built-in example.
+	Spec string `json:"spec,omitempty"`
+}
+
+// vmEnv is the action environment for a command run with --vm: the spec of
+// the running `vm up` (or the one the command names, if it has the same
+// hosts), every host reached through its VM's forwarded sshd with the
+// harness's key, exactly as push reaches a real host.
+func (a *App) vmEnv(c *cli.Context) (*action.Env, error) {
+	st, err := readState(c)
+	if err != nil {
+		return nil, err
+	}
+	var s *cluster.Spec
+	p, err := specArg(c)
+	switch {
+	case err != nil:
+		return nil, err
+	case p != "":
+		s, err = cluster.Load(p)
+	case st.Spec != "":
+		s, err = cluster.Load(st.Spec)
+	default:
+		fmt.Fprintln(a.Stderr, "lvsforge: --vm: the running cluster is the built-in example")
+		s, err = a.exampleSpec()
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range s.Hosts {
+		if _, ok := st.Ports[h.Name]; !ok {
+			return nil, usageError{fmt.Sprintf("--vm: the running cluster has no VM %q: start it with this spec (lvsforge vm up -f SPEC)", h.Name)}
+		}
+	}
+	env, err := a.envFor(c, s)
+	if err != nil {
+		return nil, err
+	}
+	env.Target = func(h *cluster.Host) (deploy.Target, error) {
+		return deploy.Target{Name: h.Name, Host: "127.0.0.1", Port: st.Ports[h.Name], User: "root", KeyFiles: []string{st.KeyFile}}, nil
+	}
+	env.Deploy.Dial = deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{st.KnownHosts}}, NoAgent: true}
+	return env, nil
 }
 
 func statePath(c *cli.Context) string { return filepath.Join(c.String("state"), "state.json") }
@@ -154,6 +203,9 @@ func (a *App) vmUp(c *cli.Context) error {
 		return err
 	}
 	st := vmState{PID: os.Getpid(), KeyFile: cl.KeyFile(), KnownHosts: cl.KnownHosts(), Ports: map[string]int{}}
+	if p, err := a.specPath(c); err == nil && p != "" {
+		st.Spec, _ = filepath.Abs(p)
+	}
 	tw := tabwriter.NewWriter(a.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tROLE\tADDRESS\tSSH")
 	for _, h := range s.Hosts {
@@ -168,6 +220,7 @@ func (a *App) vmUp(c *cli.Context) error {
 	}
 	defer os.Remove(statePath(c))
 	fmt.Fprintf(a.Stdout, "the cluster is up; consoles and pcaps in %s; Ctrl-C or `lvsforge vm down` stops it\n", c.String("state"))
+	fmt.Fprintln(a.Stdout, "rehearse what you will run in production with --vm: lvsforge status --vm, push --vm, drain HOST --vm, undrain HOST --vm, upgrade --vm, kernel status --vm")
 	<-c.Context.Done()
 	return nil
 }

@@ -25,10 +25,17 @@ const (
 	specHere = "cluster.yaml"
 )
 
+// ownArgs are the commands whose positional arguments are their own (the
+// real server of drain): they take the spec with -f only.
+var ownArgs = map[string]bool{"drain": true, "undrain": true}
+
 // specArg is the spec the command line names: -f or the one positional
 // argument ("" when neither is given).
 func specArg(c *cli.Context) (string, error) {
 	f := c.String("file")
+	if ownArgs[commandName(c)] {
+		return f, nil
+	}
 	switch c.NArg() {
 	case 0:
 		return f, nil
@@ -73,6 +80,12 @@ func (a *App) loadSpec(c *cli.Context) (*cluster.Spec, error) {
 	if p != "" {
 		return cluster.Load(p)
 	}
+	fmt.Fprintln(a.Stderr, "lvsforge: no spec named, no ./"+specHere+", no $"+specEnv+": using the built-in example (the seed article's cluster)")
+	return a.exampleSpec()
+}
+
+// exampleSpec is the built-in example, with its authkey.
+func (a *App) exampleSpec() (*cluster.Spec, error) {
 	dir, err := cluster.ExampleDir()
 	if err != nil {
 		return nil, err
@@ -84,7 +97,6 @@ func (a *App) loadSpec(c *cli.Context) (*cluster.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintln(a.Stderr, "lvsforge: no spec named, no ./"+specHere+", no $"+specEnv+": using the built-in example (the seed article's cluster)")
 	return cluster.Example(src, dir)
 }
 
