@@ -116,7 +116,7 @@ func TestConfigureRoles(t *testing.T) {
 		want  map[string]string
 	}{
 		{"director", directorFragments(t, src), map[string]string{
-			"IP_VS": "m", "IP_VS_PROTO_TCP": "y", "IP_VS_PROTO_UDP": "y", "IP_VS_PROTO_SCTP": "y",
+			"IP_VS": "m", "IP_VS_PROTO_TCP": "y", "IP_VS_PROTO_UDP": "y", "IP_VS_PROTO_SCTP": "y", "IP_MULTICAST": "y",
 			"VIRTIO_NET": "y", "SERIAL_8250_CONSOLE": "y", "ACPI": "y", "EXT4_FS": "y", "LOCALVERSION": `"-lvs"`,
 		}},
 		{"director with firewall marks", append(directorFragments(t, src), fwmark), map[string]string{
@@ -124,7 +124,7 @@ func TestConfigureRoles(t *testing.T) {
 			"NF_TABLES_IPV4": "y", "IP_NF_MANGLE": "m",
 		}},
 		{"realserver", []Fragment{realserver, vm}, map[string]string{
-			"NET_IPIP": "m", "PROC_SYSCTL": "y", "IP_VS": "", "VIRTIO_NET": "y", "LOCALVERSION": `"-lvs"`,
+			"NET_IPIP": "m", "NET_FOU": "m", "NET_IPGRE_DEMUX": "m", "NET_IPGRE": "m", "IP_SCTP": "m", "PROC_SYSCTL": "y", "IP_VS": "", "VIRTIO_NET": "y", "LOCALVERSION": `"-lvs"`,
 		}},
 	}
 	for _, tc := range cases {

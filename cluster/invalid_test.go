@@ -21,9 +21,9 @@ var invalidSpecs = []struct {
 	{"wrong apiVersion", "apiVersion: lvsforge.dev/v1alpha1", "apiVersion: v1",
 		"c.yaml:1:1: apiVersion: invalid value \"v1\": expected lvsforge.dev/v1alpha1"},
 	{"unknown top-level field", "kind: Cluster\n", "kind: Cluster\nnodes: []\n",
-		`c.yaml:3:1: nodes: unknown field "nodes"; valid fields here: apiVersion, ha, hosts, kernel, kind, metadata, patchSets, services`},
+		`c.yaml:3:1: nodes: unknown field "nodes"; valid fields here: apiVersion, ha, hosts, ipvs, kernel, kind, metadata, patchSets, services`},
 	{"unknown nested field", "    scheduler: rr\n", "    scheduler: rr\n    sched: rr\n",
-		"c.yaml:12:5: services[0].sched: unknown field \"sched\"; valid fields here: check, fallback, forwarding, fwmark, fwmarkPorts, name, persistence, port, protocol, quiescent, realPort, scheduler, vip"},
+		"c.yaml:12:5: services[0].sched: unknown field \"sched\"; valid fields here: check, fallback, forwarding, fwmark, fwmarkPorts, name, ops, persistence, port, protocol, quiescent, realPort, scheduler, schedulerFlags, tunnel, vip"},
 	{"YAML syntax", "  name: t\n", "  name: [t\n", "c.yaml:4:9: YAML syntax: this [ is never closed: end the list with ]"},
 	// YAML syntax: the offending line, and what is wrong in words.
 	{"tab indents a line", "    role: director\n", "\trole: director\n",
@@ -222,9 +222,8 @@ var invalidSpecs = []struct {
 			"c.yaml:30:3: ha.initdead: the keepalived backend does not use ha.initdead: remove it, or set ha.backend to heartbeat\n" +
 			"c.yaml:31:3: ha.media: the keepalived backend does not use ha.media: remove it, or set ha.backend to heartbeat\n" +
 			"c.yaml:33:3: ha.authkey: the keepalived backend does not use ha.authkey: remove it, or set ha.backend to heartbeat"},
-	{"keepalived fields with heartbeat", "  initdead: 120\n", "  initdead: 120\n  keepalived: {virtualRouterID: 7}\n  sync: {interface: eth1}\n",
-		"c.yaml:31:3: ha.keepalived: the heartbeat backend does not use ha.keepalived: remove it, or set ha.backend to keepalived\n" +
-			"c.yaml:32:3: ha.sync: the heartbeat backend does not use ha.sync: remove it, or set ha.backend to keepalived"},
+	{"keepalived fields with heartbeat", "  initdead: 120\n", "  initdead: 120\n  keepalived: {virtualRouterID: 7, unicast: true}\n",
+		"c.yaml:31:3: ha.keepalived: the heartbeat backend does not use ha.keepalived: remove it, or set ha.backend to keepalived"},
 	// Interfaces every director must have.
 	{"bcast interface missing on a director", "heartbeat: eth1, heartbeatAddress: 192.168.0.2/24}", "heartbeat: eth2, heartbeatAddress: 192.168.0.2/24}",
 		"c.yaml:32:21: ha.media[0].interface: director d2 has no interface \"eth1\" (it has eth0, eth2): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
@@ -236,6 +235,97 @@ var invalidSpecs = []struct {
 		"c.yaml:13:39: services[0].fallback.port: with dr forwarding the sorry server gets the packets unchanged: the port must be the virtual port 80, or be left out"},
 	{"NAT gateway is one director's own address", "    gateway: 192.168.7.254\n", "    gateway: 192.168.7.9\n",
 		"c.yaml:25:5: hosts[2].gateway: 192.168.7.9 is director d1's own address, but with 2 directors the real servers' gateway must move with the VIP: set ha.floatingGateway and use its address here"},
+}
+
+// Edits shared by the option cases: the keepalived backend instead of
+// heartbeat, and base.yaml's service line after which options go.
+const (
+	toKeepalived = "  backend: keepalived\n"
+	svcOpts      = "    forwarding: dr\n"
+	tunOpts      = "    forwarding: tun\n"
+)
+
+// invalidOptionSpecs are edits of testdata/base.yaml for the IPVS,
+// check and keepalived options: pairs of old and new text, replaced in
+// order, each case with the exact errors it must produce.
+var invalidOptionSpecs = []struct {
+	name      string
+	edits     []string
+	wantError string
+}{
+	// IPVS per service.
+	{"ops on a tcp service", []string{svcOpts, svcOpts + "    ops: true\n"},
+		"c.yaml:13:5: services[0].ops: one-packet scheduling is for udp services (IPVS then schedules each datagram on its own); a tcp service keeps its connections: remove ops"},
+	{"ops on a firewall-mark service with heartbeat", []string{"    port: 80\n", "    fwmark: 5\n    fwmarkPorts: [53]\n    protocol: udp\n    ops: true\n    check: {type: off}\n"},
+		"c.yaml:13:5: services[0].ops: ldirectord sets one-packet scheduling on udp services with a port only, not on firewall-mark ones: use ha.backend keepalived, or a udp service with a port"},
+	{"scheduler flags of a scheduler without flags", []string{svcOpts, svcOpts + "    schedulerFlags: [mh-port]\n"},
+		"c.yaml:13:22: services[0].schedulerFlags[0]: scheduler rr takes no flags; only mh (mh-fallback, mh-port) and sh (sh-fallback, sh-port) do: remove schedulerFlags"},
+	{"scheduler flag of another scheduler", []string{"    scheduler: rr\n", "    scheduler: sh\n    schedulerFlags: [sh-port, mh-port, sh-port]\n"},
+		"c.yaml:12:31: services[0].schedulerFlags[1]: invalid value \"mh-port\": scheduler sh takes sh-fallback, sh-port\n" +
+			"c.yaml:12:40: services[0].schedulerFlags[2]: flag sh-port is listed twice"},
+	{"tunnel options on a DR service", []string{svcOpts, svcOpts + "    tunnel: {type: ipip}\n"},
+		"c.yaml:13:5: services[0].tunnel: tunnel options are for forwarding tun, not dr: remove tunnel, or set forwarding: tun"},
+	{"gue tunnel without its port", []string{heartbeatHA, toKeepalived, svcOpts, tunOpts + "    tunnel: {type: gue}\n"},
+		"c.yaml:13:5: services[0].tunnel.port: a gue tunnel needs the UDP port the real servers decapsulate on, e.g. port: 6080"},
+	{"port on a gre tunnel", []string{heartbeatHA, toKeepalived, svcOpts, tunOpts + "    tunnel: {type: gre, port: 6080}\n"},
+		"c.yaml:13:25: services[0].tunnel.port: only a gue tunnel has a port: remove port, or set type gue"},
+	{"gue port 0", []string{heartbeatHA, toKeepalived, svcOpts, tunOpts + "    tunnel: {type: gue, port: 0}\n"},
+		"c.yaml:13:25: services[0].tunnel.port: 0 is out of range: expected 1-65535"},
+	{"gre tunnel with checksums", []string{heartbeatHA, toKeepalived, svcOpts, tunOpts + "    tunnel: {type: gre, checksum: csum}\n"},
+		"c.yaml:13:25: services[0].tunnel.checksum: the real servers decapsulate GRE on gre0, the keyless fallback tunnel, which drops packets that carry a checksum: use checksum nocsum, or type gue"},
+	{"checksum of an ipip tunnel", []string{svcOpts, tunOpts + "    tunnel: {checksum: remcsum}\n"},
+		"c.yaml:13:14: services[0].tunnel.checksum: an ipip tunnel has no checksum option: remove checksum, or use type gue"},
+	{"unknown tunnel type", []string{svcOpts, tunOpts + "    tunnel: {type: vxlan}\n"},
+		"c.yaml:13:14: services[0].tunnel.type: invalid value \"vxlan\": expected one of ipip, gue, gre"},
+	{"gue tunnel with heartbeat", []string{svcOpts, tunOpts + "    tunnel: {type: gue, port: 6080}\n"},
+		"c.yaml:13:14: services[0].tunnel.type: ldirectord adds and re-weights real servers as ipip tunnels, which would undo gue: a gue tunnel needs ha.backend keepalived"},
+	{"sctp service with heartbeat", []string{svcOpts, svcOpts + "    protocol: sctp\n    check: {type: off}\n"},
+		"c.yaml:13:5: services[0].protocol: ldirectord balances tcp and udp services only: an sctp service needs ha.backend keepalived"},
+	{"sctp service with keepalived's TCP check", []string{heartbeatHA, toKeepalived, svcOpts, svcOpts + "    protocol: sctp\n"},
+		"c.yaml:8:5: services[0].check.type: keepalived's TCP_CHECK cannot check a sctp service: use type external (a program of yours) or off"},
+	{"unknown protocol", []string{svcOpts, svcOpts + "    protocol: dccp\n"},
+		"c.yaml:13:5: services[0].protocol: invalid value \"dccp\": expected one of tcp, udp, sctp"},
+	// Checks.
+	{"external check without its command", []string{svcOpts, svcOpts + "    check: {type: external}\n"},
+		"c.yaml:13:5: services[0].check.command: an external check needs the program to run, e.g. command: /usr/local/bin/check-lvs (it gets the virtual address, virtual port, real address and real port)"},
+	{"external check command with arguments", []string{svcOpts, svcOpts + "    check: {type: external, command: /usr/local/bin/check --fast}\n"},
+		"c.yaml:13:29: services[0].check.command: invalid command \"/usr/local/bin/check --fast\": an absolute path of letters, digits and . _ / + - (no arguments: the check gets the virtual address, virtual port, real address and real port), e.g. /usr/local/bin/check-lvs"},
+	{"external check command not absolute", []string{svcOpts, svcOpts + "    check: {type: external, command: check-lvs}\n"},
+		"c.yaml:13:29: services[0].check.command: invalid command \"check-lvs\": an absolute path of letters, digits and . _ / + - (no arguments: the check gets the virtual address, virtual port, real address and real port), e.g. /usr/local/bin/check-lvs"},
+	{"command without an external check", []string{svcOpts, svcOpts + "    check: {type: connect, command: /usr/local/bin/check-lvs}\n"},
+		"c.yaml:13:28: services[0].check.command: only an external check runs a command: set check.type external, or remove command"},
+	{"retries of a check that is off", []string{svcOpts, svcOpts + "    check: {type: off, retries: 2}\n"},
+		"c.yaml:13:24: services[0].check.retries: a service with check.type off is never checked, so nothing is retried: remove retries"},
+	{"retries out of range", []string{svcOpts, svcOpts + "    check: {retries: 101}\n"},
+		"c.yaml:13:13: services[0].check.retries: 101 is out of range: expected 0-100"},
+	{"negotiate smtp with keepalived", []string{heartbeatHA, toKeepalived, svcOpts, svcOpts + "    check: {type: negotiate, service: smtp}\n"},
+		"c.yaml:13:30: services[0].check.service: with keepalived, negotiate checks speak http (HTTP_GET) and https (SSL_GET) only; use type connect, external or off for \"smtp\""},
+	// keepalived's VRRP options.
+	{"unicast VRRP with one director", []string{"  - name: d2\n    role: director", "  - name: d2\n    role: realserver", heartbeatHA, toKeepalived + "  keepalived: {unicast: true}\n"},
+		"c.yaml:28:16: ha.keepalived.unicast: unicast VRRP sends to the other directors' addresses, and there is no other director: remove unicast"},
+	{"tracking the VRRP interface", []string{heartbeatHA, toKeepalived + "  keepalived: {trackInterfaces: [eth1, eth0, eth1]}\n"},
+		"c.yaml:28:40: ha.keepalived.trackInterfaces[1]: eth0 is the VRRP interface (the directors' public one), which keepalived tracks by itself: list other interfaces\n" +
+			"c.yaml:28:46: ha.keepalived.trackInterfaces[2]: interface eth1 is listed twice"},
+	{"tracked interface missing on a director", []string{"heartbeat: eth1, heartbeatAddress: 192.168.0.2/24}", "heartbeat: eth2, heartbeatAddress: 192.168.0.2/24}", heartbeatHA, toKeepalived + "  keepalived: {trackInterfaces: [eth1]}\n"},
+		"c.yaml:28:34: ha.keepalived.trackInterfaces[0]: director d2 has no interface \"eth1\" (it has eth0, eth2): keepalived tracks it on every director; use an interface all of them have, or name it in the director's interfaces"},
+	{"track script without a command", []string{heartbeatHA, toKeepalived + "  keepalived:\n    trackScript: {interval: 0, weight: 300}\n"},
+		"c.yaml:29:5: ha.keepalived.trackScript.command: a track script needs the command to run, e.g. command: /usr/local/bin/check-lvs\n" +
+			"c.yaml:29:19: ha.keepalived.trackScript.interval: 0 is out of range: expected 1-3600\n" +
+			"c.yaml:29:32: ha.keepalived.trackScript.weight: 300 is out of range: expected -253-253"},
+	{"track script not an absolute path", []string{heartbeatHA, toKeepalived + "  keepalived:\n    trackScript: {command: pidof haproxy}\n"},
+		"c.yaml:29:19: ha.keepalived.trackScript.command: invalid command \"pidof haproxy\": an absolute path, then arguments of letters, digits and . _ , = : / + - separated by single spaces, e.g. /usr/local/bin/check-lvs --quiet"},
+	{"notify command with two spaces", []string{heartbeatHA, toKeepalived + "  keepalived:\n    notify: {master: /usr/bin/logger  master}\n"},
+		"c.yaml:29:14: ha.keepalived.notify.master: invalid command \"/usr/bin/logger  master\": an absolute path, then arguments of letters, digits and . _ , = : / + - separated by single spaces, e.g. /usr/local/bin/check-lvs --quiet"},
+	{"gratuitous ARP refresh 0", []string{heartbeatHA, toKeepalived + "  keepalived: {garpMasterRefresh: 0}\n"},
+		"c.yaml:28:16: ha.keepalived.garpMasterRefresh: 0 is out of range: expected 1-3600"},
+	// Connection sync with heartbeat, IPVS settings.
+	{"heartbeat sync interface missing on a director", []string{"heartbeat: eth1, heartbeatAddress: 192.168.0.2/24}", "heartbeat: eth2, heartbeatAddress: 192.168.0.2/24}", "  initdead: 120\n", "  initdead: 120\n  sync: {enabled: true, interface: eth1}\n"},
+		"c.yaml:31:25: ha.sync.interface: director d2 has no interface \"eth1\" (it has eth0, eth2): lvs-director runs IPVS's sync daemons on both directors; use an interface all of them have, or name it in the director's interfaces\n" +
+			"c.yaml:33:21: ha.media[0].interface: director d2 has no interface \"eth1\" (it has eth0, eth2): heartbeat sends the bcast medium from every director; use an interface all of them have, or name it in the director's interfaces"},
+	{"IPVS settings out of range", []string{"kind: Cluster\n", "kind: Cluster\nipvs:\n  timeouts: {tcp: 2678401, tcpFin: 0}\n  connReuseMode: 4\n"},
+		"c.yaml:4:14: ipvs.timeouts.tcp: 2678401 is out of range: expected 1-2678400\n" +
+			"c.yaml:4:28: ipvs.timeouts.tcpFin: 0 is out of range: expected 1-2678400\n" +
+			"c.yaml:5:3: ipvs.connReuseMode: 4 is out of range: expected 0-3"},
 }
 
 // invalidEnv sets (NAME=value) or unsets (NAME) variables for a case.
@@ -268,8 +358,8 @@ func TestInvalidSpecs(t *testing.T) {
 				tc.wantError = "c.yaml:1:1: the spec is empty: start from `lvsforge init`"
 			case tc.name == "keepalived cannot match a body":
 				text = strings.Replace(text, tc.old, tc.new, 1)
-				text = strings.Replace(text, "    forwarding: dr\n", "    forwarding: dr\n    check: {type: http, receive: hello}\n", 1)
-				tc.wantError = "c.yaml:13:25: services[0].check.receive: keepalived's HTTP_GET checks the status code, not the body: remove receive, or use the heartbeat backend (ldirectord)"
+				text = strings.Replace(text, "    forwarding: dr\n", "    forwarding: dr\n    check: {type: connect, receive: hello}\n", 1)
+				tc.wantError = "c.yaml:13:28: services[0].check.receive: keepalived matches a response body (the regex of HTTP_GET and SSL_GET) in http and https checks only: remove receive, or use check.type http"
 			case tc.name == "NAT gateway is one director's own address":
 				text = strings.Replace(text, "    forwarding: dr\n", "    forwarding: nat\n", 1)
 				fallthrough
@@ -279,23 +369,41 @@ func TestInvalidSpecs(t *testing.T) {
 				}
 				text = strings.Replace(text, tc.old, tc.new, 1)
 			}
-			_, err := Parse([]byte(text), "c.yaml", "testdata")
-			if err == nil {
-				t.Fatalf("accepted; want %s", tc.wantError)
-			}
-			if !IsInvalid(err) {
-				t.Fatalf("error is not a spec error: %v", err)
-			}
-			var got []string
-			for _, e := range err.(Errors) {
-				got = append(got, e.Error())
-			}
-			if g := strings.Join(got, "\n"); g != tc.wantError {
-				t.Errorf("want exactly\n%s\ngot\n%s", tc.wantError, g)
-			}
+			wantInvalid(t, text, tc.wantError)
 		})
 	}
-	if len(invalidSpecs) < 30 {
-		t.Errorf("only %d invalid specs; the table must hold at least 30", len(invalidSpecs))
+	for _, tc := range invalidOptionSpecs {
+		t.Run(tc.name, func(t *testing.T) {
+			text := string(base)
+			for i := 0; i+1 < len(tc.edits); i += 2 {
+				if !strings.Contains(text, tc.edits[i]) {
+					t.Fatalf("the spec has no %q", tc.edits[i])
+				}
+				text = strings.Replace(text, tc.edits[i], tc.edits[i+1], 1)
+			}
+			wantInvalid(t, text, tc.wantError)
+		})
+	}
+	if n := len(invalidSpecs) + len(invalidOptionSpecs); n < 30 {
+		t.Errorf("only %d invalid specs; the tables must hold at least 30", n)
+	}
+}
+
+// wantInvalid parses text and checks it fails with exactly want.
+func wantInvalid(t *testing.T, text, want string) {
+	t.Helper()
+	_, err := Parse([]byte(text), "c.yaml", "testdata")
+	if err == nil {
+		t.Fatalf("accepted; want %s", want)
+	}
+	if !IsInvalid(err) {
+		t.Fatalf("error is not a spec error: %v", err)
+	}
+	var got []string
+	for _, e := range err.(Errors) {
+		got = append(got, e.Error())
+	}
+	if g := strings.Join(got, "\n"); g != want {
+		t.Errorf("want exactly\n%s\ngot\n%s", want, g)
 	}
 }

@@ -202,6 +202,9 @@ func applyDefaults(s *Spec) {
 		if sv.Check.Timeout == 0 {
 			sv.Check.Timeout = 5 // ldirectord's checktimeout default
 		}
+		if sv.Tunnel != nil {
+			def(&sv.Tunnel.Type, TunnelIPIP)
+		}
 	}
 	for i := range s.Hosts {
 		h := &s.Hosts[i]
@@ -247,6 +250,12 @@ func applyDefaults(s *Spec) {
 	if ha.Keepalived.AdvertInt == 0 {
 		ha.Keepalived.AdvertInt = 1
 	}
+	if ts := ha.Keepalived.TrackScript; ts != nil {
+		defInt(&ts.Interval, 2)
+		defInt(&ts.Fall, 2)
+		defInt(&ts.Rise, 2)
+	}
+	ipvsDefaults(&s.IPVS)
 	if ha.Sync.Enabled && ha.Sync.Interface == "" {
 		for _, h := range s.Hosts {
 			if h.Role == RoleDirector {
@@ -268,6 +277,37 @@ func derivedDefaults(s *Spec) {
 		if sv := &s.Services[i]; sv.RealPort == 0 {
 			sv.RealPort = sv.Port
 		}
+	}
+}
+
+// ipvsDefaults are the IPVS sysctls chosen for drains (weight 0, then
+// waiting for the connections to end) and failures: see the README.
+func ipvsDefaults(c *IPVS) {
+	on := func(p **bool) {
+		if *p == nil {
+			t := true
+			*p = &t
+		}
+	}
+	// A removed real server's connections end at their next packet
+	// rather than hanging until they time out; a new connection that
+	// reuses the port of one to a weight-0 server is scheduled afresh.
+	on(&c.ExpireNodestConn)
+	// A persistent client of a drained (weight-0) server moves with its
+	// next connection: otherwise each one renews its persistence and the
+	// drain never ends.
+	on(&c.ExpireQuiescentTemplate)
+	if c.ConnReuseMode == nil {
+		// The kernel's own, written out: 0 would send reused ports back to
+		// a drained server.
+		one := 1
+		c.ConnReuseMode = &one
+	}
+}
+
+func defInt(p *int, v int) {
+	if *p == 0 {
+		*p = v
 	}
 }
 

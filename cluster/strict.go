@@ -33,6 +33,7 @@ var (
 	reFarmHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[0-9]{1,3})?$`)
 	reConfigRef = regexp.MustCompile(`^(tinyconfig|defconfig|allnoconfig)$`)
 	reURLChars  = regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`)
+	reWord      = regexp.MustCompile(`^[A-Za-z0-9._,=:/+-]+$`)
 )
 
 // maxNodeName is the longest name uname -n can give: the kernel's
@@ -69,6 +70,32 @@ func checkPath(s string) error {
 	for _, part := range strings.Split(s, "/") {
 		if part == ".." {
 			return fmt.Errorf("invalid path %q: \"..\" is not allowed", s)
+		}
+	}
+	return nil
+}
+
+// checkCommand accepts a command a daemon runs: an absolute path, then
+// words of plain characters separated by single spaces. keepalived splits
+// its quoted script strings at spaces and runs them without a shell, so a
+// word can hold nothing a shell or keepalived would read otherwise. With
+// args false, the path alone (ldirectord runs its external check without
+// a shell, the path and its four arguments).
+func checkCommand(s string, args bool) error {
+	words := strings.Split(s, " ")
+	want := "an absolute path, then arguments of letters, digits and . _ , = : / + - separated by single spaces, e.g. /usr/local/bin/check-lvs --quiet"
+	if !args {
+		want = "an absolute path of letters, digits and . _ / + - (no arguments: the check gets the virtual address, virtual port, real address and real port), e.g. /usr/local/bin/check-lvs"
+		if len(words) > 1 {
+			return fmt.Errorf("invalid command %q: %s", s, want)
+		}
+	}
+	if !strings.HasPrefix(words[0], "/") || checkPath(words[0]) != nil {
+		return fmt.Errorf("invalid command %q: %s", s, want)
+	}
+	for _, w := range words[1:] {
+		if !reWord.MatchString(w) {
+			return fmt.Errorf("invalid command %q: %s", s, want)
 		}
 	}
 	return nil

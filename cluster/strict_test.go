@@ -28,13 +28,21 @@ func fullVariants(t *testing.T) []string {
 		"    path: linux-6.1.192.tar.xz\n", "    url: https://mirror.example.org/linux-6.1.192.tar.xz\n",
 		"{method: sha1, file: authkey}", "{method: sha1, env: LVS_AUTHKEY}",
 	).Replace(full)
-	// ha is the last section; keepalived's HTTP_GET matches no body.
-	keepalived := strings.Replace(full[:strings.Index(full, "\nha:\n")+1], "receive: ok, ", "", 1) + `ha:
+	// ha comes after the services and hosts; what only keepalived does
+	// (gue tunnels with their checksum, its own ha fields) is here.
+	keepalived := strings.Replace(full[:strings.Index(full, "\nha:\n")+1], "tunnel: {type: ipip}", "tunnel: {type: gue, port: 6080, checksum: csum}", 1) + `ha:
   backend: keepalived
   primary: d1
   autoFailback: true
   floatingGateway: 192.168.7.1/24
-  keepalived: {virtualRouterID: 51, advertInt: 1}
+  keepalived:
+    virtualRouterID: 51
+    advertInt: 1
+    unicast: true
+    trackInterfaces: [eth1]
+    trackScript: {command: /usr/local/bin/check-lvs --quiet, interval: 2, fall: 2, rise: 2, weight: -20}
+    notify: {master: /usr/bin/logger -t lvs master, backup: /usr/bin/logger -t lvs backup, fault: /usr/bin/logger -t lvs fault, stop: /usr/bin/logger -t lvs stop, any: /usr/local/bin/vrrp-state}
+    garpMasterRefresh: 60
   sync: {enabled: true, interface: eth1, syncID: 1}
 `
 	return []string{full, alt, keepalived}

@@ -26,6 +26,8 @@ type Spec struct {
 	Services   []Service  `yaml:"services"`
 	Hosts      []Host     `yaml:"hosts"`
 	HA         HA         `yaml:"ha"`
+	// IPVS is how the directors' IPVS behaves beyond its table.
+	IPVS IPVS `yaml:"ipvs"`
 
 	// Dir is the directory of the spec file; relative paths (authkey file,
 	// local tarballs, patches) are resolved against it. Not part of the YAML.
@@ -154,6 +156,36 @@ type Service struct {
 	// ldirectord's default) instead of being removed.
 	Quiescent *bool     `yaml:"quiescent"`
 	Fallback  *Fallback `yaml:"fallback"`
+	// OnePacket is one-packet scheduling (ipvsadm -o): every UDP datagram
+	// is scheduled on its own, so one client's datagrams spread over the
+	// real servers.
+	OnePacket bool `yaml:"ops"`
+	// SchedulerFlags are the scheduler's flags (ipvsadm -b): mh-fallback,
+	// mh-port for mh; sh-fallback, sh-port for sh.
+	SchedulerFlags []string `yaml:"schedulerFlags"`
+	// Tunnel is how a tun service encapsulates (default: IP-in-IP).
+	Tunnel *Tunnel `yaml:"tunnel"`
+}
+
+// Tunnel types and checksum options of LVS-TUN (ipvsadm 1.31's
+// --tun-type and --tun-*csum; kernel >= 5.3 for all of them).
+const (
+	TunnelIPIP = "ipip"
+	TunnelGUE  = "gue"
+	TunnelGRE  = "gre"
+	CsumNone   = "nocsum"
+	CsumOn     = "csum"
+	CsumRemote = "remcsum"
+)
+
+// Tunnel is the encapsulation of a tun service's packets to its real servers.
+type Tunnel struct {
+	// Type is ipip, gue (IPIP in UDP) or gre.
+	Type string `yaml:"type"`
+	// Port is GUE's UDP port on the real servers.
+	Port int `yaml:"port"`
+	// Checksum is nocsum, csum or remcsum (GUE's remote checksum offload).
+	Checksum string `yaml:"checksum"`
 }
 
 // Persistence makes a client stick to one real server.
@@ -164,7 +196,7 @@ type Persistence struct {
 
 // Check is the real-server health check.
 type Check struct {
-	// Type is connect, http, negotiate or off.
+	// Type is connect, http, negotiate, external or off.
 	Type string `yaml:"type"`
 	// Service is the ldirectord protocol for negotiate checks (http, https, smtp, ...).
 	Service string `yaml:"service"`
@@ -176,6 +208,14 @@ type Check struct {
 	// Interval and Timeout are in seconds.
 	Interval int `yaml:"interval"`
 	Timeout  int `yaml:"timeout"`
+	// Retries is how many times a failed check is tried again, Interval
+	// apart, before the real server is taken out; nil leaves it to the
+	// daemon (ldirectord: none, keepalived: 1).
+	Retries *int `yaml:"retries"`
+	// Command is an external check's program (absolute path), run as
+	// ldirectord runs it: with the virtual address (or firewall mark), the
+	// virtual port, the real server's address and port as arguments.
+	Command string `yaml:"command"`
 }
 
 // Fallback is the sorry server used when every real server is down.
@@ -300,11 +340,77 @@ type Authkey struct {
 type Keepalived struct {
 	VirtualRouterID int `yaml:"virtualRouterID"`
 	AdvertInt       int `yaml:"advertInt"`
+	// Unicast sends VRRP adverts to the other directors' public addresses
+	// instead of multicast, which many networks filter.
+	Unicast bool `yaml:"unicast"`
+	// TrackInterfaces are interfaces (besides the VRRP one) whose loss
+	// puts the director in FAULT state, giving up the VIPs.
+	TrackInterfaces []string `yaml:"trackInterfaces"`
+	// TrackScript is a check command whose failure gives up the VIPs.
+	TrackScript *TrackScript `yaml:"trackScript"`
+	// Notify holds the commands run on VRRP state changes.
+	Notify Notify `yaml:"notify"`
+	// GarpMasterRefresh repeats the gratuitous ARPs every so many seconds
+	// while a director holds the VIPs.
+	GarpMasterRefresh int `yaml:"garpMasterRefresh"`
 }
 
-// Sync configures the IPVS connection synchronisation daemon.
+// TrackScript is keepalived's vrrp_script.
+type TrackScript struct {
+	// Command is an absolute path and its arguments.
+	Command string `yaml:"command"`
+	// Interval is seconds between runs; Fall and Rise are how many
+	// failures or successes in a row change the state.
+	Interval int `yaml:"interval"`
+	Fall     int `yaml:"fall"`
+	Rise     int `yaml:"rise"`
+	// Weight 0 puts the director in FAULT when the command fails; another
+	// value is added to its priority while the command fails (negative) or
+	// succeeds (positive).
+	Weight int `yaml:"weight"`
+}
+
+// Notify are keepalived's notify commands (absolute paths and arguments).
+type Notify struct {
+	Master string `yaml:"master"`
+	Backup string `yaml:"backup"`
+	Fault  string `yaml:"fault"`
+	Stop   string `yaml:"stop"`
+	// Any runs on every change, with keepalived's four arguments appended:
+	// INSTANCE, the instance's name, the new state and the priority.
+	Any string `yaml:"any"`
+}
+
+// Sync configures IPVS connection synchronisation: keepalived's
+// lvs_sync_daemon, or with heartbeat IPVS's master and backup sync daemons
+// on both directors, which lvs-director starts.
 type Sync struct {
 	Enabled   bool   `yaml:"enabled"`
 	Interface string `yaml:"interface"`
 	SyncID    int    `yaml:"syncID"`
+}
+
+// IPVS holds the directors' IPVS settings outside the table: connection
+// timeouts and the net.ipv4.vs sysctls that decide what happens to the
+// connections of a removed or quiescent real server.
+type IPVS struct {
+	Timeouts Timeouts `yaml:"timeouts"`
+	// ExpireNodestConn (net.ipv4.vs.expire_nodest_conn) ends a connection
+	// whose real server was removed at its next packet, instead of
+	// dropping its packets until it times out.
+	ExpireNodestConn *bool `yaml:"expireNodestConn"`
+	// ExpireQuiescentTemplate (net.ipv4.vs.expire_quiescent_template)
+	// expires the persistence of clients to a real server of weight 0.
+	ExpireQuiescentTemplate *bool `yaml:"expireQuiescentTemplate"`
+	// ConnReuseMode (net.ipv4.vs.conn_reuse_mode) says when a new
+	// connection that reuses a client port is scheduled afresh.
+	ConnReuseMode *int `yaml:"connReuseMode"`
+}
+
+// Timeouts are IPVS's connection timeouts in seconds (ipvsadm --set,
+// keepalived's lvs_timeouts); 0 keeps the kernel's (900, 120, 300).
+type Timeouts struct {
+	TCP    int `yaml:"tcp"`
+	TCPFin int `yaml:"tcpFin"`
+	UDP    int `yaml:"udp"`
 }

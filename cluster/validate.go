@@ -17,6 +17,9 @@ var Schedulers = map[string]string{
 // SchedulerNames lists the schedulers in the order ipvsadm's man page gives them.
 var SchedulerNames = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
 
+// SchedulerFlags are the flags (ipvsadm -b) each scheduler takes.
+var SchedulerFlags = map[string][]string{"mh": {"mh-fallback", "mh-port"}, "sh": {"sh-fallback", "sh-port"}}
+
 // negotiateServices are the protocols ldirectord's negotiate check speaks.
 var negotiateServices = []string{"dns", "ftp", "http", "https", "http_proxy", "imap", "imaps", "ldap", "mysql", "nntp", "oracle", "pgsql", "pop", "pops", "radius", "simpletcp", "sip", "smtp", "submission"}
 
@@ -116,6 +119,7 @@ func (v *validator) validate() {
 	hosts := v.hosts(services)
 	v.network(hosts)
 	v.ha(hosts)
+	v.ipvs()
 }
 
 func (v *validator) kernel() {
@@ -266,11 +270,12 @@ func (v *validator) services() map[string]*Service {
 				v.add(p+".realPort", "only NAT can map ports: with %s forwarding the real port must equal the virtual port %d", sv.Forwarding, sv.Port)
 			}
 		}
-		v.enum(p+".protocol", sv.Protocol, "tcp", "udp")
+		v.enum(p+".protocol", sv.Protocol, "tcp", "udp", "sctp")
 		if _, ok := Schedulers[sv.Scheduler]; !ok {
 			v.add(p+".scheduler", "unknown scheduler %q: expected one of %s", sv.Scheduler, strings.Join(SchedulerNames, ", "))
 		}
 		v.enum(p+".forwarding", sv.Forwarding, ForwardDR, ForwardTUN, ForwardNAT)
+		v.ipvsOptions(p, sv)
 		if ps := sv.Persistence; ps != nil {
 			v.rangeInt(p+".persistence.timeout", ps.Timeout, 1, 1<<31-1)
 			if ps.Netmask != "" {
@@ -278,7 +283,7 @@ func (v *validator) services() map[string]*Service {
 			}
 		}
 		c := &sv.Check
-		v.enum(p+".check.type", c.Type, "connect", "http", "negotiate", "off")
+		v.enum(p+".check.type", c.Type, "connect", "http", "negotiate", "external", "off")
 		if c.Type == "negotiate" || c.Service != "" {
 			v.enum(p+".check.service", c.Service, negotiateServices...)
 		}
@@ -286,8 +291,16 @@ func (v *validator) services() map[string]*Service {
 		v.match(p+".check.receive", c.Receive, reHTTPText.MatchString(c.Receive), "text of letters, digits, spaces and . _ , = : / + % ? ~ -")
 		if c.Port != 0 {
 			v.rangeInt(p+".check.port", c.Port, 1, 65535)
-		} else if sv.FWMark != 0 && c.Type != "off" {
+		} else if sv.FWMark != 0 && c.Type != "off" && c.Type != "external" {
 			v.add(p+".check.port", "a firewall-mark service has no port to check: set check.port, or check.type off")
+		}
+		v.checkCommand(p, c)
+		if c.Retries != nil {
+			if c.Type == "off" {
+				v.add(p+".check.retries", "a service with check.type off is never checked, so nothing is retried: remove retries")
+			} else {
+				v.rangeInt(p+".check.retries", *c.Retries, 0, maxRetries)
+			}
 		}
 		v.rangeInt(p+".check.interval", c.Interval, 1, 3600)
 		v.rangeInt(p+".check.timeout", c.Timeout, 1, 3600)
@@ -320,6 +333,75 @@ func (v *validator) services() map[string]*Service {
 	}
 	v.markedPortsDistinct()
 	return byName
+}
+
+// maxRetries bounds check.retries: a server that fails more checks in a
+// row than this is down, whatever the reason.
+const maxRetries = 100
+
+// ipvsOptions checks what a service asks of IPVS beyond address and
+// scheduler: one-packet scheduling, scheduler flags, the tunnel type.
+func (v *validator) ipvsOptions(p string, sv *Service) {
+	if sv.OnePacket && sv.Protocol != "udp" {
+		v.add(p+".ops", "one-packet scheduling is for udp services (IPVS then schedules each datagram on its own); a %s service keeps its connections: remove ops", sv.Protocol)
+	}
+	seen := map[string]bool{}
+	for i, f := range sv.SchedulerFlags {
+		fp := fmt.Sprintf("%s.schedulerFlags[%d]", p, i)
+		valid := SchedulerFlags[sv.Scheduler]
+		switch {
+		case len(valid) == 0:
+			v.add(fp, "scheduler %s takes no flags; only mh (mh-fallback, mh-port) and sh (sh-fallback, sh-port) do: remove schedulerFlags", sv.Scheduler)
+			return
+		case !oneOf(f, valid...):
+			v.add(fp, "invalid value %q: scheduler %s takes %s", f, sv.Scheduler, strings.Join(valid, ", "))
+		case seen[f]:
+			v.add(fp, "flag %s is listed twice", f)
+		}
+		seen[f] = true
+	}
+	t := sv.Tunnel
+	if t == nil {
+		return
+	}
+	tp := p + ".tunnel"
+	if sv.Forwarding != ForwardTUN {
+		v.add(tp, "tunnel options are for forwarding tun, not %s: remove tunnel, or set forwarding: tun", sv.Forwarding)
+	}
+	v.enum(tp+".type", t.Type, TunnelIPIP, TunnelGUE, TunnelGRE)
+	switch {
+	case t.Type == TunnelGUE && t.Port == 0:
+		v.add(tp+".port", "a gue tunnel needs the UDP port the real servers decapsulate on, e.g. port: 6080")
+	case t.Type == TunnelGUE:
+		v.rangeInt(tp+".port", t.Port, 1, 65535)
+	case t.Port != 0:
+		v.add(tp+".port", "only a gue tunnel has a port: remove port, or set type gue")
+	}
+	if t.Checksum == "" {
+		return
+	}
+	v.enum(tp+".checksum", t.Checksum, CsumNone, CsumOn, CsumRemote)
+	switch {
+	case t.Type == TunnelIPIP:
+		v.add(tp+".checksum", "an ipip tunnel has no checksum option: remove checksum, or use type gue")
+	case t.Type == TunnelGRE && t.Checksum != CsumNone:
+		// ip_tunnel_rcv drops a packet whose checksum flag differs from the
+		// receiving tunnel's, and gre0 has none.
+		v.add(tp+".checksum", "the real servers decapsulate GRE on gre0, the keyless fallback tunnel, which drops packets that carry a checksum: use checksum nocsum, or type gue")
+	}
+}
+
+// checkCommand checks an external check's program.
+func (v *validator) checkCommand(p string, c *Check) {
+	cp := p + ".check.command"
+	switch {
+	case c.Type != "external" && c.Command != "":
+		v.add(cp, "only an external check runs a command: set check.type external, or remove command")
+	case c.Type == "external" && c.Command == "":
+		v.add(cp, "an external check needs the program to run, e.g. command: /usr/local/bin/check-lvs (it gets the virtual address, virtual port, real address and real port)")
+	case c.Command != "":
+		v.errIf(cp, checkCommand(c.Command, false))
+	}
 }
 
 // maxMarkPorts is what one iptables multiport match takes.
@@ -734,31 +816,130 @@ func (v *validator) ha(h hostAddrs) {
 			v.onEveryDirector(p+".interface", m.Interface, directors, h, "heartbeat sends the "+m.Type+" medium from every director")
 		}
 	}
-	if ha.Backend == BackendKeepalived {
-		for i, sv := range v.s.Services {
-			p := fmt.Sprintf("services[%d].check", i)
-			switch {
-			case sv.Check.Receive != "":
-				v.add(p+".receive", "keepalived's HTTP_GET checks the status code, not the body: remove receive, or use the heartbeat backend (ldirectord)")
-			case sv.Check.Type == "negotiate" && sv.Check.Service != "http":
-				v.add(p+".service", "with keepalived, negotiate checks speak http only (HTTP_GET); use type connect or off for %q", sv.Check.Service)
-			case sv.Check.Type == "connect" && sv.Protocol == "udp":
-				v.add(p+".type", "keepalived's TCP_CHECK cannot check a udp service: use type off")
-			}
-		}
+	switch ha.Backend {
+	case BackendKeepalived:
+		v.keepalivedChecks()
+	case BackendHeartbeat:
+		v.ldirectordServices()
 	}
-	if ha.Sync.Enabled && ha.Backend == BackendHeartbeat {
-		v.add("ha.sync.enabled", "connection synchronisation is rendered for the keepalived backend (lvs_sync_daemon) only so far: use backend keepalived or disable sync")
-	}
-	v.rangeInt("ha.keepalived.virtualRouterID", ha.Keepalived.VirtualRouterID, 1, 255)
-	v.rangeInt("ha.keepalived.advertInt", ha.Keepalived.AdvertInt, 1, 255)
+	v.keepalived(directors, h)
 	if ha.Sync.Enabled || ha.Sync.Interface != "" {
 		v.match("ha.sync.interface", ha.Sync.Interface, reIface.MatchString(ha.Sync.Interface), "an interface name of at most 15 letters, digits and _ . -")
 	}
-	if ha.Sync.Enabled && ha.Backend == BackendKeepalived {
-		v.onEveryDirector("ha.sync.interface", ha.Sync.Interface, directors, h, "keepalived's lvs_sync_daemon runs on every director")
+	if ha.Sync.Enabled {
+		why := "keepalived's lvs_sync_daemon runs on every director"
+		if ha.Backend == BackendHeartbeat {
+			why = "lvs-director runs IPVS's sync daemons on both directors"
+		}
+		v.onEveryDirector("ha.sync.interface", ha.Sync.Interface, directors, h, why)
 	}
 	v.rangeInt("ha.sync.syncID", ha.Sync.SyncID, 0, 255)
+}
+
+// keepalivedChecks: what keepalived's checkers cannot do.
+func (v *validator) keepalivedChecks() {
+	for i, sv := range v.s.Services {
+		p := fmt.Sprintf("services[%d].check", i)
+		c := &sv.Check
+		web := c.Type == "http" || (c.Type == "negotiate" && oneOf(c.Service, "http", "https"))
+		switch {
+		case c.Type == "negotiate" && !web:
+			v.add(p+".service", "with keepalived, negotiate checks speak http (HTTP_GET) and https (SSL_GET) only; use type connect, external or off for %q", c.Service)
+		case c.Receive != "" && !web:
+			v.add(p+".receive", "keepalived matches a response body (the regex of HTTP_GET and SSL_GET) in http and https checks only: remove receive, or use check.type http")
+		case c.Type == "connect" && sv.Protocol != "tcp":
+			v.add(p+".type", "keepalived's TCP_CHECK cannot check a %s service: use type external (a program of yours) or off", sv.Protocol)
+		}
+	}
+}
+
+// ldirectordServices: what ldirectord, which keeps the table with the
+// heartbeat backend, cannot set up or would undo.
+func (v *validator) ldirectordServices() {
+	for i, sv := range v.s.Services {
+		p := fmt.Sprintf("services[%d]", i)
+		if sv.Protocol == "sctp" {
+			v.add(p+".protocol", "ldirectord balances tcp and udp services only: an sctp service needs ha.backend keepalived")
+		}
+		if t := sv.Tunnel; t != nil && (t.Type == TunnelGUE || t.Type == TunnelGRE) {
+			v.add(p+".tunnel.type", "ldirectord adds and re-weights real servers as ipip tunnels, which would undo %s: a %s tunnel needs ha.backend keepalived", t.Type, t.Type)
+		}
+		if sv.OnePacket && sv.FWMark != 0 {
+			v.add(p+".ops", "ldirectord sets one-packet scheduling on udp services with a port only, not on firewall-mark ones: use ha.backend keepalived, or a udp service with a port")
+		}
+	}
+}
+
+// keepalived checks ha.keepalived.
+func (v *validator) keepalived(directors []string, h hostAddrs) {
+	ka := &v.s.HA.Keepalived
+	v.rangeInt("ha.keepalived.virtualRouterID", ka.VirtualRouterID, 1, 255)
+	v.rangeInt("ha.keepalived.advertInt", ka.AdvertInt, 1, 255)
+	if ka.Unicast && len(directors) < 2 {
+		v.add("ha.keepalived.unicast", "unicast VRRP sends to the other directors' addresses, and there is no other director: remove unicast")
+	}
+	seen := map[string]bool{}
+	for i, iface := range ka.TrackInterfaces {
+		p := fmt.Sprintf("ha.keepalived.trackInterfaces[%d]", i)
+		if !reIface.MatchString(iface) {
+			v.add(p, "invalid value %q: an interface name of at most 15 letters, digits and _ . -", iface)
+			continue
+		}
+		if seen[iface] {
+			v.add(p, "interface %s is listed twice", iface)
+			continue
+		}
+		seen[iface] = true
+		public := false
+		for _, d := range directors {
+			public = public || v.s.Hosts[h.idx[d]].Interfaces.Public == iface
+		}
+		if public {
+			v.add(p, "%s is the VRRP interface (the directors' public one), which keepalived tracks by itself: list other interfaces", iface)
+			continue
+		}
+		v.onEveryDirector(p, iface, directors, h, "keepalived tracks it on every director")
+	}
+	if ts := ka.TrackScript; ts != nil {
+		p := "ha.keepalived.trackScript"
+		if ts.Command == "" {
+			v.add(p+".command", "a track script needs the command to run, e.g. command: /usr/local/bin/check-lvs")
+		} else {
+			v.errIf(p+".command", checkCommand(ts.Command, true))
+		}
+		v.rangeInt(p+".interval", ts.Interval, 1, 3600)
+		v.rangeInt(p+".fall", ts.Fall, 1, 255)
+		v.rangeInt(p+".rise", ts.Rise, 1, 255)
+		v.rangeInt(p+".weight", ts.Weight, -253, 253)
+	}
+	n := &ka.Notify
+	for _, c := range []struct{ name, cmd string }{{"master", n.Master}, {"backup", n.Backup}, {"fault", n.Fault}, {"stop", n.Stop}, {"any", n.Any}} {
+		if c.cmd != "" {
+			v.errIf("ha.keepalived.notify."+c.name, checkCommand(c.cmd, true))
+		}
+	}
+	if ka.GarpMasterRefresh != 0 {
+		v.rangeInt("ha.keepalived.garpMasterRefresh", ka.GarpMasterRefresh, 1, 3600)
+	}
+}
+
+// maxTimeout is the longest IPVS connection timeout keepalived's
+// lvs_timeouts takes (31 days); ipvsadm --set takes it too.
+const maxTimeout = 31 * 86400
+
+func (v *validator) ipvs() {
+	t := &v.s.IPVS.Timeouts
+	for _, x := range []struct {
+		path string
+		val  int
+	}{{"ipvs.timeouts.tcp", t.TCP}, {"ipvs.timeouts.tcpFin", t.TCPFin}, {"ipvs.timeouts.udp", t.UDP}} {
+		if x.val != 0 {
+			v.rangeInt(x.path, x.val, 1, maxTimeout)
+		}
+	}
+	if m := v.s.IPVS.ConnReuseMode; m != nil {
+		v.rangeInt("ipvs.connReuseMode", *m, 0, 3)
+	}
 }
 
 // onEveryDirector reports each director that has no interface iface.
@@ -825,6 +1006,9 @@ func (v *validator) asWritten(written func(path string) bool) {
 		if sv.Fallback != nil {
 			zero(p+".fallback.port", sv.Fallback.Port, 1, 65535)
 		}
+		if sv.Tunnel != nil {
+			zero(p+".tunnel.port", sv.Tunnel.Port, 1, 65535)
+		}
 	}
 	for i, h := range s.Hosts {
 		zero(fmt.Sprintf("hosts[%d].ssh.port", i), h.SSH.Port, 1, 65535)
@@ -837,6 +1021,15 @@ func (v *validator) asWritten(written func(path string) bool) {
 	}
 	zero("ha.keepalived.virtualRouterID", ha.Keepalived.VirtualRouterID, 1, 255)
 	zero("ha.keepalived.advertInt", ha.Keepalived.AdvertInt, 1, 255)
+	zero("ha.keepalived.garpMasterRefresh", ha.Keepalived.GarpMasterRefresh, 1, 3600)
+	if ts := ha.Keepalived.TrackScript; ts != nil {
+		zero("ha.keepalived.trackScript.interval", ts.Interval, 1, 3600)
+		zero("ha.keepalived.trackScript.fall", ts.Fall, 1, 255)
+		zero("ha.keepalived.trackScript.rise", ts.Rise, 1, 255)
+	}
+	zero("ipvs.timeouts.tcp", s.IPVS.Timeouts.TCP, 1, maxTimeout)
+	zero("ipvs.timeouts.tcpFin", s.IPVS.Timeouts.TCPFin, 1, maxTimeout)
+	zero("ipvs.timeouts.udp", s.IPVS.Timeouts.UDP, 1, maxTimeout)
 
 	backend := ha.Backend
 	if backend == "" {
@@ -848,10 +1041,6 @@ func (v *validator) asWritten(written func(path string) bool) {
 		unused = []string{"ha.keepalive", "ha.deadtime", "ha.warntime", "ha.initdead", "ha.udpPort", "ha.baud", "ha.media", "ha.ping", "ha.authkey"}
 	case BackendHeartbeat:
 		unused = []string{"ha.keepalived"}
-		if !ha.Sync.Enabled {
-			// Enabled, it is refused for heartbeat in validate, with why.
-			unused = append(unused, "ha.sync")
-		}
 	}
 	for _, path := range unused {
 		if written(path) {

@@ -20,7 +20,13 @@ func Build(s *cluster.Spec) *Table {
 	for i := range s.Services {
 		sv := &s.Services[i]
 		vip := netip.MustParseAddr(sv.VIP)
-		vs := Service{Name: sv.Name, VIP: vip, Scheduler: sv.Scheduler, Method: methodOf[sv.Forwarding]}
+		vs := Service{Name: sv.Name, VIP: vip, Scheduler: sv.Scheduler, Method: methodOf[sv.Forwarding], OnePacket: sv.OnePacket}
+		if len(sv.SchedulerFlags) > 0 {
+			vs.SchedFlags = sortedFlags(sv.SchedulerFlags)
+		}
+		if t := sv.Tunnel; t != nil && vs.Method == Tunnel {
+			vs.Tunnel = tunnelOpts(t)
+		}
 		if sv.FWMark != 0 {
 			vs.Mark, vs.V6 = uint32(sv.FWMark), vip.Is6()
 		} else {
@@ -35,10 +41,51 @@ func Build(s *cluster.Spec) *Table {
 		for _, h := range s.RealServers(sv) {
 			vs.Dests = append(vs.Dests, Dest{
 				Addr: h.Prefix().Addr(), Port: uint16(sv.RealPort), Method: vs.Method,
-				Weight: cluster.Weight(h, sv.Name), Host: h.Name,
+				Weight: cluster.Weight(h, sv.Name), Host: h.Name, Tunnel: vs.Tunnel,
 			})
 		}
 		t.Services = append(t.Services, vs)
 	}
+	to := s.IPVS.Timeouts
+	t.Timeouts = Timeouts{TCP: to.TCP, TCPFin: to.TCPFin, UDP: to.UDP}
+	if s.HA.Sync.Enabled {
+		t.Sync = &Sync{Interface: s.HA.Sync.Interface, SyncID: s.HA.Sync.SyncID}
+	}
+	t.Sysctls = sysctls(&s.IPVS)
 	return t
+}
+
+// tunnelOpts are the spec's tunnel options as IPVS keeps them: IPIP and
+// no checksum are its defaults, which ipvsadm -S does not name.
+func tunnelOpts(t *cluster.Tunnel) TunnelOpts {
+	var o TunnelOpts
+	if t.Type != cluster.TunnelIPIP {
+		o.Type = t.Type
+	}
+	o.Port = uint16(t.Port)
+	if t.Checksum != cluster.CsumNone {
+		o.Csum = t.Checksum
+	}
+	return o
+}
+
+// sysctls are the net.ipv4.vs settings the spec sets (every one, once
+// defaulted).
+func sysctls(c *cluster.IPVS) []Sysctl {
+	var out []Sysctl
+	flag := func(name string, b *bool) {
+		if b != nil {
+			v := 0
+			if *b {
+				v = 1
+			}
+			out = append(out, Sysctl{name, v})
+		}
+	}
+	flag("expire_nodest_conn", c.ExpireNodestConn)
+	flag("expire_quiescent_template", c.ExpireQuiescentTemplate)
+	if c.ConnReuseMode != nil {
+		out = append(out, Sysctl{"conn_reuse_mode", *c.ConnReuseMode})
+	}
+	return out
 }

@@ -23,7 +23,8 @@ func (d Drain) covers(service string) bool { return d.All() || slices.Contains(d
 
 // Drained returns a copy of t with the drained real servers at weight 0.
 func (t *Table) Drained(drains []Drain) *Table {
-	out := &Table{Services: make([]Service, len(t.Services))}
+	out := *t
+	out.Services = make([]Service, len(t.Services))
 	for i, s := range t.Services {
 		s.Dests = slices.Clone(s.Dests)
 		for j := range s.Dests {
@@ -35,7 +36,7 @@ func (t *Table) Drained(drains []Drain) *Table {
 		}
 		out.Services[i] = s
 	}
-	return out
+	return &out
 }
 
 // Merge adds d to drains: a host drained for every service stays so; two

@@ -24,6 +24,10 @@ func TestDrains(t *testing.T) {
 	if tb.Named("http").Dests[0].Weight != 1 {
 		t.Error("Drained changed the table it was called on")
 	}
+	tb.Timeouts.TCP, tb.Sysctls = 900, []Sysctl{{}}
+	if d := tb.Drained(drains); d.Timeouts != tb.Timeouts || len(d.Sysctls) != 1 {
+		t.Errorf("Drained lost the table's settings: %+v", d)
+	}
 	rec := FormatDrains(drains)
 	if !strings.HasSuffix(string(rec), "\nrs1 *\nrs2 http\n") {
 		t.Errorf("record:\n%s", rec)

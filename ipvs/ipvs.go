@@ -7,7 +7,9 @@
 // rules (Rules), ldirectord.cf and keepalived.conf (package roles) encode
 // it; a director's live `ipvsadm -S -n` or `ipvsadm -L -n` parses into it
 // (ParseRules, ParseList); Diff says how a live table differs from the
-// wanted one. Addresses are netip.Addr: IPv4 and IPv6 alike.
+// wanted one. Beside the table, a Table holds what else a director's
+// IPVS is told: connection timeouts, connection sync, the net.ipv4.vs
+// sysctls. Addresses are netip.Addr: IPv4 and IPv6 alike.
 package ipvs
 
 import (
@@ -102,7 +104,8 @@ type TunnelOpts struct {
 	Type string
 	// Port is GUE's UDP port.
 	Port uint16
-	// Csum is "", "nocsum", "csum" or "remcsum" (GUE and GRE).
+	// Csum is "" (no checksum, the kernel's default), "csum" or
+	// "remcsum" (GUE's remote checksum offload).
 	Csum string
 }
 
@@ -140,6 +143,9 @@ type Service struct {
 	// (keepalived's lvs_method, the method of ldirectord's fallback); empty
 	// in a table read from a director, where each real server has its own.
 	Method Method
+	// Tunnel is, likewise, the spec's tunnel options of every real server
+	// of a Tunnel service.
+	Tunnel TunnelOpts
 	// SchedFlags are the scheduler's flags (ipvsadm -b), e.g. mh-port.
 	SchedFlags []string
 	// OnePacket is one-packet scheduling (ipvsadm -o, UDP).
@@ -166,6 +172,12 @@ func (s *Service) Dest(addr netip.Addr, port uint16) *Dest {
 // wanted table, ipvsadm's for a live one).
 type Table struct {
 	Services []Service
+	// Timeouts are the connection timeouts; zero ones are the kernel's.
+	Timeouts Timeouts
+	// Sync is connection synchronisation between the directors; nil: none.
+	Sync *Sync
+	// Sysctls are the net.ipv4.vs settings, in the order they are set.
+	Sysctls []Sysctl
 }
 
 // Service returns the virtual service with key k, or nil.

@@ -198,3 +198,133 @@ func TestDiff(t *testing.T) {
 		t.Error("Equal disagrees with Diff")
 	}
 }
+
+// optionsSpec is the example moved to keepalived (which balances SCTP and
+// keeps GUE and GRE tunnels) with a service for each IPVS option: the
+// rules of every one must restore into the same table.
+func optionsSpec(t *testing.T) *cluster.Spec {
+	t.Helper()
+	s := example(t)
+	s.HA.Backend = cluster.BackendKeepalived
+	off := cluster.Check{Type: "off", Interval: 10, Timeout: 5}
+	s.Services = append(s.Services,
+		cluster.Service{Name: "dns", VIP: "192.168.7.110", Port: 53, Protocol: "udp", Scheduler: "mh", Forwarding: cluster.ForwardTUN,
+			OnePacket: true, SchedulerFlags: []string{"mh-port", "mh-fallback"}, Tunnel: &cluster.Tunnel{Type: cluster.TunnelGUE, Port: 6080, Checksum: cluster.CsumOn}, Check: off},
+		cluster.Service{Name: "sig", VIP: "192.168.7.110", Port: 2905, Protocol: "sctp", Scheduler: "sh", Forwarding: cluster.ForwardTUN,
+			SchedulerFlags: []string{"sh-port"}, Tunnel: &cluster.Tunnel{Type: cluster.TunnelGRE, Checksum: cluster.CsumNone}, Check: off},
+		cluster.Service{Name: "remote", VIP: "192.168.7.110", Port: 4789, Protocol: "udp", Scheduler: "rr", Forwarding: cluster.ForwardTUN,
+			Tunnel: &cluster.Tunnel{Type: cluster.TunnelGUE, Port: 6081, Checksum: cluster.CsumRemote}, Check: off},
+		cluster.Service{Name: "plain", VIP: "192.168.7.110", Port: 8080, Protocol: "tcp", Scheduler: "wlc", Forwarding: cluster.ForwardTUN,
+			Tunnel: &cluster.Tunnel{Type: cluster.TunnelIPIP}, Check: off},
+	)
+	yes, mode := true, 2
+	s.IPVS = cluster.IPVS{Timeouts: cluster.Timeouts{TCP: 3600, UDP: 60}, ExpireNodestConn: &yes, ExpireQuiescentTemplate: &yes, ConnReuseMode: &mode}
+	s.HA.Sync = cluster.Sync{Enabled: true, Interface: "eth1", SyncID: 9}
+	if err := cluster.Validate(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestBuildOptions: the spec's IPVS options reach the model, and the
+// rules encode them as ipvsadm 1.31's -S does.
+func TestBuildOptions(t *testing.T) {
+	tb := Build(optionsSpec(t))
+	want := []string{
+		"-A -u 192.168.7.110:53 -s mh -o -b mh-fallback,mh-port",
+		"-a -u 192.168.7.110:53 -r 192.168.7.11:53 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+		"-a -u 192.168.7.110:53 -r 192.168.7.12:53 -i -w 1 --tun-type gue --tun-port 6080 --tun-csum",
+		"-A --sctp-service 192.168.7.110:2905 -s sh -b sh-port",
+		"-a --sctp-service 192.168.7.110:2905 -r 192.168.7.11:2905 -i -w 1 --tun-type gre",
+		"-a --sctp-service 192.168.7.110:2905 -r 192.168.7.12:2905 -i -w 1 --tun-type gre",
+		"-A -u 192.168.7.110:4789 -s rr",
+		"-a -u 192.168.7.110:4789 -r 192.168.7.11:4789 -i -w 1 --tun-type gue --tun-port 6081 --tun-remcsum",
+		"-a -u 192.168.7.110:4789 -r 192.168.7.12:4789 -i -w 1 --tun-type gue --tun-port 6081 --tun-remcsum",
+		"-A -t 192.168.7.110:8080 -s wlc",
+		"-a -t 192.168.7.110:8080 -r 192.168.7.11:8080 -i -w 1",
+		"-a -t 192.168.7.110:8080 -r 192.168.7.12:8080 -i -w 1",
+	}
+	if got := tb.Rules()[6:]; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if s := tb.Named("dns"); s.Tunnel != (TunnelOpts{Type: "gue", Port: 6080, Csum: "csum"}) {
+		t.Errorf("dns's tunnel options: %+v", s.Tunnel)
+	}
+	if tb.Timeouts != (Timeouts{TCP: 3600, UDP: 60}) || tb.Sync == nil || *tb.Sync != (Sync{Interface: "eth1", SyncID: 9}) {
+		t.Errorf("timeouts %+v, sync %+v", tb.Timeouts, tb.Sync)
+	}
+	wantSysctls := []Sysctl{{"expire_nodest_conn", 1}, {"expire_quiescent_template", 1}, {"conn_reuse_mode", 2}}
+	if !reflect.DeepEqual(tb.Sysctls, wantSysctls) {
+		t.Errorf("sysctls %+v, want %+v", tb.Sysctls, wantSysctls)
+	}
+}
+
+// TestRulesRoundTrip: what Rules writes, ParseRules reads back into the
+// same table: every property of every service and real server, less what
+// only the spec knows (names, hosts, the spec's method and tunnel of a
+// service).
+func TestRulesRoundTrip(t *testing.T) {
+	built := Build(optionsSpec(t))
+	parsed, err := ParseRules(strings.Join(built.Rules(), "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Diff(built, parsed); len(d) > 0 {
+		t.Errorf("the parsed rules differ: %v", d)
+	}
+	for i := range built.Services {
+		s := &built.Services[i]
+		s.Name, s.Method, s.Tunnel = "", "", TunnelOpts{}
+		for j := range s.Dests {
+			s.Dests[j].Host = ""
+		}
+	}
+	if !reflect.DeepEqual(built.Services, parsed.Services) {
+		t.Errorf("round trip:\nbuilt  %+v\nparsed %+v", built.Services, parsed.Services)
+	}
+}
+
+func TestParseTimeout(t *testing.T) {
+	got, err := ParseTimeout("Timeout (tcp tcpfin udp): 900 120 300\n")
+	if err != nil || got != (Timeouts{900, 120, 300}) {
+		t.Errorf("ParseTimeout = %+v, %v", got, err)
+	}
+	if args := strings.Join((Timeouts{TCP: 3600}).SetArgs(), " "); args != "--set 3600 0 0" {
+		t.Errorf("SetArgs = %s, want --set 3600 0 0 (0 keeps the current value)", args)
+	}
+	for _, bad := range []string{"", "Timeout (tcp tcpfin udp): 900 120", "Timeout (tcp tcpfin udp): 900 x 300"} {
+		if _, err := ParseTimeout(bad); err == nil {
+			t.Errorf("ParseTimeout(%q) parsed", bad)
+		}
+	}
+}
+
+// TestParseDaemons reads ipvsadm 1.31's list of the sync daemons, as a
+// kernel since 4.3 reports them, and finds each daemon Daemons starts by
+// the line's beginning Listed gives.
+func TestParseDaemons(t *testing.T) {
+	out := "master sync daemon (mcast=eth1, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n" +
+		"backup sync daemon (mcast=eth1, syncid=9, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+	got, err := ParseDaemons(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := (Sync{Interface: "eth1", SyncID: 9}).Daemons()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("parsed %+v, want %+v", got, want)
+	}
+	for _, d := range want {
+		if !strings.Contains(out, d.Listed()+",") {
+			t.Errorf("%q is not how ipvsadm lists the %s daemon", d.Listed(), d.State)
+		}
+	}
+	if got := strings.Join(want[1].StartArgs(), " "); got != "--start-daemon backup --mcast-interface eth1 --syncid 9" {
+		t.Errorf("StartArgs = %s", got)
+	}
+	if d, err := ParseDaemons("master sync daemon (mcast=eth0, syncid=0)"); err != nil || len(d) != 1 || d[0].Interface != "eth0" {
+		t.Errorf("an old kernel's line parsed as %+v, %v", d, err)
+	}
+	if _, err := ParseDaemons("sync daemon is running"); err == nil {
+		t.Error("a line of another form parsed")
+	}
+}

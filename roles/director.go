@@ -79,14 +79,26 @@ func (r *renderer) director() error {
 	for _, k := range redirKeys {
 		sysctlLines = append(sysctlLines, sysctlLine(k, redir, false))
 	}
-	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-director.conf", "LVS director kernel settings ("+methodsOf(r.t.Services...)+")", sysctlLines); err != nil {
+	// The IPVS settings exist once ip_vs is loaded: at boot
+	// systemd-modules-load runs before systemd-sysctl; on push, this.
+	var modules []string
+	for _, c := range r.t.Sysctls {
+		sysctlLines = append(sysctlLines, sysctlLine(c.Key(), strconv.Itoa(c.Value), false))
+		modules = []string{"ip_vs"}
+	}
+	if len(modules) > 0 {
+		if err := r.modulesLoad("IPVS's settings (net.ipv4.vs) exist once ip_vs is loaded", modules); err != nil {
+			return err
+		}
+	}
+	if err := r.sysctl("/etc/sysctl.d/60-lvsforge-director.conf", "LVS director kernel settings ("+methodsOf(r.t.Services...)+")", sysctlLines, modules...); err != nil {
 		return err
 	}
 	marks := markRules(svcs)
 	script := map[string]any{
 		"Cluster": s.Metadata.Name, "Methods": methodsOf(r.t.Services...), "Lock": lockPath(h, "lvs-director"),
 		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
-		"Redirects": redirKeys, "Rules": "", "Marks": marks,
+		"Redirects": redirKeys, "Rules": "", "Marks": marks, "Timeouts": "", "Sync": []syncDaemon(nil),
 	}
 	if s.HA.Backend == cluster.BackendKeepalived {
 		script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up."
@@ -103,6 +115,16 @@ func (r *renderer) director() error {
 	// addresses (lvs-vip), so a takeover has nothing else to start.
 	script["Manager"] = "It runs at boot on both directors (hot standby); heartbeat moves only the floating addresses (lvs-vip)."
 	script["Rules"] = rules
+	if !r.t.Timeouts.IsZero() {
+		script["Timeouts"] = strings.Join(r.t.Timeouts.SetArgs(), " ")
+	}
+	if r.t.Sync != nil {
+		var daemons []syncDaemon
+		for _, d := range r.t.Sync.Daemons() {
+			daemons = append(daemons, syncDaemon{State: d.State, Listed: d.Listed(), Start: strings.Join(d.StartArgs(), " ")})
+		}
+		script["Sync"] = daemons
+	}
 	if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings and IPVS table for cluster "+s.Metadata.Name, "ldirectord.service heartbeat.service", true); err != nil {
 		return err
 	}
@@ -116,6 +138,10 @@ func heartbeatBin(osFamily string) string {
 	}
 	return "/usr/libexec/heartbeat/heartbeat"
 }
+
+// syncDaemon is an IPVS sync daemon lvs-director keeps running: how
+// ipvsadm lists it, and the arguments that start it.
+type syncDaemon struct{ State, Listed, Start string }
 
 // LVSVIPPath is the heartbeat resource that holds the floating addresses.
 const LVSVIPPath = "/etc/ha.d/resource.d/lvs-vip"
@@ -268,8 +294,10 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 type ldVirtual struct {
 	Name, Virtual, Fallback, Scheduler, Protocol, Netmask string
 	CheckType, Service, Request, Receive, Quiescent       string
+	SchedFlags, Command                                   string
 	Reals                                                 []string
-	Persistent, Interval, Timeout, CheckPort              int
+	Persistent, Interval, Timeout, CheckPort, Failures    int
+	OnePacket                                             bool
 }
 
 func yesNo(b *bool) string {
@@ -284,7 +312,12 @@ func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 	for _, sv := range svcs {
 		m := r.t.Named(sv.Name)
 		v := ldVirtual{Name: sv.Name, Scheduler: m.Scheduler, Protocol: sv.Protocol, Quiescent: yesNo(sv.Quiescent),
-			Interval: sv.Check.Interval, Timeout: sv.Check.Timeout, CheckPort: sv.Check.Port}
+			Interval: sv.Check.Interval, Timeout: sv.Check.Timeout, CheckPort: sv.Check.Port,
+			SchedFlags: strings.Join(m.SchedFlags, ","), OnePacket: m.OnePacket}
+		if n := sv.Check.Retries; n != nil {
+			// failurecount counts the failed checks, the first one too.
+			v.Failures = *n + 1
+		}
 		method := ldirectordMethod[m.Method]
 		if m.Mark != 0 {
 			v.Virtual, v.Protocol = strconv.Itoa(int(m.Mark)), "fwm"
@@ -315,6 +348,8 @@ func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 			v.CheckType, v.Service, v.Request, v.Receive = "negotiate", "http", sv.Check.Request, sv.Check.Receive
 		case "negotiate":
 			v.CheckType, v.Service, v.Request, v.Receive = "negotiate", sv.Check.Service, sv.Check.Request, sv.Check.Receive
+		case "external":
+			v.CheckType, v.Command = "external", sv.Check.Command
 		}
 		vs = append(vs, v)
 	}
@@ -330,15 +365,57 @@ func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 }
 
 type kaReal struct {
-	Address, Check, Path               string
-	Port, Weight, Timeout, ConnectPort int
-	Inhibit                            bool
+	Address, Check, Path, Regex, Command string
+	Port, Weight, Timeout, ConnectPort   int
+	Inhibit                              bool
+	// Retries is the check's retry count, -1 for keepalived's default.
+	Retries, RetryDelay int
 }
 
 type kaVirtual struct {
 	Name, Virtual, Scheduler, Method, Protocol, Netmask, Sorry string
+	Flags                                                      []string
 	Interval, Persistent                                       int
+	OnePacket                                                  bool
 	Reals                                                      []kaReal
+}
+
+// kaMethod is keepalived's lvs_method of a service, with a tunnel's type
+// and options: "TUN type gue port 6080 csum".
+func kaMethod(m *ipvs.Service) string {
+	method := keepalivedMethod[m.Method]
+	if t := m.Tunnel; m.Method == ipvs.Tunnel && t.Type != "" {
+		method += " type " + t.Type
+		if t.Port != 0 {
+			method += " port " + strconv.Itoa(int(t.Port))
+		}
+		if t.Csum != "" {
+			method += " " + t.Csum
+		}
+	}
+	return method
+}
+
+// kaCheck is the keepalived checker of a service: tcp (TCP_CHECK), http
+// (HTTP_GET), ssl (SSL_GET), misc (MISC_CHECK), or none.
+func kaCheck(c *cluster.Check) string {
+	switch {
+	case c.Type == "connect":
+		return "tcp"
+	case c.Type == "http" || (c.Type == "negotiate" && c.Service == "http"):
+		return "http"
+	case c.Type == "negotiate" && c.Service == "https":
+		return "ssl"
+	case c.Type == "external":
+		return "misc"
+	}
+	return ""
+}
+
+// vrrpScript is the keepalived vrrp_script of ha.keepalived.trackScript.
+type vrrpScript struct {
+	Name, Command                string
+	Interval, Fall, Rise, Weight int
 }
 
 func (r *renderer) keepalived(svcs []*cluster.Service) error {
@@ -364,8 +441,8 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	var vs []kaVirtual
 	for _, sv := range svcs {
 		m := r.t.Named(sv.Name)
-		v := kaVirtual{Name: sv.Name, Scheduler: m.Scheduler, Method: keepalivedMethod[m.Method],
-			Interval: sv.Check.Interval}
+		v := kaVirtual{Name: sv.Name, Scheduler: m.Scheduler, Method: kaMethod(m),
+			Interval: sv.Check.Interval, Flags: m.SchedFlags, OnePacket: m.OnePacket}
 		if m.Mark != 0 {
 			v.Virtual = "fwmark " + strconv.Itoa(int(m.Mark))
 		} else {
@@ -380,31 +457,70 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 			}
 			v.Sorry = fmt.Sprintf("%s %d", fb.Address, port)
 		}
+		virt := m.Addr.String()
+		if m.Mark != 0 {
+			virt = strconv.Itoa(int(m.Mark))
+		}
 		for _, d := range m.Dests {
 			kr := kaReal{Address: d.Addr.String(), Port: int(d.Port), Weight: d.Weight,
-				Timeout: sv.Check.Timeout, Inhibit: sv.Quiescent == nil || *sv.Quiescent, ConnectPort: sv.Check.Port}
-			switch {
-			case sv.Check.Type == "connect":
-				kr.Check = "tcp"
-			case sv.Check.Type == "http" || (sv.Check.Type == "negotiate" && sv.Check.Service == "http"):
-				kr.Check, kr.Path = "http", sv.Check.Request
+				Timeout: sv.Check.Timeout, Inhibit: sv.Quiescent == nil || *sv.Quiescent, ConnectPort: sv.Check.Port,
+				Check: kaCheck(&sv.Check), Retries: -1}
+			switch kr.Check {
+			case "http", "ssl":
+				kr.Path, kr.Regex = sv.Check.Request, sv.Check.Receive
 				if kr.Path == "" {
 					kr.Path = "/" // keepalived refuses a path keyword without one
 				}
+			case "misc":
+				// The arguments ldirectord gives an external check, so that
+				// one program serves both backends.
+				kr.Command = fmt.Sprintf("%s %s %d %s %d", sv.Check.Command, virt, m.Port, d.Addr, d.Port)
+			}
+			if n := sv.Check.Retries; n != nil {
+				// Retried at the check interval, as ldirectord's
+				// failurecount counts failures of checks that far apart.
+				kr.Retries, kr.RetryDelay = *n, sv.Check.Interval
 			}
 			v.Reals = append(v.Reals, kr)
 		}
 		vs = append(vs, v)
 	}
+	ka := &ha.Keepalived
 	data := map[string]any{
 		"Host": h.Name, "Cluster": s.Metadata.Name, "Instance": "VI_1", "State": state,
-		"Interface": h.Interfaces.Public, "RouterID": ha.Keepalived.VirtualRouterID, "Priority": priority,
-		"AdvertInt": ha.Keepalived.AdvertInt, "NoPreempt": noPreempt, "Addresses": addrs, "Virtuals": vs,
-		"SyncInterface": "", "SyncID": ha.Sync.SyncID,
+		"Interface": h.Interfaces.Public, "RouterID": ka.VirtualRouterID, "Priority": priority,
+		"AdvertInt": ka.AdvertInt, "NoPreempt": noPreempt, "Addresses": addrs, "Virtuals": vs,
+		"SyncInterface": "", "SyncID": 0, "Timeouts": kaTimeouts(r.t.Timeouts),
+		"UnicastSource": "", "UnicastPeers": []string(nil), "TrackInterfaces": ka.TrackInterfaces,
+		"Script": (*vrrpScript)(nil), "GarpRefresh": ka.GarpMasterRefresh, "Notify": kaNotify(&ka.Notify),
 	}
-	if ha.Sync.Enabled {
-		data["SyncInterface"] = ha.Sync.Interface
+	if r.t.Sync != nil {
+		data["SyncInterface"], data["SyncID"] = r.t.Sync.Interface, r.t.Sync.SyncID
 	}
+	if ka.Unicast {
+		// The VRRP interface is the public one: every director's address there.
+		data["UnicastSource"] = h.IP()
+		var peers []string
+		for _, d := range s.HostsByRole(cluster.RoleDirector) {
+			if d.Name != h.Name {
+				peers = append(peers, d.IP())
+			}
+		}
+		data["UnicastPeers"] = peers
+	}
+	scripts := len(data["Notify"].([]kaNotifyLine)) > 0
+	if ts := ka.TrackScript; ts != nil {
+		data["Script"] = &vrrpScript{Name: "chk_lvsforge", Command: ts.Command, Interval: ts.Interval, Fall: ts.Fall, Rise: ts.Rise, Weight: ts.Weight}
+		scripts = true
+	}
+	for _, v := range vs {
+		for _, kr := range v.Reals {
+			scripts = scripts || kr.Command != ""
+		}
+	}
+	// keepalived refuses to run scripts without script security, and
+	// warns when its default script user does not exist.
+	data["ScriptSecurity"] = scripts
 	if err := r.add("/etc/keepalived/keepalived.conf", 0o644, "keepalived.conf.tmpl", data, "keepalived"); err != nil {
 		return err
 	}
@@ -418,7 +534,36 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	if err != nil {
 		return err
 	}
-	ka := r.daemon("keepalived", true)
-	ka.Fingerprint, ka.Interrupts = string(outside), true
+	kd := r.daemon("keepalived", true)
+	kd.Fingerprint, kd.Interrupts = string(outside), true
 	return nil
+}
+
+// kaTimeouts is keepalived's lvs_timeouts: only the timeouts the spec
+// sets, the others left as they are.
+func kaTimeouts(t ipvs.Timeouts) string {
+	var parts []string
+	for _, x := range []struct {
+		name string
+		val  int
+	}{{"tcp", t.TCP}, {"tcpfin", t.TCPFin}, {"udp", t.UDP}} {
+		if x.val != 0 {
+			parts = append(parts, x.name+" "+strconv.Itoa(x.val))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// kaNotifyLine is one notify keyword of a vrrp_instance and its command.
+type kaNotifyLine struct{ Keyword, Command string }
+
+// kaNotify: keepalived runs the state's own command before the general one.
+func kaNotify(n *cluster.Notify) []kaNotifyLine {
+	var out []kaNotifyLine
+	for _, c := range []kaNotifyLine{{"notify_master", n.Master}, {"notify_backup", n.Backup}, {"notify_fault", n.Fault}, {"notify_stop", n.Stop}, {"notify", n.Any}} {
+		if c.Command != "" {
+			out = append(out, c)
+		}
+	}
+	return out
 }

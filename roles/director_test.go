@@ -134,3 +134,38 @@ func TestManifestRecordsNoSecretHash(t *testing.T) {
 		t.Errorf("%d secret files in the seed's manifest, want its two authkeys", secrets)
 	}
 }
+
+// TestUnicastPeersAreTheOtherDirectors: with unicast VRRP each director
+// sends from its own public address to every other director's, never to
+// itself (the keepalived variant's three directors, switched to unicast).
+func TestUnicastPeersAreTheOtherDirectors(t *testing.T) {
+	s := loadVariant(t, "keepalived")
+	s.HA.Keepalived.Unicast = true
+	hosts, err := Render(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	directors := s.HostsByRole(cluster.RoleDirector)
+	seen := 0
+	for _, hf := range hosts {
+		for _, f := range hf.Files {
+			if f.Path != "/etc/keepalived/keepalived.conf" {
+				continue
+			}
+			seen++
+			var peers []string
+			for _, d := range directors {
+				if d.Name != hf.Host.Name {
+					peers = append(peers, "        "+d.IP()+"\n")
+				}
+			}
+			want := "    unicast_src_ip " + hf.Host.IP() + "\n    unicast_peer {\n" + strings.Join(peers, "") + "    }\n"
+			if !bytes.Contains(f.Data, []byte(want)) {
+				t.Errorf("%s: keepalived.conf lacks\n%s\n%s", hf.Host.Name, want, f.Data)
+			}
+		}
+	}
+	if seen != len(directors) || seen != 3 {
+		t.Errorf("%d keepalived.conf files for %d directors", seen, len(directors))
+	}
+}

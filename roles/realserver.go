@@ -2,6 +2,7 @@ package roles
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,12 +31,21 @@ type rsVIP struct{ Address, Label string }
 func (r *renderer) realServer() error {
 	s, h := r.s, r.h
 	var svcs []ipvs.Service
-	var tun, nat bool
+	var tun, nat, gre bool
+	var guePorts []int
 	for _, sv := range r.t.ServicesOf(h.Name) {
 		svcs = append(svcs, *sv)
 		tun = tun || sv.Method == ipvs.Tunnel
 		nat = nat || sv.Method == ipvs.Masq
+		switch t := sv.DestOf(h.Name).Tunnel; {
+		case sv.Method != ipvs.Tunnel:
+		case t.Type == "gre":
+			gre = true
+		case t.Type == "gue" && !slices.Contains(guePorts, int(t.Port)):
+			guePorts = append(guePorts, int(t.Port))
+		}
 	}
+	slices.Sort(guePorts)
 	hidden := h.KernelProfile == cluster.ProfileHidden
 	vipDev := "lo"
 	if tun {
@@ -75,21 +85,24 @@ func (r *renderer) realServer() error {
 		}
 	}
 	if tun {
-		for _, dev := range []string{"all", "tunl0"} {
+		devs, why := []string{"all", "tunl0"}, "LVS-TUN needs the ipip module (tunl0) at boot"
+		// tunl0's settings exist only once ipip is loaded, gre0's once
+		// ip_gre is: at boot systemd-modules-load runs before
+		// systemd-sysctl; on push, this.
+		modules = append(modules, "ipip")
+		if gre {
+			devs, why = append(devs, "gre0"), "LVS-TUN needs the ipip module (tunl0) and, for GRE, ip_gre (gre0) at boot"
+			modules = append(modules, "ip_gre")
+		}
+		for _, dev := range devs {
 			k := "net/ipv4/conf/" + dev + "/rp_filter"
 			keys = append(keys, k)
 			rp = append(rp, k)
-			sysctlLines = append(sysctlLines, sysctlLine(k, "0", dev == "tunl0"))
+			sysctlLines = append(sysctlLines, sysctlLine(k, "0", dev != "all"))
 		}
-		if err := r.add("/etc/modules-load.d/lvsforge.conf", 0o644, "sysctl.conf.tmpl", map[string]any{
-			"Path": "/etc/modules-load.d/lvsforge.conf", "Why": "LVS-TUN needs the ipip module (tunl0) at boot",
-			"Host": h.Name, "Cluster": s.Metadata.Name, "Lines": []string{"ipip"}, "Optional": false,
-		}, "sysctl"); err != nil {
+		if err := r.modulesLoad(why, modules); err != nil {
 			return err
 		}
-		// tunl0's settings exist only once ipip is loaded: at boot
-		// systemd-modules-load runs before systemd-sysctl; on push, this.
-		modules = append(modules, "ipip")
 	}
 	gw, gwWhy := h.Gateway, "LVS-DR/TUN: replies leave through the router, not the director."
 	if nat {
@@ -100,7 +113,7 @@ func (r *renderer) realServer() error {
 	}
 	data := map[string]any{
 		"Host": h.Name, "Cluster": s.Metadata.Name, "Methods": methodsOf(svcs...), "Hidden": hidden && len(vips) > 0,
-		"Tunnel": tun, "Lock": lockPath(h, "lvs-realserver"), "Saved": "/run/lvs-realserver/saved-sysctls",
+		"Tunnel": tun, "GRE": gre, "GUEPorts": guePorts, "Lock": lockPath(h, "lvs-realserver"), "Saved": "/run/lvs-realserver/saved-sysctls",
 		"SavedKeys": keys, "ARP": arp, "RPFilter": rp, "VIPDevice": vipDev, "VIPs": vips,
 		"Gateway": gw, "GatewayReason": gwWhy, "Public": h.Interfaces.Public,
 	}

@@ -183,6 +183,16 @@ func (r *renderer) daemon(name string, reload bool) *install.Unit {
 	return &r.out.Units[len(r.out.Units)-1]
 }
 
+// ModulesLoadPath is the modules-load.d drop-in that loads, at boot, the
+// modules whose settings the sysctl drop-in holds.
+const ModulesLoadPath = "/etc/modules-load.d/lvsforge.conf"
+
+func (r *renderer) modulesLoad(why string, modules []string) error {
+	return r.add(ModulesLoadPath, 0o644, "sysctl.conf.tmpl", map[string]any{
+		"Path": ModulesLoadPath, "Why": why, "Host": r.h.Name, "Cluster": r.s.Metadata.Name, "Lines": modules, "Optional": false,
+	}, "sysctl")
+}
+
 // sysctl writes a sysctl.d drop-in and the unit that applies it, after
 // loading the modules whose settings it holds.
 func (r *renderer) sysctl(path, why string, lines []string, modules ...string) error {

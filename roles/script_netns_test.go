@@ -266,3 +266,103 @@ func runInNetns(t *testing.T, ipTool, ns, state, script, verb string) (string, i
 	}
 	return string(out), code
 }
+
+// fakeIPVSADM stands in for ipvsadm where this machine's kernel has no
+// IPVS (the VM scenarios run the real one): it logs each command that
+// changes something to $FAKE/log and keeps the sync daemons in $FAKE/daemons,
+// listed as ipvsadm 1.31 lists them on a kernel since 4.3.
+const fakeIPVSADM = `#!/bin/bash
+FAKE=/run/fake-ipvsadm
+mkdir -p "$FAKE"
+touch "$FAKE/daemons"
+case "$*" in
+"-S -n") ;;
+"-R") cat >/dev/null ;;
+"-L --daemon") cat "$FAKE/daemons" ;;
+"-L -n") ;;
+--start-daemon*)
+	grep -q "^$2 " "$FAKE/daemons" && { echo "ipvsadm: daemon already running" >&2; exit 1; }
+	echo "$*" >>"$FAKE/log"
+	echo "$2 sync daemon (mcast=$4, syncid=$6, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)" >>"$FAKE/daemons"
+	;;
+--stop-daemon*)
+	grep -q "^$2 " "$FAKE/daemons" || exit 1
+	echo "$*" >>"$FAKE/log"
+	grep -v "^$2 " "$FAKE/daemons" >"$FAKE/d.tmp"; mv "$FAKE/d.tmp" "$FAKE/daemons"
+	;;
+*) echo "$*" >>"$FAKE/log" ;;
+esac
+`
+
+// TestDirectorScriptSyncDaemons runs the heartbeat-sync variant's
+// lvs-director, as root in a network namespace with a private /run, over
+// a stand-in ipvsadm (this kernel has no IPVS): start sets the timeouts and
+// starts the master and the backup sync daemon with the spec's interface
+// and sync ID, a second start starts nothing; a new version with another
+// sync ID restarts both on reload; one without sync stops them on reload;
+// stop stops the daemons it started.
+func TestDirectorScriptSyncDaemons(t *testing.T) {
+	testenv.Root(t)
+	ipTool := testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	ns := netnsWith(t, ipTool, "eth0", "eth1")
+	bin, state := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "ipvsadm"), []byte(fakeIPVSADM), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	orig := filepath.Join(renderTree(t, "heartbeat-sync"), "lb1", "usr", "local", "sbin", "lvs-director")
+	b, err := os.ReadFile(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new version with another sync ID, and one without sync (the seed's).
+	resynced := filepath.Join(t.TempDir(), "lvs-director")
+	b = bytes.ReplaceAll(bytes.ReplaceAll(b, []byte("syncid 12"), []byte("syncid 13")), []byte("syncid=12"), []byte("syncid=13"))
+	if err := os.WriteFile(resynced, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	unsynced := filepath.Join(renderTree(t, "seed"), "linuxha1", "usr", "local", "sbin", "lvs-director")
+	// The script's PATH starts with /usr/local/sbin: the stand-in goes there.
+	run := func(script, verb string) string {
+		t.Helper()
+		cmd := exec.Command(ipTool, "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
+			"sh", "-c", `mount --bind "$1" /run && mount --bind "$2" /usr/local/sbin && exec "$3" "$4"`, "sh", state, bin, script, verb)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(script), verb, err, out)
+		}
+		return string(out)
+	}
+	logged := func() string {
+		b, _ := os.ReadFile(filepath.Join(state, "fake-ipvsadm", "log"))
+		os.Remove(filepath.Join(state, "fake-ipvsadm", "log"))
+		return string(b)
+	}
+	run(orig, "start")
+	run(orig, "start")
+	if got, want := logged(), "--set 1800 30 60\n"+
+		"--start-daemon master --mcast-interface eth1 --syncid 12\n"+
+		"--start-daemon backup --mcast-interface eth1 --syncid 12\n"+
+		"--set 1800 30 60\n"; got != want {
+		t.Errorf("two starts ran\n%swant the timeouts set twice, each daemon started once:\n%s", got, want)
+	}
+	if out := run(orig, "status"); !strings.Contains(out, "master sync daemon (mcast=eth1, syncid=12,") || !strings.Contains(out, "backup sync daemon") {
+		t.Errorf("status does not list the sync daemons:\n%s", out)
+	}
+	run(resynced, "reload")
+	if got, want := logged(), "--set 1800 30 60\n"+
+		"--stop-daemon master\n--start-daemon master --mcast-interface eth1 --syncid 13\n"+
+		"--stop-daemon backup\n--start-daemon backup --mcast-interface eth1 --syncid 13\n"; got != want {
+		t.Errorf("a reload with another sync ID ran\n%swant both daemons restarted:\n%s", got, want)
+	}
+	run(unsynced, "reload")
+	if got, want := logged(), "--stop-daemon master\n--stop-daemon backup\n"; got != want {
+		t.Errorf("a reload of a version without sync ran\n%swant both daemons stopped:\n%s", got, want)
+	}
+	run(resynced, "reload")
+	logged()
+	run(resynced, "stop")
+	if got, want := logged(), "--stop-daemon master\n--stop-daemon backup\n-C\n"; got != want {
+		t.Errorf("stop ran\n%swant the daemons stopped, the table cleared:\n%s", got, want)
+	}
+}

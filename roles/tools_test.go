@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,20 +95,63 @@ func TestGrubEntriesPassGrubScriptCheck(t *testing.T) {
 	}
 }
 
-// TestKeepalivedAcceptsConfig runs keepalived's own config test.
+// TestKeepalivedAcceptsConfig runs keepalived's own config test on every
+// rendered keepalived.conf, as root in a network namespace that holds the
+// director's interfaces: keepalived -t warns (exit 5) about a VRRP or
+// tracked interface the machine lacks, and any warning fails the test, as
+// does any output at all.
 func TestKeepalivedAcceptsConfig(t *testing.T) {
 	keepalived := testenv.LookPath(t, "keepalived", "keepalived")
+	testenv.Root(t)
+	ipTool := testenv.LookPath(t, "ip", "iproute2")
 	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == "/etc/keepalived/keepalived.conf" }) {
-		run(t, name, 0, exec.Command(keepalived, "-t", "-f", path))
+		parts := strings.SplitN(name, "/", 3)
+		host := loadVariant(t, parts[0]).Host(parts[1])
+		ns := netnsWith(t, ipTool, host.Interfaces.Public, host.Interfaces.Heartbeat)
+		cmd := exec.Command(ipTool, "netns", "exec", ns, keepalived, "-t", "-f", path)
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("%s: keepalived -t: %v\n%s", name, err, out)
+		}
 	}
-	// The check must be able to fail: a broken copy is refused.
+	// The check must be able to fail: a broken copy is refused, and so is
+	// one tracking an interface the namespace does not have.
 	bad := filepath.Join(t.TempDir(), "bad.conf")
 	os.WriteFile(bad, []byte("virtual_server 192.168.7.110 80 {\n    lvs_sched nosuch\n}\n"), 0o644)
-	cmd := exec.Command(keepalived, "-t", "-f", bad)
-	if err := cmd.Run(); err == nil {
+	if err := exec.Command(keepalived, "-t", "-f", bad).Run(); err == nil {
 		t.Error("keepalived -t accepted a broken config: the check proves nothing")
 	}
+	untracked := filepath.Join(t.TempDir(), "untracked.conf")
+	os.WriteFile(untracked, []byte("vrrp_instance VI_1 {\n    interface eth0\n    virtual_router_id 1\n    track_interface {\n        lvsnosuch0\n    }\n    virtual_ipaddress {\n        192.0.2.1/32 dev eth0\n    }\n}\n"), 0o644)
+	ns := netnsWith(t, ipTool, "eth0")
+	if err := exec.Command(ipTool, "netns", "exec", ns, keepalived, "-t", "-f", untracked).Run(); err == nil {
+		t.Error("keepalived -t accepted a tracked interface that does not exist: its warnings are not failures")
+	}
 }
+
+// netnsWith creates a network namespace holding an interface of each
+// non-empty name (veth pairs: this kernel may have no dummy driver),
+// removed when the test ends, and returns its name.
+func netnsWith(t *testing.T, ipTool string, ifaces ...string) string {
+	t.Helper()
+	netnsCount++
+	ns := fmt.Sprintf("lvsforge-t%d-%d", testNonce(), netnsCount)
+	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
+		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
+	}
+	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+	for i, iface := range ifaces {
+		if iface == "" {
+			continue
+		}
+		if out, err := exec.Command(ipTool, "-n", ns, "link", "add", iface, "type", "veth", "peer", "name", fmt.Sprintf("lvspeer%d", i)).CombinedOutput(); err != nil {
+			t.Fatalf("create %s in %s: %v: %s", iface, ns, err, out)
+		}
+	}
+	return ns
+}
+
+// netnsCount tells netnsWith's namespaces apart.
+var netnsCount int
 
 // TestLdirectordAcceptsConfig: `ldirectord CFG status` exits 3 (config good,
 // daemon stopped) and 2 on a config error.
