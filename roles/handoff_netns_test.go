@@ -89,10 +89,14 @@ c.recv(100)
 		return in(t, ipTool, ns["b"], "unshare", "--mount", "--propagation", "private", "sh", "-c",
 			`mount --bind "$1" /run && mount --bind "$2" /usr/local/sbin && exec "$3" "$4"`, "sh", state, bin, script, verb)
 	}
-	table := func() bool { return strings.Contains(in(t, ipTool, ns["b"], "nft", "list", "tables"), "lvsforge_handoff") }
+	table := func() bool {
+		return strings.Contains(in(t, ipTool, ns["b"], "nft", "list", "tables"), "lvsforge_handoff")
+	}
 
 	// The client, its neighbour entry for the VIP on linuxha1.
-	mac := func(h string) string { return strings.TrimSpace(in(t, ipTool, ns[h], "cat", "/sys/class/net/eth0/address")) }
+	mac := func(h string) string {
+		return strings.TrimSpace(in(t, ipTool, ns[h], "cat", "/sys/class/net/eth0/address"))
+	}
 	in(t, ipTool, ns["c"], "ip", "neigh", "replace", "192.168.7.110", "lladdr", mac("a"), "dev", "eth0", "nud", "permanent")
 	client := exec.Command(ipTool, "netns", "exec", ns["c"], py, "-u", "-c", `
 import socket, sys
