@@ -180,3 +180,39 @@ func TestOutage(t *testing.T) {
 		t.Error("no answer after t0: want an error")
 	}
 }
+
+// TestScenarioChecksHaveRoom: every scenario's checks, the spec as given
+// (seed-dr) included, get the VMs' timeout and interval, while a spec's
+// longer ones are kept; every derived spec still validates (timeout below
+// interval).
+func TestScenarioChecksHaveRoom(t *testing.T) {
+	base := exampleSpec(t)
+	for _, sc := range Scenarios {
+		s, err := deriveSpec(base, sc.Spec)
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		for _, sv := range s.Services {
+			if c := sv.Check; c.Timeout < vmCheckTimeout || c.Interval < vmCheckInterval || c.Timeout >= c.Interval {
+				t.Errorf("%s: %s checks every %d s with a timeout of %d s, want at least %d and %d s", sc.Name, sv.Name, c.Interval, c.Timeout, vmCheckInterval, vmCheckTimeout)
+			}
+		}
+	}
+	if base.Services[0].Check.Timeout != 3 {
+		t.Errorf("deriving changed the base spec's check timeout to %d", base.Services[0].Check.Timeout)
+	}
+	long, err := deriveSpec(base, func(s *cluster.Spec) error {
+		s.Services[0].Check.Interval, s.Services[0].Check.Timeout = 60, 30
+		s.Services[1].Check.Interval, s.Services[1].Check.Timeout = 5, 11
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := long.Services[0].Check; c.Interval != 60 || c.Timeout != 30 {
+		t.Errorf("a spec's longer check became interval %d, timeout %d", c.Interval, c.Timeout)
+	}
+	if c := long.Services[1].Check; c.Interval != 12 || c.Timeout != 11 {
+		t.Errorf("interval 5, timeout 11 became interval %d, timeout %d; want 12, 11", c.Interval, c.Timeout)
+	}
+}

@@ -99,8 +99,9 @@ const (
 	// and ldirectord's perl.
 	guestMemoryMB = 512
 	mgmtIface     = "lvsmgmt"
-	// bootTimeout bounds one boot under TCG on a loaded 2-core machine; it
-	// only keeps a broken guest from hanging the run.
+	// bootTimeout bounds a boot under TCG on a loaded 2-core machine, of
+	// one VM or of a whole cluster at once (about 25 s idle); it only keeps
+	// a broken guest from hanging the run.
 	bootTimeout = 4 * time.Minute
 	// vmLifetime kills any VM left running this long, whatever happens.
 	vmLifetime = 90 * time.Minute
@@ -390,7 +391,7 @@ func (c *Cluster) startAll(ctx context.Context, img string) error {
 
 	// Wait for all: a host is up when its console service runs (after
 	// multi-user.target, so sshd is up) and an SSH login works.
-	bootCtx, cancel := context.WithTimeout(ctx, bootTimeoutX)
+	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	errs := make(chan error, len(c.Nodes)+1)
 	for _, n := range c.Nodes {
@@ -586,8 +587,12 @@ func (c *Cluster) KernelStatus(ctx context.Context, spec *cluster.Spec, host str
 
 func (c *Cluster) deployOptions(out io.Writer) deploy.Options {
 	return deploy.Options{
-		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true},
-		Out:  out,
+		// push's default connect timeout is for real hosts; five guests on
+		// two emulated cores each run an SSH handshake at once (see
+		// sshTimeout).
+		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true,
+			ConnectTimeout: sshTimeout},
+		Out: out,
 	}
 }
 
@@ -610,7 +615,26 @@ func (c *Cluster) push(ctx context.Context, spec *cluster.Spec, only []string, a
 	defer out.Close()
 	rep := deploy.Push(ctx, hosts, c.deployOptions(out))
 	rep.WriteTable(out)
-	return rep, rep.Err()
+	if err := rep.Err(); err != nil {
+		return rep, fmt.Errorf("%w\n%s", err, c.journalTails(ctx, rep.Failed(), 40))
+	}
+	return rep, nil
+}
+
+// journalTails is the last n lines of each named host's journal (the
+// kernel's log on a sysvinit host, which has no journal), for the error of
+// a push that failed there: "Job for X failed" says no more, and the
+// journal goes with the VM when the failed scenario closes the cluster.
+func (c *Cluster) journalTails(ctx context.Context, hosts []string, n int) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		out, err := c.Exec(ctx, h, fmt.Sprintf("if [ -d /run/systemd/system ]; then journalctl --no-pager -b -n %d -o short-monotonic; else dmesg | tail -n %d; fi", n, n))
+		if err != nil {
+			out += "\n" + err.Error()
+		}
+		fmt.Fprintf(&b, "--- %s journal:\n\t%s\n", h, strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t"))
+	}
+	return b.String()
 }
 
 // pushInputs renders spec for the named hosts (all when nil), each reached
@@ -663,5 +687,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-var bootTimeoutX = 90 * time.Second
