@@ -174,7 +174,7 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	c.Timings["build"] = time.Since(t)
 
 	t = time.Now()
-	img, err := c.image(ctx, buildLog)
+	imgs, err := c.images(ctx, buildLog)
 	if err != nil {
 		return c, err
 	}
@@ -201,7 +201,7 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 			return c, err
 		}
 	}
-	if err := c.startAll(ctx, img); err != nil {
+	if err := c.startAll(ctx, imgs); err != nil {
 		return c, err
 	}
 	c.Timings["boot"] = time.Since(t)
@@ -211,22 +211,25 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	return c, nil
 }
 
-// image builds the guest image: the Debian base plus both role kernels'
-// modules, a static busybox and the real servers' test services.
-func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
+// images builds the guest images the hosts boot, by init system: the
+// Debian base (systemd), and for hosts at `init: sysv` the same with
+// sysvinit, each plus both role kernels' modules, a static busybox and the
+// real servers' test services.
+func (c *Cluster) images(ctx context.Context, log io.Writer) (map[string]string, error) {
 	gb := &guestimage.Builder{CacheDir: c.opts.CacheDir, Log: log}
 	spec := guestimage.DefaultSpec()
 	if !gb.HasRoot(spec) {
 		c.opts.logf("image: debootstrap of Debian %s with %s (once; then cached)", spec.Suite, strings.Join(spec.Packages, " "))
 	}
+	// The systemd base always: every image of it presents its host key.
 	base, err := gb.Root(ctx, spec)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	c.base = base
 	bb, err := os.ReadFile(busyboxPath)
 	if err != nil {
-		return "", fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
+		return nil, fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
 	}
 	extra := guestimage.Extra{Files: []guestimage.File{
 		{Path: guestBusybox, Data: bb, Mode: 0o755},
@@ -237,7 +240,31 @@ func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
 			extra.Modules = append(extra.Modules, m)
 		}
 	}
-	return gb.Image(ctx, spec, extra)
+	imgs := map[string]string{}
+	for _, h := range c.Spec.Hosts {
+		s := spec
+		s.Init = guestInit(&h)
+		if imgs[s.Init] != "" {
+			continue
+		}
+		if !gb.HasRoot(s) {
+			c.opts.logf("image: the base with sysvinit-core instead of systemd-sysv, for hosts at init: sysv (once; then cached)")
+		}
+		if imgs[s.Init], err = gb.Image(ctx, s, extra); err != nil {
+			return nil, err
+		}
+	}
+	return imgs, nil
+}
+
+// guestInit is the init system of the image host h boots: the one its
+// spec says, so that what push installs for that init system (units, or
+// init.d scripts and their rc links) is what boots.
+func guestInit(h *cluster.Host) string {
+	if h.Init == cluster.InitSysV {
+		return guestimage.InitSysV
+	}
+	return guestimage.InitSystemd
 }
 
 // busyboxPath is Debian busybox-static's binary: the client's whole
@@ -304,8 +331,9 @@ func (c *Cluster) serialDevice() int {
 // mac is a stable MAC per VM: 52:54:00 (QEMU's), then the VM's index.
 func mac(i, nic int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", nic, i/256, i%256) }
 
-// startAll starts every VM, then waits for all of them.
-func (c *Cluster) startAll(ctx context.Context, img string) error {
+// startAll starts every VM, each from the image of its init system (see
+// images), then waits for all of them.
+func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	director := c.Art.Kernels[cluster.RoleDirector]
 	accel := c.opts.Accel
 	if accel == qemu.AccelAuto {
@@ -319,7 +347,7 @@ func (c *Cluster) startAll(ctx context.Context, img string) error {
 		h := &c.Spec.Hosts[i]
 		n := &Node{Name: h.Name, Host: h, MAC: mac(i+1, 0)}
 		overlay := filepath.Join(c.dir, h.Name+".qcow2")
-		if err := guestimage.Overlay(ctx, img, overlay); err != nil {
+		if err := guestimage.Overlay(ctx, imgs[guestInit(h)], overlay); err != nil {
 			return err
 		}
 		kernel := c.Art.Kernels[h.Role]

@@ -249,15 +249,17 @@ func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec,
 }
 
 // compatible says whether spec can run on c by a push: same hosts with the
-// same addresses, interfaces and gateways, same network plan, same HA
-// backend and heartbeat links.
+// same addresses, interfaces, gateways and init systems (each VM booted the
+// image of its host's), same network plan, same HA backend and heartbeat
+// links.
 func (c *Cluster) compatible(spec *cluster.Spec) bool {
 	if len(spec.Hosts) != len(c.Spec.Hosts) || spec.HA.Backend != c.Spec.HA.Backend {
 		return false
 	}
 	for i, h := range spec.Hosts {
 		o := c.Spec.Hosts[i]
-		if h.Name != o.Name || h.Role != o.Role || h.Address != o.Address || h.Interfaces != o.Interfaces || h.Gateway != o.Gateway {
+		if h.Name != o.Name || h.Role != o.Role || h.Address != o.Address || h.Interfaces != o.Interfaces || h.Gateway != o.Gateway ||
+			guestInit(&h) != guestInit(&o) {
 			return false
 		}
 	}

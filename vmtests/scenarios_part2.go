@@ -57,9 +57,13 @@ var (
 	}
 	keepalivedScenario = &Scenario{
 		Name: "keepalived",
-		Doc:  "the failover and realserver-down checks with the keepalived backend: VRRP moves the VIP, keepalived's own checks keep the table",
+		Doc: "the failover and realserver-down checks with the keepalived backend: VRRP moves the VIP, keepalived's own checks keep the table; " +
+			"the last real server runs at init: sysv on a sysvinit VM: push enabled its init.d script with rc links, a power cycle starts it from them, and it serves its share",
 		Spec: keepalivedSpec,
 		Run: func(ctx context.Context, r *Run) error {
+			if err := runSysVHosts(ctx, r); err != nil {
+				return err
+			}
 			if err := failoverCycle(ctx, r, r.Spec, ""); err != nil {
 				return err
 			}
@@ -107,8 +111,11 @@ func onOff(b bool) string {
 }
 
 // keepalivedSpec moves a spec to the keepalived backend: VRRP instead of
-// heartbeat, keepalived's checks instead of ldirectord's.
+// heartbeat, keepalived's checks instead of ldirectord's; and its last real
+// server to init: sysv (see sysvRealServer), which conn-sync, on the same
+// cluster, keeps.
 func keepalivedSpec(s *cluster.Spec) error {
+	sysvRealServer(s)
 	s.HA.Backend = cluster.BackendKeepalived
 	if s.HA.Keepalived.VirtualRouterID == 0 {
 		s.HA.Keepalived.VirtualRouterID = 51

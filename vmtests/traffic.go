@@ -44,24 +44,7 @@ func (c *Cluster) StartServices(ctx context.Context, spec *cluster.Spec) error {
 	errs := make(chan error, len(spec.Hosts))
 	rss := spec.HostsByRole(cluster.RoleRealServer)
 	for _, h := range rss {
-		go func() {
-			var cmds []string
-			seen := map[string]bool{}
-			for _, sv := range spec.ServicesOf(h) {
-				for _, cmd := range startCmds(sv) {
-					if !seen[cmd] {
-						seen[cmd] = true
-						cmds = append(cmds, cmd)
-					}
-				}
-			}
-			if len(cmds) == 0 {
-				errs <- nil
-				return
-			}
-			_, err := c.Exec(ctx, h.Name, strings.Join(cmds, " && "))
-			errs <- err
-		}()
+		go func() { errs <- c.startServicesOn(ctx, spec, h) }()
 	}
 	var all []error
 	for range rss {
@@ -73,6 +56,26 @@ func (c *Cluster) StartServices(ctx context.Context, spec *cluster.Spec) error {
 		return fmt.Errorf("start test services: %v", all)
 	}
 	return nil
+}
+
+// startServicesOn starts the test applications of spec's services on real
+// server h.
+func (c *Cluster) startServicesOn(ctx context.Context, spec *cluster.Spec, h *cluster.Host) error {
+	var cmds []string
+	seen := map[string]bool{}
+	for _, sv := range spec.ServicesOf(h) {
+		for _, cmd := range startCmds(sv) {
+			if !seen[cmd] {
+				seen[cmd] = true
+				cmds = append(cmds, cmd)
+			}
+		}
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	_, err := c.Exec(ctx, h.Name, strings.Join(cmds, " && "))
+	return err
 }
 
 // startCmds are the guest commands that start sv's test application on a
