@@ -37,7 +37,7 @@ const ReadyMarker = "lvsforge-guest: ready"
 
 // formatVersion changes whenever the customisation below changes, so cached
 // bases built by older code are not reused.
-const formatVersion = "guestimage-v11"
+const formatVersion = "guestimage-v12"
 
 // Spec says what goes into the base; its Key is the cache key.
 type Spec struct {
@@ -520,6 +520,12 @@ func customize(root string) error {
 		// ldirectord where push has put its config (the directors) only.
 		"etc/systemd/system/ldirectord.service.d/lvsforge.conf": {"[Unit]\nConditionPathExists=/etc/ha.d/ldirectord.cf\n", 0o644},
 		"etc/systemd/system.conf.d/lvsforge-quiet.conf":         {"[Manager]\nShowStatus=no\n", 0o644},
+		// A unit's start (and reload) may take minutes, not systemd's 90 s:
+		// ldirectord's Perl once took longer than that to start on an
+		// emulated CPU shared with the other VMs, and push's restart failed.
+		// Units that really hang still fail, and push's commands have their
+		// own bound.
+		"etc/systemd/system.conf.d/lvsforge-tcg.conf": {"[Manager]\nDefaultTimeoutStartSec=5min\n", 0o644},
 	}
 	for p, f := range files {
 		full := filepath.Join(root, p)

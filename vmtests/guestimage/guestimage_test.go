@@ -142,6 +142,9 @@ func TestCustomize(t *testing.T) {
 	if _, err := os.Stat(deb); !os.IsNotExist(err) {
 		t.Error("the apt archive cache was not emptied")
 	}
+	if conf, err := os.ReadFile(filepath.Join(root, "etc/systemd/system.conf.d/lvsforge-tcg.conf")); err != nil || !strings.Contains(string(conf), "DefaultTimeoutStartSec=5min") {
+		t.Errorf("units keep systemd's 90 s to start: %q, %v", conf, err)
+	}
 }
 
 func TestUnmountUnderWithoutMounts(t *testing.T) {
