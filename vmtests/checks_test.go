@@ -1,6 +1,7 @@
 package vmtests
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -166,5 +167,119 @@ func TestOutage(t *testing.T) {
 	}
 	if _, _, _, err := Outage(lines[:2], 10.1); err == nil {
 		t.Error("no answer after t0: want an error")
+	}
+}
+
+// TestScenarioChecksHaveRoom: every scenario's checks, the spec as given
+// (seed-dr) included, get the VMs' timeout and interval, while a spec's
+// longer ones are kept; every derived spec still validates (timeout below
+// interval).
+func TestScenarioChecksHaveRoom(t *testing.T) {
+	base := exampleSpec(t)
+	for _, sc := range Scenarios {
+		s, err := deriveSpec(base, sc.Spec)
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		for _, sv := range s.Services {
+			if c := sv.Check; c.Timeout < vmCheckTimeout || c.Interval < vmCheckInterval || c.Timeout >= c.Interval {
+				t.Errorf("%s: %s checks every %d s with a timeout of %d s, want at least %d and %d s", sc.Name, sv.Name, c.Interval, c.Timeout, vmCheckInterval, vmCheckTimeout)
+			}
+		}
+	}
+	if base.Services[0].Check.Timeout != 3 {
+		t.Errorf("deriving changed the base spec's check timeout to %d", base.Services[0].Check.Timeout)
+	}
+	long, err := deriveSpec(base, func(s *cluster.Spec) error {
+		s.Services[0].Check.Interval, s.Services[0].Check.Timeout = 60, 30
+		s.Services[1].Check.Interval, s.Services[1].Check.Timeout = 5, 11
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := long.Services[0].Check; c.Interval != 60 || c.Timeout != 30 {
+		t.Errorf("a spec's longer check became interval %d, timeout %d", c.Interval, c.Timeout)
+	}
+	if c := long.Services[1].Check; c.Interval != 12 || c.Timeout != 11 {
+		t.Errorf("interval 5, timeout 11 became interval %d, timeout %d; want 12, 11", c.Interval, c.Timeout)
+	}
+}
+
+// TestSysVRealServer: the keepalived scenarios run the last real server at
+// init: sysv, the others as the spec says; a cluster booted for another
+// init system on a host is not reused.
+func TestSysVRealServer(t *testing.T) {
+	base := exampleSpec(t)
+	for _, sc := range []*Scenario{keepalivedScenario, connSyncScenario} {
+		s, err := deriveSpec(base, sc.Spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var inits []string
+		for _, h := range s.Hosts {
+			inits = append(inits, h.Name+"="+h.Init)
+		}
+		if got := strings.Join(inits, " "); got != "linuxha1=systemd linuxha2=systemd rs1=systemd rs2=sysv" {
+			t.Errorf("%s: %s", sc.Name, got)
+		}
+	}
+	ka, err := deriveSpec(base, keepalivedSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := planNetwork(ka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{Spec: ka, plan: plan}
+	cs, _ := deriveSpec(base, connSyncScenario.Spec)
+	if !c.compatible(cs) {
+		t.Error("conn-sync does not reuse the keepalived cluster")
+	}
+	systemd, _ := deriveSpec(ka, func(s *cluster.Spec) error { s.Host("rs2").Init = cluster.InitSystemd; return nil })
+	if c.compatible(systemd) {
+		t.Error("a spec with rs2 at init: systemd runs on the cluster that booted rs2 with sysvinit")
+	}
+}
+
+func TestRCLinkProblems(t *testing.T) {
+	header := `### BEGIN INIT INFO
+# Provides:          lvs-realserver
+# Required-Start:    $network
+# Default-Start:     2 3 4 5
+# Default-Stop:      0 1 6
+### END INIT INFO`
+	links := func(ls ...string) string {
+		var b strings.Builder
+		for _, l := range ls {
+			fmt.Fprintf(&b, "/etc/rc%s.d/%s01lvs-realserver ../init.d/lvs-realserver\n", l[1:], l[:1])
+		}
+		return b.String()
+	}
+	cases := []struct {
+		name, links string
+		want        []string
+	}{
+		{"update-rc.d defaults", links("K0", "K1", "S2", "S3", "S4", "S5", "K6"), nil},
+		{"none", "", []string{"no S link of lvs-realserver in /etc/rc2.d", "no K link of lvs-realserver in /etc/rc0.d"}},
+		{"disabled", links("K0", "K1", "K2", "K3", "K4", "K5", "K6"), []string{"a K link of lvs-realserver in /etc/rc2.d, want S"}},
+		{"rcS", links("K0", "K1", "S2", "S3", "S4", "S5", "K6", "SS"), []string{"in /etc/rcS.d, a runlevel its header does not name"}},
+		{"elsewhere", strings.Replace(links("K0", "K1", "S2", "S3", "S4", "S5", "K6"), "../init.d/lvs-realserver", "/usr/local/sbin/other", 1),
+			[]string{"points at /usr/local/sbin/other"}},
+	}
+	for _, c := range cases {
+		got := strings.Join(rcLinkProblems(header, c.links, "lvs-realserver"), "\n")
+		if (got == "") != (len(c.want) == 0) {
+			t.Errorf("%s: problems %q, want %q", c.name, got, c.want)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: problems %q lack %q", c.name, got, w)
+			}
+		}
+	}
+	if p := rcLinkProblems("", links("S2"), "lvs-realserver"); len(p) == 0 || !strings.Contains(p[0], "no runlevel") {
+		t.Errorf("a script without a header: %q", p)
 	}
 }

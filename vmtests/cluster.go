@@ -105,8 +105,9 @@ const (
 	// and ldirectord's perl.
 	guestMemoryMB = 512
 	mgmtIface     = "lvsmgmt"
-	// bootTimeout bounds one boot under TCG on a loaded 2-core machine; it
-	// only keeps a broken guest from hanging the run.
+	// bootTimeout bounds a boot under TCG on a loaded 2-core machine, of
+	// one VM or of a whole cluster at once (about 25 s idle); it only keeps
+	// a broken guest from hanging the run.
 	bootTimeout = 4 * time.Minute
 	// vmLifetime kills any VM left running this long, whatever happens.
 	vmLifetime = 90 * time.Minute
@@ -181,7 +182,7 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	c.Timings["build"] = time.Since(t)
 
 	t = time.Now()
-	img, err := c.image(ctx, buildLog)
+	imgs, err := c.images(ctx, buildLog)
 	if err != nil {
 		return c, err
 	}
@@ -208,7 +209,7 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 			return c, err
 		}
 	}
-	if err := c.startAll(ctx, img); err != nil {
+	if err := c.startAll(ctx, imgs); err != nil {
 		return c, err
 	}
 	c.Timings["boot"] = time.Since(t)
@@ -218,22 +219,25 @@ func Up(ctx context.Context, s *cluster.Spec, o Options) (c *Cluster, err error)
 	return c, nil
 }
 
-// image builds the guest image: the Debian base plus both role kernels'
-// modules, a static busybox and the real servers' test services.
-func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
+// images builds the guest images the hosts boot, by init system: the
+// Debian base (systemd), and for hosts at `init: sysv` the same with
+// sysvinit, each plus both role kernels' modules, a static busybox and the
+// real servers' test services.
+func (c *Cluster) images(ctx context.Context, log io.Writer) (map[string]string, error) {
 	gb := &guestimage.Builder{CacheDir: c.opts.CacheDir, Log: log}
 	spec := guestimage.DefaultSpec()
 	if !gb.HasRoot(spec) {
 		c.opts.logf("image: debootstrap of Debian %s with %s (once; then cached)", spec.Suite, strings.Join(spec.Packages, " "))
 	}
+	// The systemd base always: every image of it presents its host key.
 	base, err := gb.Root(ctx, spec)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	c.base = base
 	bb, err := os.ReadFile(busyboxPath)
 	if err != nil {
-		return "", fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
+		return nil, fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
 	}
 	extra := guestimage.Extra{Files: []guestimage.File{
 		{Path: guestBusybox, Data: bb, Mode: 0o755},
@@ -244,7 +248,31 @@ func (c *Cluster) image(ctx context.Context, log io.Writer) (string, error) {
 			extra.Modules = append(extra.Modules, m)
 		}
 	}
-	return gb.Image(ctx, spec, extra)
+	imgs := map[string]string{}
+	for _, h := range c.Spec.Hosts {
+		s := spec
+		s.Init = guestInit(&h)
+		if imgs[s.Init] != "" {
+			continue
+		}
+		if !gb.HasRoot(s) {
+			c.opts.logf("image: the base with sysvinit-core instead of systemd-sysv, for hosts at init: sysv (once; then cached)")
+		}
+		if imgs[s.Init], err = gb.Image(ctx, s, extra); err != nil {
+			return nil, err
+		}
+	}
+	return imgs, nil
+}
+
+// guestInit is the init system of the image host h boots: the one its
+// spec says, so that what push installs for that init system (units, or
+// init.d scripts and their rc links) is what boots.
+func guestInit(h *cluster.Host) string {
+	if h.Init == cluster.InitSysV {
+		return guestimage.InitSysV
+	}
+	return guestimage.InitSystemd
 }
 
 // busyboxPath is Debian busybox-static's binary: the client's whole
@@ -311,8 +339,9 @@ func (c *Cluster) serialDevice() int {
 // mac is a stable MAC per VM: 52:54:00 (QEMU's), then the VM's index.
 func mac(i, nic int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", nic, i/256, i%256) }
 
-// startAll starts every VM, then waits for all of them.
-func (c *Cluster) startAll(ctx context.Context, img string) error {
+// startAll starts every VM, each from the image of its init system (see
+// images), then waits for all of them.
+func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	director := c.Art.Kernels[cluster.RoleDirector]
 	accel := c.opts.Accel
 	if accel == qemu.AccelAuto {
@@ -326,7 +355,7 @@ func (c *Cluster) startAll(ctx context.Context, img string) error {
 		h := &c.Spec.Hosts[i]
 		n := &Node{Name: h.Name, Host: h, MAC: mac(i+1, 0)}
 		overlay := filepath.Join(c.dir, h.Name+".qcow2")
-		if err := guestimage.Overlay(ctx, img, overlay); err != nil {
+		if err := guestimage.Overlay(ctx, imgs[guestInit(h)], overlay); err != nil {
 			return err
 		}
 		kernel := c.Art.Kernels[h.Role]
@@ -398,7 +427,7 @@ func (c *Cluster) startAll(ctx context.Context, img string) error {
 
 	// Wait for all: a host is up when its console service runs (after
 	// multi-user.target, so sshd is up) and an SSH login works.
-	bootCtx, cancel := context.WithTimeout(ctx, bootTimeoutX)
+	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
 	errs := make(chan error, len(c.Nodes)+1)
 	for _, n := range c.Nodes {
@@ -594,8 +623,12 @@ func (c *Cluster) KernelStatus(ctx context.Context, spec *cluster.Spec, host str
 
 func (c *Cluster) deployOptions(out io.Writer) deploy.Options {
 	return deploy.Options{
-		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true},
-		Out:  out,
+		// push's default connect timeout is for real hosts; five guests on
+		// two emulated cores each run an SSH handshake at once (see
+		// sshTimeout).
+		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true,
+			ConnectTimeout: sshTimeout},
+		Out: out,
 	}
 }
 
@@ -618,7 +651,26 @@ func (c *Cluster) push(ctx context.Context, spec *cluster.Spec, only []string, a
 	defer out.Close()
 	rep := deploy.Push(ctx, hosts, c.deployOptions(out))
 	rep.WriteTable(out)
-	return rep, rep.Err()
+	if err := rep.Err(); err != nil {
+		return rep, fmt.Errorf("%w\n%s", err, c.journalTails(ctx, rep.Failed(), 40))
+	}
+	return rep, nil
+}
+
+// journalTails is the last n lines of each named host's journal (the
+// kernel's log on a sysvinit host, which has no journal), for the error of
+// a push that failed there: "Job for X failed" says no more, and the
+// journal goes with the VM when the failed scenario closes the cluster.
+func (c *Cluster) journalTails(ctx context.Context, hosts []string, n int) string {
+	var b strings.Builder
+	for _, h := range hosts {
+		out, err := c.Exec(ctx, h, fmt.Sprintf("if [ -d /run/systemd/system ]; then journalctl --no-pager -b -n %d -o short-monotonic; else dmesg | tail -n %d; fi", n, n))
+		if err != nil {
+			out += "\n" + err.Error()
+		}
+		fmt.Fprintf(&b, "--- %s journal:\n\t%s\n", h, strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t"))
+	}
+	return b.String()
 }
 
 // pushInputs renders spec for the named hosts (all when nil), each reached
@@ -671,5 +723,3 @@ func lastLines(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-var bootTimeoutX = 90 * time.Second

@@ -197,8 +197,27 @@ func (s *Suite) Run(ctx context.Context, sc *Scenario) (*Result, error) {
 	return res, nil
 }
 
+// The least health-check timeout and interval, in seconds, of the specs
+// the scenarios run. A check that times out takes a healthy real server out
+// of the table, and the scenarios count every request that then fails or
+// lands elsewhere: with the seed's 3 s, a cold CI run failed when ldirectord
+// quiesced rs2 for one check and restored it moments later. A check takes
+// 0.03 to 0.1 s on a running guest (an HTTP GET from the active director,
+// measured through realserver-down; 1.9 s the first, loading Perl modules);
+// a 3 s one is a guest whose emulated CPU did not run: the guests' clock
+// watchdog logged gaps of up to 4.7 s in a cold CI run, where five VMs share
+// two cores. Ten seconds is twice that. A real failure (a stopped service
+// refuses at once) is not slowed by a longer timeout; detection and recovery
+// wait for the interval, which stays just above the timeout, as validation
+// wants.
+const (
+	vmCheckTimeout  = 10
+	vmCheckInterval = 12
+)
+
 // deriveSpec copies base (deep enough for the variants to edit hosts and
-// services) and applies f.
+// services), applies f and gives every check at least the VMs' timeout and
+// interval (the spec's own where they are longer).
 func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec, error) {
 	s := *base
 	s.Services = append([]cluster.Service(nil), base.Services...)
@@ -217,23 +236,30 @@ func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec,
 		if err := f(&s); err != nil {
 			return nil, err
 		}
-		if err := cluster.Validate(&s); err != nil {
-			return nil, fmt.Errorf("derive the scenario's spec: %w", err)
-		}
+	}
+	for i := range s.Services {
+		c := &s.Services[i].Check
+		c.Timeout = max(c.Timeout, vmCheckTimeout)
+		c.Interval = max(c.Interval, vmCheckInterval, c.Timeout+1)
+	}
+	if err := cluster.Validate(&s); err != nil {
+		return nil, fmt.Errorf("derive the scenario's spec: %w", err)
 	}
 	return &s, nil
 }
 
 // compatible says whether spec can run on c by a push: same hosts with the
-// same addresses, interfaces and gateways, same network plan, same HA
-// backend and heartbeat links.
+// same addresses, interfaces, gateways and init systems (each VM booted the
+// image of its host's), same network plan, same HA backend and heartbeat
+// links.
 func (c *Cluster) compatible(spec *cluster.Spec) bool {
 	if len(spec.Hosts) != len(c.Spec.Hosts) || spec.HA.Backend != c.Spec.HA.Backend {
 		return false
 	}
 	for i, h := range spec.Hosts {
 		o := c.Spec.Hosts[i]
-		if h.Name != o.Name || h.Role != o.Role || h.Address != o.Address || h.Interfaces != o.Interfaces || h.Gateway != o.Gateway {
+		if h.Name != o.Name || h.Role != o.Role || h.Address != o.Address || h.Interfaces != o.Interfaces || h.Gateway != o.Gateway ||
+			guestInit(&h) != guestInit(&o) {
 			return false
 		}
 	}
@@ -290,17 +316,21 @@ func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, 
 	c.Timings["push"] = time.Since(t)
 	c.opts.logf("converge: test services started and spec pushed in %.1f s", time.Since(t).Seconds())
 	c.Spec = spec
+	// A service that does not answer is the directors' story: which holds
+	// the VIP, their tables and the HA daemons' and checker's last words,
+	// asked before a failed scenario takes the VMs (and their volatile
+	// journals) down.
 	var first time.Time
 	if len(svcs) > 0 {
 		a := <-firstAnswer
 		if a.err != nil {
-			return time.Time{}, a.err
+			return time.Time{}, fmt.Errorf("%w\n%s", a.err, c.lbState(ctx, svcs[0]))
 		}
 		first = a.at
 	}
 	for _, sv := range svcs[min(1, len(svcs)):] {
 		if _, err := c.WaitServing(ctx, sv, ServiceTimeout(spec)); err != nil {
-			return time.Time{}, err
+			return time.Time{}, fmt.Errorf("%w\n%s", err, c.lbState(ctx, sv))
 		}
 	}
 	// A push that restarted heartbeat moves the VIPs over and back.
@@ -308,9 +338,10 @@ func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, 
 		return time.Time{}, err
 	}
 	// A change inside a virtual service reaches the kernel when
-	// ldirectord (or keepalived) has reloaded: wait for the directors'
-	// tables to be the rendered one before anything is measured.
-	return first, c.waitRules(ctx, spec, time.Minute)
+	// ldirectord (or keepalived) has reloaded and checked: wait for the
+	// directors' tables to be the rendered one before anything is
+	// measured.
+	return first, c.waitRules(ctx, spec, checkLimit(spec))
 }
 
 // convergePushLimit is the room a push has within Converge's wait for the

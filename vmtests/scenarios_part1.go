@@ -220,87 +220,104 @@ func readSysctls(ctx context.Context, c *Cluster, host string, keys []string) (m
 
 func runRSScript(ctx context.Context, r *Run) error {
 	for _, h := range r.Spec.HostsByRole(cluster.RoleRealServer) {
-		if h.KernelProfile != cluster.ProfileModern {
-			r.Logf("%s: profile %s: the hidden switches need a patched kernel; not checked", h.Name, h.KernelProfile)
-			continue
-		}
-		script := rsScriptPath(h)
-		keys := arpKeys(h.Interfaces.Public)
-		// Stop, then put the kernel defaults back, as on a host that never
-		// ran the script: the values stop must restore are then known.
-		var reset []string
-		for _, k := range keys {
-			reset = append(reset, "echo 0 > /proc/sys/"+k)
-		}
-		if _, err := r.C.Exec(ctx, h.Name, script+" stop && "+strings.Join(reset, " && ")); err != nil {
-			return err
-		}
-		for i := 1; i <= 2; i++ {
-			if _, err := r.C.Exec(ctx, h.Name, script+" start"); err != nil {
-				r.Errorf("%s: start #%d: %v", h.Name, i, err)
-			}
-		}
-		vipDev := "lo"
-		if forwardingOf(r.Spec, h) == cluster.ForwardTUN {
-			vipDev = "tunl0"
-		}
-		out, err := r.C.Exec(ctx, h.Name, "ip -o -4 addr show dev "+vipDev)
-		if err != nil {
-			return err
-		}
-		for _, sv := range r.Spec.ServicesOf(h) {
-			if forwardingOf(r.Spec, h) == cluster.ForwardNAT {
-				break
-			}
-			if n := strings.Count(out, " "+sv.VIP+"/32 "); n != 1 {
-				r.Errorf("%s: after two starts %s holds %s %d times, want once:\n%s", h.Name, vipDev, sv.VIP, n, out)
-			}
-		}
-		got, err := readSysctls(ctx, r.C, h.Name, keys)
-		if err != nil {
-			return err
-		}
-		want := map[string]string{keys[0]: "1", keys[1]: "2", keys[2]: "1", keys[3]: "2"}
-		if forwardingOf(r.Spec, h) != cluster.ForwardNAT {
-			for k, v := range want {
-				if got[k] != v {
-					r.Errorf("%s: after start %s = %s, want %s", h.Name, k, got[k], v)
-				}
-			}
-		}
-		if st, err := r.C.Exec(ctx, h.Name, script+" status"); err != nil {
-			r.Errorf("%s: status after start: %v %s", h.Name, err, st)
-		}
-		if _, err := r.C.Exec(ctx, h.Name, script+" stop"); err != nil {
-			r.Errorf("%s: stop: %v", h.Name, err)
-		}
-		out, err = r.C.Exec(ctx, h.Name, "ip -o -4 addr show")
-		if err != nil {
-			return err
-		}
-		for _, sv := range r.Spec.ServicesOf(h) {
-			if holdsAddr(out, sv.VIP) {
-				r.Errorf("%s: stop left the VIP %s:\n%s", h.Name, sv.VIP, out)
-			}
-		}
-		got, err = readSysctls(ctx, r.C, h.Name, keys)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if got[k] != "0" {
-				r.Errorf("%s: stop left %s = %s, want the 0 it was before start", h.Name, k, got[k])
-			}
-		}
-		if _, err := r.C.Exec(ctx, h.Name, script+" status"); err == nil {
-			r.Errorf("%s: status says running after stop", h.Name)
-		}
-		// Back in service for what follows.
-		if _, err := r.C.Exec(ctx, h.Name, script+" start"); err != nil {
+		if err := checkRSScript(ctx, r, h); err != nil {
 			return err
 		}
 	}
 	return trafficCheck(ctx, r, 20, netip.Addr{})
+}
+
+// checkRSScript runs real server h's rendered script: stop, start twice
+// (each VIP once, ARP suppressed), status, stop (VIPs gone, sysctls
+// restored), status, and start again for what follows.
+func checkRSScript(ctx context.Context, r *Run, h *cluster.Host) error {
+	if h.KernelProfile != cluster.ProfileModern {
+		r.Logf("%s: profile %s: the hidden switches need a patched kernel; not checked", h.Name, h.KernelProfile)
+		return nil
+	}
+	script := rsScriptPath(h)
+	keys := arpKeys(h.Interfaces.Public)
+	// Stop, then put the kernel defaults back, as on a host that never
+	// ran the script: the values stop must restore are then known.
+	var reset []string
+	for _, k := range keys {
+		reset = append(reset, "echo 0 > /proc/sys/"+k)
+	}
+	if _, err := r.C.Exec(ctx, h.Name, script+" stop && "+strings.Join(reset, " && ")); err != nil {
+		return err
+	}
+	for i := 1; i <= 2; i++ {
+		if _, err := r.C.Exec(ctx, h.Name, script+" start"); err != nil {
+			r.Errorf("%s: start #%d: %v", h.Name, i, err)
+		}
+	}
+	if err := checkRSHolds(ctx, r, h, "after two starts"); err != nil {
+		return err
+	}
+	if st, err := r.C.Exec(ctx, h.Name, script+" status"); err != nil {
+		r.Errorf("%s: status after start: %v %s", h.Name, err, st)
+	}
+	if _, err := r.C.Exec(ctx, h.Name, script+" stop"); err != nil {
+		r.Errorf("%s: stop: %v", h.Name, err)
+	}
+	out, err := r.C.Exec(ctx, h.Name, "ip -o -4 addr show")
+	if err != nil {
+		return err
+	}
+	for _, sv := range r.Spec.ServicesOf(h) {
+		if holdsAddr(out, sv.VIP) {
+			r.Errorf("%s: stop left the VIP %s:\n%s", h.Name, sv.VIP, out)
+		}
+	}
+	got, err := readSysctls(ctx, r.C, h.Name, keys)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if got[k] != "0" {
+			r.Errorf("%s: stop left %s = %s, want the 0 it was before start", h.Name, k, got[k])
+		}
+	}
+	if _, err := r.C.Exec(ctx, h.Name, script+" status"); err == nil {
+		r.Errorf("%s: status says running after stop", h.Name)
+	}
+	// Back in service for what follows.
+	_, err = r.C.Exec(ctx, h.Name, script+" start")
+	return err
+}
+
+// checkRSHolds checks what a started real-server script holds on h: each
+// of its VIPs once on lo (tunl0 for LVS-TUN) and ARP suppressed by the
+// sysctls (LVS-NAT holds neither).
+func checkRSHolds(ctx context.Context, r *Run, h *cluster.Host, when string) error {
+	if forwardingOf(r.Spec, h) == cluster.ForwardNAT {
+		return nil
+	}
+	vipDev := "lo"
+	if forwardingOf(r.Spec, h) == cluster.ForwardTUN {
+		vipDev = "tunl0"
+	}
+	out, err := r.C.Exec(ctx, h.Name, "ip -o -4 addr show dev "+vipDev)
+	if err != nil {
+		return err
+	}
+	for _, sv := range r.Spec.ServicesOf(h) {
+		if n := strings.Count(out, " "+sv.VIP+"/32 "); n != 1 {
+			r.Errorf("%s: %s %s holds %s %d times, want once:\n%s", h.Name, when, vipDev, sv.VIP, n, out)
+		}
+	}
+	keys := arpKeys(h.Interfaces.Public)
+	got, err := readSysctls(ctx, r.C, h.Name, keys)
+	if err != nil {
+		return err
+	}
+	want := map[string]string{keys[0]: "1", keys[1]: "2", keys[2]: "1", keys[3]: "2"}
+	for _, k := range keys {
+		if got[k] != want[k] {
+			r.Errorf("%s: %s %s = %s, want %s", h.Name, when, k, got[k], want[k])
+		}
+	}
+	return nil
 }
 
 // forwardingOf is the forwarding method of the services real server h

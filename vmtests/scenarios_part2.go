@@ -57,9 +57,13 @@ var (
 	}
 	keepalivedScenario = &Scenario{
 		Name: "keepalived",
-		Doc:  "the failover and realserver-down checks with the keepalived backend: VRRP moves the VIP, keepalived's own checks keep the table",
+		Doc: "the failover and realserver-down checks with the keepalived backend: VRRP moves the VIP, keepalived's own checks keep the table; " +
+			"the last real server runs at init: sysv on a sysvinit VM: push enabled its init.d script with rc links, a power cycle starts it from them, and it serves its share",
 		Spec: keepalivedSpec,
 		Run: func(ctx context.Context, r *Run) error {
+			if err := runSysVHosts(ctx, r); err != nil {
+				return err
+			}
 			if err := failoverCycle(ctx, r, r.Spec, ""); err != nil {
 				return err
 			}
@@ -95,6 +99,10 @@ var (
 // echoPort is the conn-sync scenario's echo service.
 const echoPort = 7
 
+// syncLimit bounds conn-sync's waits: for the backup to learn the
+// connection, and for the connection to speak again after the takeover.
+const syncLimit = 2 * time.Minute
+
 func onOff(b bool) string {
 	if b {
 		return "on"
@@ -103,8 +111,11 @@ func onOff(b bool) string {
 }
 
 // keepalivedSpec moves a spec to the keepalived backend: VRRP instead of
-// heartbeat, keepalived's checks instead of ldirectord's.
+// heartbeat, keepalived's checks instead of ldirectord's; and its last real
+// server to init: sysv (see sysvRealServer), which conn-sync, on the same
+// cluster, keeps.
 func keepalivedSpec(s *cluster.Spec) error {
+	sysvRealServer(s)
 	s.HA.Backend = cluster.BackendKeepalived
 	if s.HA.Keepalived.VirtualRouterID == 0 {
 		s.HA.Keepalived.VirtualRouterID = 51
@@ -180,16 +191,18 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 		r.Figure(label+backup+what, events[0].t-up0, "s")
 	}
 	// The announcement follows the address (lvs-vip and keepalived send it
-	// right after adding it): wait for it on the switch, within bounds.
+	// right after adding it): wait for it on the switch. The bound is only
+	// for a backup that never sends one: sending it is an arping (a fork
+	// and exec) or keepalived's next turn on a loaded emulated CPU.
 	backupMAC := r.C.Nodes[backup].MAC
-	gctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	gctx, cancel := context.WithTimeout(ctx, garpLimit)
 	_, err = r.C.LAN.Wait(gctx, mark, func(f vlan.Frame) bool {
 		a, ok := f.ARP()
 		return ok && a.Gratuitous() && a.SenderIP == netip.MustParseAddr(vip) && f.Src().String() == backupMAC
 	})
 	cancel()
 	if err != nil {
-		r.Errorf("%s%s took %s over without a gratuitous ARP on the switch within 15 s", label, backup, vip)
+		r.Errorf("%s%s took %s over without a gratuitous ARP on the switch within %s", label, backup, vip, garpLimit)
 	}
 	// Let a few requests through the backup before the primary returns.
 	time.Sleep(5 * time.Second)
@@ -240,6 +253,9 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 	}
 	return nil
 }
+
+// garpLimit bounds the wait for a new VIP holder's gratuitous ARP.
+const garpLimit = time.Minute
 
 // haState is a director's HA daemon status and last log lines, for the
 // failure message of a check about where the VIP went.
@@ -297,18 +313,26 @@ func runHeartbeatLinks(ctx context.Context, r *Run) error {
 		}
 	}
 	// heartbeat's own view of each link to the peer, or the checks below
-	// would prove nothing.
-	links := func(want string) error {
-		out, err := r.C.Exec(ctx, primary, fmt.Sprintf("cl_status hblinkstatus %s %s; cl_status hblinkstatus %s %s", backup, iface, backup, serial))
-		if err != nil {
-			return err
-		}
-		if got := strings.Join(strings.Fields(out), " "); got != want {
-			return fmt.Errorf("heartbeat on %s sees the links to %s (%s, %s) %s, want %s", primary, backup, iface, serial, got, want)
+	// would prove nothing. Polled: heartbeat marks a link dead or up at its
+	// next turn, which on a loaded emulated CPU is not at a fixed time;
+	// limit bounds it for a link that never gets there.
+	links := func(want string, limit time.Duration) error {
+		var got string
+		var err error
+		if _, ok := poll(ctx, limit, time.Second, func(ctx context.Context) bool {
+			var out string
+			out, err = r.C.Exec(ctx, primary, fmt.Sprintf("cl_status hblinkstatus %s %s; cl_status hblinkstatus %s %s", backup, iface, backup, serial))
+			got = strings.Join(strings.Fields(out), " ")
+			return err == nil && got == want
+		}); !ok {
+			if err != nil {
+				return err
+			}
+			return fmt.Errorf("heartbeat on %s sees the links to %s (%s, %s) %s, want %s (waited %s)", primary, backup, iface, serial, got, want, limit)
 		}
 		return nil
 	}
-	if err := links("up up"); err != nil {
+	if err := links("up up", time.Minute); err != nil {
 		return err
 	}
 	mark := r.C.LAN.Mark()
@@ -316,8 +340,11 @@ func runHeartbeatLinks(ctx context.Context, r *Run) error {
 	if err := r.C.HB.LinkDown(primary); err != nil {
 		return err
 	}
+	// Nothing may move for deadtime + 10 s (checked below, after it); by
+	// then heartbeat should call the link dead, which it is given a minute
+	// more for.
 	time.Sleep(deadtime + 10*time.Second)
-	if err := links("dead up"); err != nil {
+	if err := links("dead up", time.Minute); err != nil {
 		r.Errorf("%v", err)
 	}
 	if h, err := r.C.Holders(ctx, vip); err != nil {
@@ -365,7 +392,7 @@ func runHeartbeatLinks(ctx context.Context, r *Run) error {
 	if err := r.C.waitRejoined(ctx, s, backup); err != nil {
 		return err
 	}
-	if err := links("up up"); err != nil {
+	if err := links("up up", time.Minute); err != nil {
 		r.Errorf("after the links came back: %v", err)
 	}
 	if h, err := r.C.Holders(ctx, vip); err != nil {
@@ -436,6 +463,17 @@ func virtualOf(sv *cluster.Service) string {
 	return fmt.Sprintf("%s %s:%d", flag, sv.VIP, sv.Port)
 }
 
+// checkLimit bounds a wait for the health checks to change a table: the
+// longest check interval plus its timeout, then a minute for a checker
+// that starts or reloads on an emulated CPU.
+func checkLimit(s *cluster.Spec) time.Duration {
+	var longest int
+	for _, sv := range s.Services {
+		longest = max(longest, sv.Check.Interval+sv.Check.Timeout)
+	}
+	return time.Duration(longest)*time.Second + time.Minute
+}
+
 // rsDownService is the service realserver-down takes a real server out
 // of: the first checked HTTP service, else the first checked one.
 func rsDownService(s *cluster.Spec) *cluster.Service {
@@ -488,7 +526,7 @@ func runRealServerDown(ctx context.Context, r *Run) error {
 		}
 		return true
 	}
-	limit := time.Duration(sv.Check.Interval+sv.Check.Timeout)*time.Second + time.Minute
+	limit := checkLimit(r.Spec)
 	r.Logf("stopping %s on %s", sv.Name, rs.Name)
 	if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop %s %d", guestTestSvc, kindOf(sv), sv.RealPort)); err != nil {
 		return err
@@ -571,20 +609,14 @@ func runConnSync(ctx context.Context, r *Run) error {
 	}
 	time.Sleep(5 * time.Second)
 	// The backup's IPVS must know the connection before the master dies.
+	// The sync daemons are kernel threads on two loaded emulated CPUs: the
+	// bound is for a backup that never learns it, not a race.
 	vipPort := fmt.Sprintf("%s:%d", sv.VIP, echoPort)
-	synced := false
-	for i := 0; i < 20 && !synced; i++ {
+	if _, ok := poll(ctx, syncLimit, time.Second, func(ctx context.Context) bool {
 		out, err := r.C.Exec(ctx, backup, "ipvsadm -Lnc")
-		if err != nil {
-			return err
-		}
-		synced = strings.Contains(out, vipPort) && strings.Contains(out, "ESTABLISHED")
-		if !synced {
-			time.Sleep(time.Second)
-		}
-	}
-	if !synced {
-		r.Errorf("the backup %s never learned the connection to %s from the sync daemon", backup, vipPort)
+		return err == nil && strings.Contains(out, vipPort) && strings.Contains(out, "ESTABLISHED")
+	}); !ok {
+		r.Errorf("the backup %s did not learn the connection to %s from the sync daemon within %s", backup, vipPort, syncLimit)
 	}
 	probeNow := func() (float64, error) {
 		out, err := r.C.ClientRun(ctx, "cut -d' ' -f1 /proc/uptime")
@@ -608,23 +640,32 @@ func runConnSync(ctx context.Context, r *Run) error {
 	if err != nil {
 		return err
 	}
-	// TCP retransmits with a growing timeout: give the connection time
-	// to speak through the new director.
-	time.Sleep(20 * time.Second)
-	out, err := r.C.ClientRun(ctx, "cat /tmp/echo.out; kill $(cat /tmp/echo.pid) 2>/dev/null; true")
-	if err != nil {
+	// TCP retransmits with a growing timeout (doubling from 200 ms, so the
+	// one after an outage of a few seconds comes 6 to 13 s later, and
+	// later still if the takeover was slow): wait until a line sent after
+	// the takeover has come back through the new director, for as long as
+	// several retransmissions take.
+	lastBefore, firstAfter := -1.0, -1.0
+	var echoes []stamped
+	poll(ctx, syncLimit, time.Second, func(ctx context.Context) bool {
+		out, err := r.C.ClientRun(ctx, "cat /tmp/echo.out")
+		if err != nil {
+			return false
+		}
+		lastBefore, firstAfter = -1, -1
+		echoes = stampedLines(out, 1)
+		for _, e := range echoes {
+			if e.t <= t0 {
+				lastBefore = e.t
+			}
+			if e.t >= t1 && firstAfter < 0 {
+				firstAfter = e.t
+			}
+		}
+		return firstAfter >= 0
+	})
+	if _, err := r.C.ClientRun(ctx, "kill $(cat /tmp/echo.pid) 2>/dev/null; true"); err != nil {
 		return err
-	}
-	var lastBefore, firstAfter float64 = -1, -1
-	echoes := stampedLines(out, 1)
-	for _, e := range echoes {
-		t := e.t
-		if t <= t0 {
-			lastBefore = t
-		}
-		if t >= t1 && firstAfter < 0 {
-			firstAfter = t
-		}
 	}
 	r.Figure("lines echoed", float64(len(echoes)), "")
 	if lastBefore < 0 || firstAfter < 0 {

@@ -77,6 +77,14 @@ func (c *Cluster) Exec(ctx context.Context, host, cmd string) (string, error) {
 	return out.String(), nil
 }
 
+// sshTimeout bounds the TCP connect and SSH handshake of one dial. Hosts are
+// dialled once their console says sshd runs, so a slow handshake is a
+// loaded guest, not a missing one: sshd re-executes itself for each
+// connection and signs with the host key on an emulated CPU that the other
+// VMs share, and a dial that gives up too soon only starts the same
+// handshake again.
+const sshTimeout = time.Minute
+
 // sshClient returns the node's connection, dialling (again) if needed;
 // sshd may still be starting, so dialling is retried until ctx ends.
 func (c *Cluster) sshClient(ctx context.Context, n *Node) (*ssh.Client, error) {
@@ -91,7 +99,7 @@ func (c *Cluster) sshClient(ctx context.Context, n *Node) (*ssh.Client, error) {
 		HostKeyCallback: ssh.FixedHostKey(c.hostKey),
 		// The image has keys of every type; ask for the one we know.
 		HostKeyAlgorithms: []string{c.hostKey.Type()},
-		Timeout:           20 * time.Second,
+		Timeout:           sshTimeout,
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(n.SSHPort))
 	for {

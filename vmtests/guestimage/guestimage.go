@@ -37,14 +37,24 @@ const ReadyMarker = "lvsforge-guest: ready"
 
 // formatVersion changes whenever the customisation below changes, so cached
 // bases built by older code are not reused.
-const formatVersion = "guestimage-v11"
+const formatVersion = "guestimage-v12"
 
 // Spec says what goes into the base; its Key is the cache key.
 type Spec struct {
 	Suite    string   // Debian suite, e.g. bookworm
 	Mirror   string   // Debian mirror URL
 	Packages []string // installed with --include, on top of minbase
+	// Init is the init system the guest boots: InitSystemd (or "") or
+	// InitSysV, the systemd base with Debian's sysvinit-core in place of
+	// systemd-sysv (see sysv.go).
+	Init string
 }
+
+// Init systems a base can boot, as a spec's hosts name them.
+const (
+	InitSystemd = "systemd"
+	InitSysV    = "sysv"
+)
 
 // ClusterPackages are the packages of an LVS cluster guest: the real
 // daemons the rendered configs are for, and what the checks use.
@@ -74,8 +84,15 @@ func (s Spec) Key() string {
 	pkgs := append([]string(nil), s.Packages...)
 	sort.Strings(pkgs)
 	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n%s\n%s\n", formatVersion, s.Suite, s.Mirror, strings.Join(pkgs, ","), consoleScript, initramfs.CmdlineScript)
+	// The systemd base's key is the one it had before sysvinit images
+	// existed: a warm cache stays warm.
+	if s.sysv() {
+		fmt.Fprintf(h, "%s\n%s\n%s\n", sysvFormatVersion, sysvCmdlineScript, sysvConsoleEntry)
+	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
+
+func (s Spec) sysv() bool { return s.Init == InitSysV }
 
 // File is a file an image adds to the base.
 type File struct {
@@ -130,17 +147,52 @@ func (b *Builder) HasRoot(spec Spec) bool {
 // Root returns the directory of the base system for spec, building it if the
 // cache has none. It needs root (debootstrap chroots) and the mirror.
 func (b *Builder) Root(ctx context.Context, spec Spec) (string, error) {
-	key := spec.Key()
+	if spec.sysv() {
+		systemd := spec
+		systemd.Init = InitSystemd
+		base, err := b.Root(ctx, systemd)
+		if err != nil {
+			return "", err
+		}
+		return b.cachedRoot(spec.Key(), func(tmpRoot string) error { return b.sysvRoot(ctx, base, tmpRoot) })
+	}
+	return b.cachedRoot(spec.Key(), func(tmpRoot string) error {
+		debs := filepath.Join(b.CacheDir, "debs")
+		if err := os.MkdirAll(debs, 0o755); err != nil {
+			return fmt.Errorf("create image cache: %w", err)
+		}
+		args := []string{"--variant=minbase", "--cache-dir=" + debs}
+		if len(spec.Packages) > 0 {
+			args = append(args, "--include="+strings.Join(spec.Packages, ","))
+		}
+		args = append(args, spec.Suite, tmpRoot, spec.Mirror)
+		if err := b.run(ctx, "debootstrap", args...); err != nil {
+			return err
+		}
+		// debootstrap unmounts its /proc when it succeeds; make sure, because
+		// mke2fs -d would copy whatever is mounted there.
+		if err := unmountUnder(tmpRoot); err != nil {
+			return err
+		}
+		if err := customize(tmpRoot); err != nil {
+			return err
+		}
+		return b.systemctl(ctx, tmpRoot)
+	})
+}
+
+// cachedRoot returns the cached base directory images/base-KEY, making it
+// with make when the cache lacks it: under a lock (two processes make it
+// once), into a temporary directory renamed into place only when make has
+// succeeded.
+func (b *Builder) cachedRoot(key string, make func(tmpRoot string) error) (string, error) {
 	imgDir := filepath.Join(b.CacheDir, "images")
 	root := filepath.Join(imgDir, "base-"+key)
 	if _, err := os.Stat(root); err == nil {
 		return root, nil
 	}
-	debs := filepath.Join(b.CacheDir, "debs")
-	for _, d := range []string{imgDir, debs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", fmt.Errorf("create image cache: %w", err)
-		}
+	if err := os.MkdirAll(imgDir, 0o755); err != nil {
+		return "", fmt.Errorf("create image cache: %w", err)
 	}
 	unlock, err := lock(root + ".lock")
 	if err != nil {
@@ -156,23 +208,7 @@ func (b *Builder) Root(ctx context.Context, spec Spec) (string, error) {
 	}
 	defer removeBuildDir(work)
 	tmpRoot := filepath.Join(work, "root")
-	args := []string{"--variant=minbase", "--cache-dir=" + debs}
-	if len(spec.Packages) > 0 {
-		args = append(args, "--include="+strings.Join(spec.Packages, ","))
-	}
-	args = append(args, spec.Suite, tmpRoot, spec.Mirror)
-	if err := b.run(ctx, "debootstrap", args...); err != nil {
-		return "", err
-	}
-	// debootstrap unmounts its /proc when it succeeds; make sure, because
-	// mke2fs -d would copy whatever is mounted there.
-	if err := unmountUnder(tmpRoot); err != nil {
-		return "", err
-	}
-	if err := customize(tmpRoot); err != nil {
-		return "", err
-	}
-	if err := b.systemctl(ctx, tmpRoot); err != nil {
+	if err := make(tmpRoot); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmpRoot, root); err != nil {
@@ -484,6 +520,12 @@ func customize(root string) error {
 		// ldirectord where push has put its config (the directors) only.
 		"etc/systemd/system/ldirectord.service.d/lvsforge.conf": {"[Unit]\nConditionPathExists=/etc/ha.d/ldirectord.cf\n", 0o644},
 		"etc/systemd/system.conf.d/lvsforge-quiet.conf":         {"[Manager]\nShowStatus=no\n", 0o644},
+		// A unit's start (and reload) may take minutes, not systemd's 90 s:
+		// ldirectord's Perl once took longer than that to start on an
+		// emulated CPU shared with the other VMs, and push's restart failed.
+		// Units that really hang still fail, and push's commands have their
+		// own bound.
+		"etc/systemd/system.conf.d/lvsforge-tcg.conf": {"[Manager]\nDefaultTimeoutStartSec=5min\n", 0o644},
 	}
 	for p, f := range files {
 		full := filepath.Join(root, p)

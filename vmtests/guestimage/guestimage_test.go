@@ -6,9 +6,12 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
 // modulesTarball writes a tar.gz holding the given files (name -> content).
@@ -139,6 +142,9 @@ func TestCustomize(t *testing.T) {
 	if _, err := os.Stat(deb); !os.IsNotExist(err) {
 		t.Error("the apt archive cache was not emptied")
 	}
+	if conf, err := os.ReadFile(filepath.Join(root, "etc/systemd/system.conf.d/lvsforge-tcg.conf")); err != nil || !strings.Contains(string(conf), "DefaultTimeoutStartSec=5min") {
+		t.Errorf("units keep systemd's 90 s to start: %q, %v", conf, err)
+	}
 }
 
 func TestUnmountUnderWithoutMounts(t *testing.T) {
@@ -195,5 +201,86 @@ func TestInstallGRUB(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "core.img"), big, 0o644)
 	if err := installGRUB(disk, filepath.Join(dir, "boot.img"), filepath.Join(dir, "core.img"), fsSize); err == nil {
 		t.Error("a core.img that overlaps the partition was accepted")
+	}
+}
+
+// TestSysVKey: the sysvinit base is cached apart from the systemd one, whose
+// key does not change with the name of its init system.
+func TestSysVKey(t *testing.T) {
+	systemd := DefaultSpec()
+	named := systemd
+	named.Init = InitSystemd
+	sysv := systemd
+	sysv.Init = InitSysV
+	if named.Key() != systemd.Key() {
+		t.Error("init: systemd changed the default base's key")
+	}
+	if sysv.Key() == systemd.Key() {
+		t.Error("the sysvinit base has the systemd base's key")
+	}
+}
+
+// TestSysVInittab: Debian's inittab without its gettys, with the test
+// console started after rc 2.
+func TestSysVInittab(t *testing.T) {
+	debian := `# The default runlevel.
+id:2:initdefault:
+si::sysinit:/etc/init.d/rcS
+~~:S:wait:/sbin/sulogin --force
+l2:2:wait:/etc/init.d/rc 2
+z6:6:respawn:/sbin/sulogin --force
+1:2345:respawn:/sbin/getty --noclear 38400 tty1
+6:23:respawn:/sbin/getty 38400 tty6
+#T0:23:respawn:/sbin/getty -L ttyS0 9600 vt100`
+	got := sysvInittab(debian)
+	for _, want := range []string{"id:2:initdefault:\n", "si::sysinit:/etc/init.d/rcS\n", "l2:2:wait:/etc/init.d/rc 2\n", "z6:6:respawn:", "#T0:23:"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q was lost:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "getty --noclear") || strings.Contains(got, "tty6") {
+		t.Errorf("a getty is left:\n%s", got)
+	}
+	if !strings.HasSuffix(got, "\n"+sysvConsoleEntry+"\n") || strings.Index(got, sysvConsoleEntry) < strings.Index(got, "l2:2:wait") {
+		t.Errorf("the console entry is not last, after rc 2:\n%s", got)
+	}
+}
+
+// TestCustomizeSysV writes the sysvinit base's files into a tree as the
+// package left it, and checks the rcS script with sh -n and shellcheck.
+func TestCustomizeSysV(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/inittab"), []byte("id:2:initdefault:\n1:2345:respawn:/sbin/getty 38400 tty1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := customizeSysV(root); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(root, "etc/init.d/lvsforge-cmdline")
+	st, err := os.Stat(script)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("rcS script: %v, %v", st, err)
+	}
+	data, _ := os.ReadFile(script)
+	for _, want := range []string{"# Default-Start:     S\n", "Required-Start:    mountkernfs $local_fs\n", "exec /usr/local/sbin/lvsforge-cmdline"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("rcS script lacks %q", want)
+		}
+	}
+	if tab, _ := os.ReadFile(filepath.Join(root, "etc/inittab")); string(tab) != "id:2:initdefault:\n# lvsforge: the test console, once rc 2 (sshd) is done.\n"+sysvConsoleEntry+"\n" {
+		t.Errorf("inittab:\n%s", tab)
+	}
+	if fstab, _ := os.ReadFile(filepath.Join(root, "etc/fstab")); !strings.HasSuffix(string(fstab), " 0 0\n") {
+		t.Errorf("fstab asks for a root fsck: %q", fstab)
+	}
+	if out, err := exec.Command("sh", "-n", script).CombinedOutput(); err != nil {
+		t.Errorf("sh -n: %v: %s", err, out)
+	}
+	sc := testenv.LookPath(t, "shellcheck", "shellcheck")
+	if out, err := exec.Command(sc, "--severity=style", script).CombinedOutput(); err != nil {
+		t.Errorf("shellcheck: %v: %s", err, out)
 	}
 }
