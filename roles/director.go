@@ -8,6 +8,7 @@ import (
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
 	"github.com/lvsforge/lvsforge/ipvs"
 	"github.com/lvsforge/lvsforge/templates"
 )
@@ -139,6 +140,12 @@ func (r *renderer) director() error {
 		return err
 	}
 	return r.heartbeat(svcs)
+}
+
+// orRestart is a unit's one-command reload that falls back to its
+// one-command restart.
+func orRestart(reload, restart [][]string) [][]string {
+	return [][]string{{"sh", "-c", shell.Join(reload[0]) + " || " + shell.Join(restart[0])}}
 }
 
 // heartbeatBin is the heartbeat daemon of an OS family (not in PATH).
@@ -310,7 +317,15 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	// only: a virtual service added or removed restarts it (which keeps
 	// the table: cleanstop=no), and lvs-director's reload removes from the
 	// table the virtual services the rules no longer have.
-	r.daemon("ldirectord", true).Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
+	ld := r.daemon("ldirectord", true)
+	ld.Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
+	// ldirectord's reload exits 1 when its pid file names no running
+	// ldirectord (seen after a restart under load): then it restarts,
+	// which keeps the table.
+	ld.Reload = orRestart(ld.Reload, ld.Restart)
+	if ld.OnSystemd != nil {
+		ld.OnSystemd.Reload = orRestart(ld.OnSystemd.Reload, ld.OnSystemd.Restart)
+	}
 	return nil
 }
 

@@ -11,12 +11,17 @@ import (
 	"github.com/lvsforge/lvsforge/ipvs"
 )
 
+// heldAddrs lists a director's addresses but lo's: both directors keep
+// the VIPs on lo (hot standby); the one holding them has them on its
+// public interface.
+const heldAddrs = "ip -4 -o addr show | { grep -v '^[0-9]*: lo ' || true; }"
+
 // ActiveDirector returns the director that holds the service's VIP, and
 // fails if none or more than one does.
 func (c *Cluster) ActiveDirector(ctx context.Context, vip string) (string, error) {
 	var holders []string
 	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
-		out, err := c.Exec(ctx, d.Name, "ip -4 -o addr show")
+		out, err := c.Exec(ctx, d.Name, heldAddrs)
 		if err != nil {
 			return "", err
 		}
