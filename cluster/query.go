@@ -46,18 +46,6 @@ func (s *Spec) RealServers(sv *Service) []*Host {
 	return out
 }
 
-// ServicesOf returns the services real server h serves (those it has a
-// weight above 0 for), in spec order.
-func (s *Spec) ServicesOf(h *Host) []*Service {
-	var out []*Service
-	for i := range s.Services {
-		if ServesService(h, s.Services[i].Name) {
-			out = append(out, &s.Services[i])
-		}
-	}
-	return out
-}
-
 // VIPs returns the distinct VIPs in spec order.
 func (s *Spec) VIPs() []string {
 	var out []string

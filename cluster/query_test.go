@@ -59,13 +59,4 @@ func TestWeightsDefaultToServing(t *testing.T) {
 			}
 		}
 	}
-	for rs, want := range map[string]string{"rs1": "http https", "rs2": "http", "rs3": "http https", "d1": ""} {
-		var got []string
-		for _, sv := range s.ServicesOf(s.Host(rs)) {
-			got = append(got, sv.Name)
-		}
-		if strings.Join(got, " ") != want {
-			t.Errorf("services of %s: %q, want %q", rs, got, want)
-		}
-	}
 }

@@ -42,12 +42,14 @@ const (
 )
 
 // Query is the read-only script that reports a director's HA state:
-// "A ADDR" per address, then, for heartbeat, "H running|stopped",
+// "A ADDR" per address on an interface but lo, then, for heartbeat, "H running|stopped",
 // "R RESOURCES" and "N NODE STATUS" per node; for keepalived
 // "K running|stopped" and "V INSTANCE STATE" per VRRP instance.
 func Query(backend string) string {
 	var b strings.Builder
-	b.WriteString(`ip -o addr show | while read -r _ _ _ a _; do echo "A ${a%/*}"; done; `)
+	// lo's addresses are not held: both directors keep the VIPs on lo
+	// (hot standby, lvs-director); the holder has them on an interface.
+	b.WriteString(`ip -o addr show | while read -r _ dev _ a _; do [ "$dev" = lo ] || echo "A ${a%/*}"; done; `)
 	switch backend {
 	case cluster.BackendHeartbeat:
 		b.WriteString(`if cl_status hbstatus >/dev/null 2>&1; then echo "H running"; ` +

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/shell"
 	"github.com/lvsforge/lvsforge/ipvs"
 	"github.com/lvsforge/lvsforge/templates"
 )
@@ -79,6 +80,15 @@ func (r *renderer) director() error {
 	for _, k := range redirKeys {
 		sysctlLines = append(sysctlLines, sysctlLine(k, redir, false))
 	}
+	if s.HA.Backend == cluster.BackendHeartbeat {
+		// Both directors keep the VIPs on lo (lvs-director): a director
+		// answers ARP only for the addresses on the interface asked, so
+		// only the one holding them on the public interface does.
+		for _, dev := range []string{"all", h.Interfaces.Public} {
+			sysctlLines = append(sysctlLines, sysctlLine("net/ipv4/conf/"+dev+"/arp_ignore", "1", false),
+				sysctlLine("net/ipv4/conf/"+dev+"/arp_announce", "2", false))
+		}
+	}
 	// The IPVS settings exist once ip_vs is loaded: at boot
 	// systemd-modules-load runs before systemd-sysctl; on push, this.
 	var modules []string
@@ -98,7 +108,7 @@ func (r *renderer) director() error {
 	script := map[string]any{
 		"Cluster": s.Metadata.Name, "Methods": methodsOf(r.t.Services...), "Lock": lockPath(h, "lvs-director"),
 		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
-		"Redirects": redirKeys, "Rules": "", "Marks": marks, "Timeouts": "", "Sync": []syncDaemon(nil),
+		"Redirects": redirKeys, "Rules": "", "Marks": marks, "Timeouts": "", "Sync": []syncDaemon(nil), "LocalVIPs": []string(nil),
 	}
 	if s.HA.Backend == cluster.BackendKeepalived {
 		script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up."
@@ -115,6 +125,7 @@ func (r *renderer) director() error {
 	// addresses (lvs-vip), so a takeover has nothing else to start.
 	script["Manager"] = "It runs at boot on both directors (hot standby); heartbeat moves only the floating addresses (lvs-vip)."
 	script["Rules"] = rules
+	script["LocalVIPs"] = s.VIPs()
 	if !r.t.Timeouts.IsZero() {
 		script["Timeouts"] = strings.Join(r.t.Timeouts.SetArgs(), " ")
 	}
@@ -131,6 +142,12 @@ func (r *renderer) director() error {
 	return r.heartbeat(svcs)
 }
 
+// orRestart is a unit's one-command reload that falls back to its
+// one-command restart.
+func orRestart(reload, restart [][]string) [][]string {
+	return [][]string{{"sh", "-c", shell.Join(reload[0]) + " || " + shell.Join(restart[0])}}
+}
+
 // heartbeatBin is the heartbeat daemon of an OS family (not in PATH).
 func heartbeatBin(osFamily string) string {
 	if osFamily == cluster.OSRedHat {
@@ -142,6 +159,12 @@ func heartbeatBin(osFamily string) string {
 // syncDaemon is an IPVS sync daemon lvs-director keeps running: how
 // ipvsadm lists it, and the arguments that start it.
 type syncDaemon struct{ State, Listed, Start string }
+
+// handoffGrace is how long, in seconds, a director that took the VIPs over
+// from a live peer hands the peer's connections back to it (lvs-vip's
+// handoff): long enough for a planned move's connections to end, which an
+// upgrade waits for before it reboots the peer.
+const handoffGrace = 300
 
 // LVSVIPPath is the heartbeat resource that holds the floating addresses.
 const LVSVIPPath = "/etc/ha.d/resource.d/lvs-vip"
@@ -163,8 +186,15 @@ func (r *renderer) lvsVIP() error {
 	if r.s.HA.FloatingGateway != "" {
 		what = "VIPs, NAT gateway"
 	}
+	var peer *cluster.Host
+	for _, d := range r.s.HostsByRole(cluster.RoleDirector) {
+		if d.Name != r.h.Name {
+			peer = d
+		}
+	}
 	if err := r.add(LVSVIPPath, 0o755, "lvs-vip.sh.tmpl", map[string]any{
 		"Cluster": r.s.Metadata.Name, "Lock": lockPath(r.h, "lvs-vip"), "Addrs": addrs, "What": what,
+		"VIPs": r.s.VIPs(), "Dev": r.h.Interfaces.Public, "Peer": peer.IP(), "PeerName": peer.Name, "Grace": handoffGrace,
 	}, "lvs-vip"); err != nil {
 		return err
 	}
@@ -287,7 +317,15 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	// only: a virtual service added or removed restarts it (which keeps
 	// the table: cleanstop=no), and lvs-director's reload removes from the
 	// table the virtual services the rules no longer have.
-	r.daemon("ldirectord", true).Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
+	ld := r.daemon("ldirectord", true)
+	ld.Fingerprint = "virtual services:\n" + strings.Join(r.t.Keys(), "\n")
+	// ldirectord's reload exits 1 when its pid file names no running
+	// ldirectord (seen after a restart under load): then it restarts,
+	// which keeps the table.
+	ld.Reload = orRestart(ld.Reload, ld.Restart)
+	if ld.OnSystemd != nil {
+		ld.OnSystemd.Reload = orRestart(ld.OnSystemd.Reload, ld.OnSystemd.Restart)
+	}
 	return nil
 }
 

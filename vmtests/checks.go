@@ -11,12 +11,17 @@ import (
 	"github.com/lvsforge/lvsforge/ipvs"
 )
 
+// heldAddrs lists a director's addresses but lo's: both directors keep
+// the VIPs on lo (hot standby); the one holding them has them on its
+// public interface.
+const heldAddrs = "ip -4 -o addr show | { grep -v '^[0-9]*: lo ' || true; }"
+
 // ActiveDirector returns the director that holds the service's VIP, and
 // fails if none or more than one does.
 func (c *Cluster) ActiveDirector(ctx context.Context, vip string) (string, error) {
 	var holders []string
 	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
-		out, err := c.Exec(ctx, d.Name, "ip -4 -o addr show")
+		out, err := c.Exec(ctx, d.Name, heldAddrs)
 		if err != nil {
 			return "", err
 		}
@@ -52,10 +57,10 @@ func expectedSplit(spec *cluster.Spec, sv *cluster.Service, t Tally) string {
 	}
 	weights := map[string]int{}
 	total := 0
-	for _, h := range spec.RealServers(sv) {
-		if w := cluster.Weight(h, sv.Name); w > 0 {
-			weights[h.Name] = w
-			total += w
+	for _, d := range virtualOf(spec, sv).Dests {
+		if d.Weight > 0 {
+			weights[d.Host] = d.Weight
+			total += d.Weight
 		}
 	}
 	for name := range t.By {
@@ -183,7 +188,7 @@ func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
 			continue
 		}
 		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -4 -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; %s",
-			sv.VIP, sv.VIP, virtualOf(sv), logs))
+			sv.VIP, sv.VIP, virtualOf(c.Spec, sv).Rule(), logs))
 		if err != nil {
 			out += "\n" + err.Error()
 		}

@@ -19,9 +19,10 @@ func TestHoldsAddr(t *testing.T) {
 
 func TestExpectedSplit(t *testing.T) {
 	spec := func(sched string, weights ...int) (*cluster.Spec, *cluster.Service) {
-		s := &cluster.Spec{Services: []cluster.Service{{Name: "http", Scheduler: sched}}}
+		s := &cluster.Spec{Services: []cluster.Service{{Name: "http", VIP: "10.0.0.100", Port: 80, RealPort: 80, Protocol: "tcp", Forwarding: cluster.ForwardDR, Scheduler: sched}}}
 		for i, w := range weights {
-			s.Hosts = append(s.Hosts, cluster.Host{Name: "rs" + string(rune('1'+i)), Role: cluster.RoleRealServer, Weights: map[string]int{"http": w}})
+			s.Hosts = append(s.Hosts, cluster.Host{Name: "rs" + string(rune('1'+i)), Role: cluster.RoleRealServer,
+				Address: fmt.Sprintf("10.0.0.%d/24", 11+i), Weights: map[string]int{"http": w}})
 		}
 		return s, &s.Services[0]
 	}
@@ -136,7 +137,7 @@ func TestScenarioSpecsValidate(t *testing.T) {
 			t.Errorf("%s: %v", sc.Name, err)
 			continue
 		}
-		if sc == connSyncScenario && len(s.RealServers(&s.Services[len(s.Services)-1])) != 2 {
+		if sc == connSyncScenario && len(virtualOf(s, &s.Services[len(s.Services)-1]).Dests) != 2 {
 			t.Errorf("conn-sync: the echo service has no real servers")
 		}
 		if base.Hosts[2].Weights["echo"] != 0 {

@@ -15,9 +15,11 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
+	"github.com/lvsforge/lvsforge/install"
 	"github.com/lvsforge/lvsforge/vmtests/guestimage"
 	"github.com/lvsforge/lvsforge/vmtests/initramfs"
 	"github.com/lvsforge/lvsforge/vmtests/qemu"
@@ -579,80 +581,113 @@ func (c *Cluster) ConsoleTails(n int) string {
 	return b.String()
 }
 
-// Push installs spec's rendered files (spec is the cluster's or a variant
-// of it with the same hosts) and the ipvsadm lvsforge built on every host,
-// through the same code as `lvsforge push`, with strict host key checking.
+// Env is the action environment that reaches the cluster's VMs as
+// `lvsforge --vm` does, each host through its forwarded sshd with the
+// harness's key and strict host key checking, for spec (the cluster's, or
+// a variant of it with the same hosts) and the named hosts (all when
+// none). The scenarios run lvsforge's actions (push, status, drain,
+// upgrade) on it, exactly as the CLI runs them on real hosts.
+func (c *Cluster) Env(spec *cluster.Spec, only ...string) (*action.Env, error) {
+	for _, n := range only {
+		if c.Nodes[n] == nil {
+			return nil, fmt.Errorf("host %s is not a VM of this cluster", n)
+		}
+	}
+	return &action.Env{
+		Spec: spec,
+		Only: only,
+		Target: func(h *cluster.Host) (deploy.Target, error) {
+			n := c.Nodes[h.Name]
+			if n == nil {
+				return deploy.Target{}, fmt.Errorf("host %s is not a VM of this cluster", h.Name)
+			}
+			return deploy.Target{Name: h.Name, Host: "127.0.0.1", Port: n.SSHPort, User: "root", KeyFiles: []string{c.keyFile}}, nil
+		},
+		Deploy: deploy.Options{
+			// push's default connect timeout is for real hosts; five guests
+			// on two emulated cores each run an SSH handshake at once (see
+			// sshTimeout).
+			Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true,
+				ConnectTimeout: sshTimeout},
+		},
+	}, nil
+}
+
+// Push installs spec's rendered files and the ipvsadm lvsforge built on
+// every host: `lvsforge push --vm`.
 func (c *Cluster) Push(ctx context.Context, spec *cluster.Spec) (*deploy.Report, error) {
-	return c.push(ctx, spec, nil, func(sp *cluster.Spec, hosts []deploy.Host) error {
-		return deploy.AddIpvsadm(sp, hosts, c.Art.Ipvsadm.Binary)
-	})
+	env, err := c.Env(spec)
+	if err != nil {
+		return nil, err
+	}
+	if env.Ipvsadm, err = install.OpenArtifact(c.Art.Ipvsadm.Binary); err != nil {
+		return nil, err
+	}
+	return c.push(ctx, env, action.RunPush)
 }
 
 // PushKernel is `lvsforge push --kernel [--activate once]` to one host:
 // its rendered files and the kernel build in dir.
 func (c *Cluster) PushKernel(ctx context.Context, spec *cluster.Spec, host, dir string, once bool) (*deploy.Report, error) {
-	return c.push(ctx, spec, []string{host}, func(_ *cluster.Spec, hosts []deploy.Host) error {
-		k, err := deploy.LoadKernel(dir)
-		if err != nil {
-			return err
-		}
-		k.ActivateOnce = once
-		hosts[0].Kernel = k
-		return nil
-	})
+	env, err := c.Env(spec, host)
+	if err != nil {
+		return nil, err
+	}
+	k, err := deploy.LoadKernel(dir)
+	if err != nil {
+		return nil, err
+	}
+	k.ActivateOnce = once
+	env.Kernels = map[string]*deploy.Kernel{spec.Host(host).Role: k}
+	return c.push(ctx, env, action.RunPush)
 }
 
 // ConfirmKernel is `lvsforge kernel confirm --release RELEASE` on one host.
 func (c *Cluster) ConfirmKernel(ctx context.Context, spec *cluster.Spec, host, release string) (*deploy.Report, error) {
-	return c.push(ctx, spec, []string{host}, func(_ *cluster.Spec, hosts []deploy.Host) error {
-		hosts[0].Files, hosts[0].Units = nil, nil
-		hosts[0].Kernel = &deploy.Kernel{Release: release, MakeDefault: true}
-		return nil
-	})
+	env, err := c.Env(spec, host)
+	if err != nil {
+		return nil, err
+	}
+	env.Kernels = map[string]*deploy.Kernel{spec.Host(host).Role: {Release: release}}
+	return c.push(ctx, env, action.RunKernelConfirm)
 }
 
 // KernelStatus is `lvsforge kernel status` of one host.
 func (c *Cluster) KernelStatus(ctx context.Context, spec *cluster.Spec, host string) (*deploy.KernelStatus, error) {
-	_, hosts, err := c.pushInputs(spec, []string{host})
+	env, err := c.Env(spec, host)
 	if err != nil {
 		return nil, err
 	}
-	st := deploy.Status(ctx, []deploy.Target{hosts[0].Target}, c.deployOptions(io.Discard))[0]
-	return st, st.Err()
-}
-
-func (c *Cluster) deployOptions(out io.Writer) deploy.Options {
-	return deploy.Options{
-		// push's default connect timeout is for real hosts; five guests on
-		// two emulated cores each run an SSH handshake at once (see
-		// sshTimeout).
-		Dial: deploy.DialOptions{HostKeys: &deploy.HostKeys{Policy: deploy.HostKeyStrict, Files: []string{c.known}}, NoAgent: true,
-			ConnectTimeout: sshTimeout},
-		Out: out,
-	}
-}
-
-// push pushes spec to the named hosts (all when nil), after add changed
-// the push inputs, logging to push.log.
-func (c *Cluster) push(ctx context.Context, spec *cluster.Spec, only []string, add func(*cluster.Spec, []deploy.Host) error) (*deploy.Report, error) {
-	sp, hosts, err := c.pushInputs(spec, only)
+	st, err := action.KernelStatus(ctx, env)
 	if err != nil {
 		return nil, err
 	}
-	if add != nil {
-		if err := add(sp, hosts); err != nil {
-			return nil, err
-		}
-	}
+	return st[0], st[0].Err()
+}
+
+// push runs an action that pushes (push, kernel confirm) on env, logging
+// its plans and summary to push.log; a failure carries the failed hosts'
+// journals.
+func (c *Cluster) push(ctx context.Context, env *action.Env, run func(context.Context, *action.Env) (*deploy.Report, error)) (*deploy.Report, error) {
 	out, err := os.OpenFile(filepath.Join(c.opts.Out, "push.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("push: %w", err)
 	}
 	defer out.Close()
-	rep := deploy.Push(ctx, hosts, c.deployOptions(out))
-	rep.WriteTable(out)
-	if err := rep.Err(); err != nil {
-		return rep, fmt.Errorf("%w\n%s", err, c.journalTails(ctx, rep.Failed(), 40))
+	env.Deploy.Out, env.Log = out, out
+	rep, err := run(ctx, env)
+	if rep != nil {
+		rep.WriteTable(out)
+		if err == nil {
+			err = rep.Err()
+		}
+	}
+	if err != nil {
+		var failed []string
+		if rep != nil {
+			failed = rep.Failed()
+		}
+		return rep, fmt.Errorf("%w\n%s", err, c.journalTails(ctx, failed, 40))
 	}
 	return rep, nil
 }
@@ -671,32 +706,6 @@ func (c *Cluster) journalTails(ctx context.Context, hosts []string, n int) strin
 		fmt.Fprintf(&b, "--- %s journal:\n\t%s\n", h, strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t"))
 	}
 	return b.String()
-}
-
-// pushInputs renders spec for the named hosts (all when nil), each reached
-// through its VM's forwarded sshd.
-func (c *Cluster) pushInputs(spec *cluster.Spec, only []string) (*cluster.Spec, []deploy.Host, error) {
-	sp := *spec
-	sp.Hosts = append([]cluster.Host(nil), spec.Hosts...)
-	want := map[string]bool{}
-	for _, n := range only {
-		want[n] = true
-	}
-	var selected []*cluster.Host
-	for i := range sp.Hosts {
-		h := &sp.Hosts[i]
-		if len(want) > 0 && !want[h.Name] {
-			continue
-		}
-		n := c.Nodes[h.Name]
-		if n == nil {
-			return nil, nil, fmt.Errorf("push: host %s is not a VM of this cluster", h.Name)
-		}
-		h.SSH = cluster.SSH{User: "root", Address: "127.0.0.1", Port: n.SSHPort, Key: c.keyFile}
-		selected = append(selected, h)
-	}
-	hosts, err := deploy.FromSpec(&sp, selected, nil)
-	return &sp, hosts, err
 }
 
 // KeyFile and KnownHosts are the harness's SSH identity and known_hosts,

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/ipvs"
 )
 
 // ExternalClient is the client's source address when a spec has LVS-NAT
@@ -96,10 +97,7 @@ func planNetwork(s *cluster.Spec) (*netPlan, error) {
 		}
 	}
 
-	nat := false
-	for _, sv := range s.Services {
-		nat = nat || sv.Forwarding == cluster.ForwardNAT
-	}
+	nat := ipvs.Build(s).Uses(ipvs.Masq)
 	vip := netip.MustParseAddr(s.Services[0].VIP)
 	for _, p := range plan.Legs {
 		if !nat && p.Contains(vip) {

@@ -118,7 +118,7 @@ func (c *Cluster) Holders(ctx context.Context, vip string) ([]string, error) {
 		if c.Nodes[d.Name].off() {
 			continue
 		}
-		ip, err := c.Exec(ctx, d.Name, "ip -4 -o addr show")
+		ip, err := c.Exec(ctx, d.Name, heldAddrs)
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +181,7 @@ func (c *Cluster) waitSettled(ctx context.Context, spec *cluster.Spec, limit tim
 		}
 		addrs := map[string]string{}
 		for _, d := range running {
-			out, err := c.Exec(ctx, d, "ip -4 -o addr show")
+			out, err := c.Exec(ctx, d, heldAddrs)
 			if err != nil {
 				return err
 			}

@@ -101,7 +101,7 @@ func checkSysVHost(ctx context.Context, r *Run, h *cluster.Host) error {
 	if err := r.C.startServicesOn(ctx, r.Spec, h); err != nil {
 		return err
 	}
-	for _, sv := range r.Spec.ServicesOf(h) {
+	for _, sv := range servicesOf(r.Spec, h) {
 		if kindOf(sv) == "" {
 			continue
 		}
@@ -109,7 +109,7 @@ func checkSysVHost(ctx context.Context, r *Run, h *cluster.Host) error {
 		if err != nil {
 			return err
 		}
-		want := cluster.Weight(h, sv.Name)
+		want := weightOf(r.Spec, h, sv)
 		if _, err := r.C.waitTable(ctx, active, sv, checkLimit(r.Spec), fmt.Sprintf("%s in at weight %d", h.Name, want), func(tab map[string]int) bool {
 			w, ok := tab[h.Name]
 			return ok && w == want

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/internal/shell"
 )
 
 // testSvcScript is lvsforge-testsvc, the real servers' stand-in
@@ -63,7 +64,7 @@ func (c *Cluster) StartServices(ctx context.Context, spec *cluster.Spec) error {
 func (c *Cluster) startServicesOn(ctx context.Context, spec *cluster.Spec, h *cluster.Host) error {
 	var cmds []string
 	seen := map[string]bool{}
-	for _, sv := range spec.ServicesOf(h) {
+	for _, sv := range servicesOf(spec, h) {
 		for _, cmd := range startCmds(sv) {
 			if !seen[cmd] {
 				seen[cmd] = true
@@ -93,15 +94,12 @@ func startCmds(sv *cluster.Service) []string {
 	for _, p := range ports {
 		cmd := fmt.Sprintf("%s start %s %d", guestTestSvc, kind, p)
 		if kind == kindHTTP && sv.Check.Request != "" {
-			cmd += " " + shellQuote("/"+strings.TrimPrefix(sv.Check.Request, "/")) + " " + shellQuote(sv.Check.Receive)
+			cmd += " " + shell.Quote("/"+strings.TrimPrefix(sv.Check.Request, "/")) + " " + shell.Quote(sv.Check.Receive)
 		}
 		cmds = append(cmds, cmd)
 	}
 	return cmds
 }
-
-// shellQuote quotes s for the guest's shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Tally counts which real server answered each request. Seq is every
 // answer in order, a failure as "!" and the request's exit status.

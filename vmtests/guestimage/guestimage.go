@@ -61,8 +61,9 @@ const (
 var ClusterPackages = []string{
 	"systemd-sysv", "udev", "kmod", "iproute2", "procps",
 	"openssh-server", "heartbeat", "ldirectord", "keepalived", "ipvsadm",
-	// The director script's marks for firewall-mark services.
-	"iptables",
+	// The director script's marks for firewall-mark services; lvs-vip's
+	// handoff of a live peer's connections after a planned move (nft).
+	"iptables", "nftables",
 	// GRUB's tools (update-grub, grub-reboot, grub-set-default) and BIOS
 	// modules, for push --kernel and the VM that boots through GRUB.
 	"grub2-common", "grub-pc-bin",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,8 +13,7 @@ import (
 	"github.com/lvsforge/lvsforge/vmtests/vlan"
 )
 
-// The part-2 scenarios: director failover, broken heartbeat links, failed
-// real servers, the keepalived backend and connection synchronisation.
+// The scenarios of director failover: heartbeat's links, power-off failover, keepalived, connection sync.
 var (
 	failoverScenario = &Scenario{
 		Name: "failover",
@@ -49,11 +47,6 @@ var (
 		Name: "heartbeat-links",
 		Doc:  "heartbeat over Ethernet and the serial cable: cutting the Ethernet link alone moves nothing; cutting the serial cable too makes the backup take over; restoring both leaves one director holding the VIP",
 		Run:  runHeartbeatLinks,
-	}
-	rsDownScenario = &Scenario{
-		Name: "realserver-down",
-		Doc:  "the first real server's service stops: the health checks take it out (weight 0 when quiescent, removed otherwise) and every request lands on the others; it restarts and the split returns; detection and recovery times are measured",
-		Run:  runRealServerDown,
 	}
 	keepalivedScenario = &Scenario{
 		Name: "keepalived",
@@ -418,163 +411,6 @@ func (c *Cluster) waitHolds(ctx context.Context, vip, host string, limit time.Du
 	return d, nil
 }
 
-// svTable is sv's real servers in a director's IPVS table: each one's
-// weight by host name; a real server that is not in the table is not in
-// the map.
-func (c *Cluster) svTable(ctx context.Context, director string, sv *cluster.Service) (map[string]int, error) {
-	out, err := c.Exec(ctx, director, "ipvsadm -Ln "+virtualOf(sv))
-	if err != nil {
-		return nil, err
-	}
-	tab := map[string]int{}
-	for _, rs := range c.Spec.RealServers(sv) {
-		re := regexp.MustCompile(`->\s+` + regexp.QuoteMeta(fmt.Sprintf("%s:%d", rs.IP(), sv.RealPort)) + `\s+\S+\s+(\d+)`)
-		if m := re.FindStringSubmatch(out); m != nil {
-			tab[rs.Name], _ = strconv.Atoi(m[1])
-		}
-	}
-	return tab, nil
-}
-
-// waitTable polls sv's table on director until match accepts it, and
-// returns how long that took.
-func (c *Cluster) waitTable(ctx context.Context, director string, sv *cluster.Service, limit time.Duration, want string, match func(tab map[string]int) bool) (time.Duration, error) {
-	var tab map[string]int
-	var err error
-	d, ok := poll(ctx, limit, 250*time.Millisecond, func(ctx context.Context) bool {
-		tab, err = c.svTable(ctx, director, sv)
-		return err == nil && match(tab)
-	})
-	if !ok {
-		return 0, fmt.Errorf("%s's table on %s did not become %s within %s (weights now %v, %v)", sv.Name, director, want, limit, tab, err)
-	}
-	return d, nil
-}
-
-// virtualOf is ipvsadm's option naming sv's virtual service.
-func virtualOf(sv *cluster.Service) string {
-	if sv.FWMark != 0 {
-		return fmt.Sprintf("-f %d", sv.FWMark)
-	}
-	flag := "-t"
-	if sv.Protocol == "udp" {
-		flag = "-u"
-	}
-	return fmt.Sprintf("%s %s:%d", flag, sv.VIP, sv.Port)
-}
-
-// checkLimit bounds a wait for the health checks to change a table: the
-// longest check interval plus its timeout, then a minute for a checker
-// that starts or reloads on an emulated CPU.
-func checkLimit(s *cluster.Spec) time.Duration {
-	var longest int
-	for _, sv := range s.Services {
-		longest = max(longest, sv.Check.Interval+sv.Check.Timeout)
-	}
-	return time.Duration(longest)*time.Second + time.Minute
-}
-
-// rsDownService is the service realserver-down takes a real server out
-// of: the first checked HTTP service, else the first checked one.
-func rsDownService(s *cluster.Spec) *cluster.Service {
-	var first *cluster.Service
-	for _, sv := range checkedServices(s) {
-		if sv.Check.Type == "off" {
-			continue
-		}
-		if kindOf(sv) == kindHTTP {
-			return sv
-		}
-		if first == nil {
-			first = sv
-		}
-	}
-	return first
-}
-
-func runRealServerDown(ctx context.Context, r *Run) error {
-	sv := rsDownService(r.Spec)
-	if sv == nil {
-		r.Logf("no service with a health check: nothing to check")
-		return nil
-	}
-	rss := r.Spec.RealServers(sv)
-	if len(rss) < 2 {
-		r.Logf("%s has one real server: taking it out leaves nothing to check", sv.Name)
-		return nil
-	}
-	rs := rss[0]
-	active, err := r.C.ActiveDirector(ctx, sv.VIP)
-	if err != nil {
-		return err
-	}
-	quiescent := sv.Quiescent == nil || *sv.Quiescent
-	// out: rs is out of the table (weight 0 when quiescent, gone
-	// otherwise); in: every other real server is in at its weight.
-	out := func(tab map[string]int) bool {
-		w, ok := tab[rs.Name]
-		if quiescent {
-			return ok && w == 0
-		}
-		return !ok
-	}
-	in := func(tab map[string]int, hosts []*cluster.Host) bool {
-		for _, h := range hosts {
-			if w, ok := tab[h.Name]; !ok || w != cluster.Weight(h, sv.Name) {
-				return false
-			}
-		}
-		return true
-	}
-	limit := checkLimit(r.Spec)
-	r.Logf("stopping %s on %s", sv.Name, rs.Name)
-	if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop %s %d", guestTestSvc, kindOf(sv), sv.RealPort)); err != nil {
-		return err
-	}
-	detect, err := r.C.waitTable(ctx, active, sv, limit, rs.Name+" out", out)
-	if err != nil {
-		return err
-	}
-	r.Figure("detection of "+rs.Name+" down", detect.Seconds(), "s")
-	r.Figure("check interval + timeout", float64(sv.Check.Interval+sv.Check.Timeout), "s")
-	// Traffic goes out once the table says the others serve: a check of
-	// theirs that failed too (a check timeout on a loaded machine) would
-	// leave the requests no server, which is not what this checks.
-	if d, err := r.C.waitTable(ctx, active, sv, limit, rs.Name+" out and the others in", func(tab map[string]int) bool { return out(tab) && in(tab, rss[1:]) }); err != nil {
-		return err
-	} else if d > time.Second {
-		r.Logf("the other real servers were out of the table too for %.1f s: their health checks failed", d.Seconds())
-	}
-	t, err := r.C.Requests(ctx, sv, 20, netip.Addr{})
-	if err != nil {
-		return err
-	}
-	if t.Failed > 0 || t.By[rs.Name] > 0 {
-		r.Errorf("with %s down: %s, want every request answered by the others\nanswers: %s\n%s", rs.Name, t, t.Sequence(), r.C.lbState(ctx, sv))
-	}
-	r.Logf("%s down: %s", rs.Name, t)
-
-	// Only rs's application comes back: restarting the others' too would
-	// take them out of the table for a check.
-	if _, err := r.C.Exec(ctx, rs.Name, strings.Join(startCmds(sv), " && ")); err != nil {
-		return err
-	}
-	back, err := r.C.waitTable(ctx, active, sv, limit, "every real server in at its weight", func(tab map[string]int) bool { return in(tab, rss) })
-	if err != nil {
-		return err
-	}
-	r.Figure("recovery of "+rs.Name, back.Seconds(), "s")
-	t, err = r.C.Requests(ctx, sv, 20, netip.Addr{})
-	if err != nil {
-		return err
-	}
-	if msg := expectedSplit(r.Spec, sv, t); msg != "" {
-		r.Errorf("after %s came back: %s\nanswers: %s\n%s", rs.Name, msg, t.Sequence(), r.C.lbState(ctx, sv))
-	}
-	r.Logf("%s back: %s", rs.Name, t)
-	return nil
-}
-
 func runConnSync(ctx context.Context, r *Run) error {
 	var sv *cluster.Service
 	for i := range r.Spec.Services {
@@ -591,7 +427,8 @@ func runConnSync(ctx context.Context, r *Run) error {
 		return err
 	}
 	// The echo server replaces the banner service StartServices put there.
-	for _, rs := range r.Spec.RealServers(sv) {
+	for _, d := range virtualOf(r.Spec, sv).Dests {
+		rs := r.Spec.Host(d.Host)
 		if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop tcp %d; %s start echo %d", guestTestSvc, echoPort, guestTestSvc, echoPort)); err != nil {
 			return err
 		}
