@@ -81,18 +81,14 @@ func (v *validator) bgp(directors []string, h hostAddrs) {
 		idPath, id := p+".bgp.routerID", own.RouterID
 		if id == "" {
 			pfx, ok := h.pub[host.Name]
-			if !ok || !pfx.Addr().Is4() {
-				// Reported as a bad address, or (IPv6) it needs one of its own.
-				if ok {
-					v.add(p+".bgp.routerID", "director %s has no IPv4 address to take its BGP router ID from: set bgp.routerID, a dotted quad such as 10.255.0.1", host.Name)
-				}
-				continue
+			if !ok {
+				continue // reported as a bad address
 			}
 			idPath, id = p+".address", pfx.Addr().String()
 		}
 		a, err := netip.ParseAddr(id)
 		if err != nil || !a.Is4() || a.IsUnspecified() {
-			v.add(idPath, "invalid router ID %q: expected a dotted quad other than 0.0.0.0, e.g. 10.255.0.1", id)
+			v.add(idPath, "invalid router ID %q: expected a dotted quad other than 0.0.0.0, e.g. 10.255.0.1 (a director's router ID is its address unless bgp.routerID sets one)", id)
 			continue
 		}
 		if prev, dup := routerIDs[a]; dup {

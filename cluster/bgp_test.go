@@ -89,8 +89,8 @@ var invalidBGPSpecs = []struct {
 	{"two directors with one router ID", []string{"    address: 192.168.7.10/24\n", "    address: 192.168.7.10/24\n    bgp: {routerID: 192.168.7.9}\n"},
 		"c.yaml:21:11: hosts[1].bgp.routerID: router ID 192.168.7.9 is already director d1's: BGP tells speakers apart by it; set bgp.routerID on one of them"},
 	{"router IDs that are no dotted quad", []string{"    address: 192.168.7.9/24\n", "    address: 192.168.7.9/24\n    bgp: {routerID: 0.0.0.0}\n", "    address: 192.168.7.10/24\n", "    address: 192.168.7.10/24\n    bgp: {routerID: \"2001:db8::1\"}\n"},
-		"c.yaml:17:11: hosts[0].bgp.routerID: invalid router ID \"0.0.0.0\": expected a dotted quad other than 0.0.0.0, e.g. 10.255.0.1\n" +
-			"c.yaml:22:11: hosts[1].bgp.routerID: invalid router ID \"2001:db8::1\": expected a dotted quad other than 0.0.0.0, e.g. 10.255.0.1"},
+		"c.yaml:17:11: hosts[0].bgp.routerID: invalid router ID \"0.0.0.0\": expected a dotted quad other than 0.0.0.0, e.g. 10.255.0.1 (a director's router ID is its address unless bgp.routerID sets one)\n" +
+			"c.yaml:22:11: hosts[1].bgp.routerID: invalid router ID \"2001:db8::1\": expected a dotted quad other than 0.0.0.0, e.g. 10.255.0.1 (a director's router ID is its address unless bgp.routerID sets one)"},
 	{"VIP on the directors' subnet", []string{"    vip: 10.10.10.10", "    vip: 192.168.7.110"},
 		"c.yaml:9:5: services[0].vip: VIP 192.168.7.110 of service \"http\" is on director d1's subnet (192.168.7.0/24): with the bgp backend the directors hold the VIPs on lo and answer no ARP for them, so the hosts on that subnet could not reach it; use an address of no director's subnet (the routers reach it through the directors' host routes)"},
 	{"DR real server off a director's subnet", []string{"    address: 192.168.7.11/24", "    address: 10.0.0.11/24"},
