@@ -32,6 +32,7 @@ const (
 	FragmentRealServer = "realserver"
 	FragmentVM         = "vm"
 	FragmentFWMark     = "fwmark"
+	FragmentBGP        = "bgp"
 )
 
 // BuiltinFragment returns one of the fragments shipped in build/fragments.

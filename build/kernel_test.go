@@ -110,6 +110,7 @@ func TestConfigureRoles(t *testing.T) {
 	realserver, _ := BuiltinFragment(FragmentRealServer)
 	vm, _ := BuiltinFragment(FragmentVM)
 	fwmark, _ := BuiltinFragment(FragmentFWMark)
+	bgp, _ := BuiltinFragment(FragmentBGP)
 	cases := []struct {
 		role  string
 		frags []Fragment
@@ -122,6 +123,9 @@ func TestConfigureRoles(t *testing.T) {
 		{"director with firewall marks", append(directorFragments(t, src), fwmark), map[string]string{
 			"IP_VS": "m", "NETFILTER_XT_MARK": "m", "NETFILTER_XT_MATCH_MULTIPORT": "m", "NFT_COMPAT": "m",
 			"NF_TABLES_IPV4": "y", "IP_NF_MANGLE": "m",
+		}},
+		{"director of the bgp backend", append(directorFragments(t, src), bgp), map[string]string{
+			"IP_VS": "m", "IP_ADVANCED_ROUTER": "y", "IP_MULTIPLE_TABLES": "y", "FIB_RULES": "y",
 		}},
 		{"realserver", []Fragment{realserver, vm}, map[string]string{
 			"NET_IPIP": "m", "NET_FOU": "m", "NET_IPGRE_DEMUX": "m", "NET_IPGRE": "m", "IP_SCTP": "m", "PROC_SYSCTL": "y", "IP_VS": "", "VIRTIO_NET": "y", "LOCALVERSION": `"-lvs"`,

@@ -200,15 +200,18 @@ func KernelInputsFor(s *cluster.Spec, role string, got *Fetched, vm bool) (Kerne
 		return KernelInputs{}, err
 	}
 	frags := []Fragment{roleFrag}
+	var extra []string
 	if role == cluster.RoleDirector && hasFWMark(s) {
-		f, err := BuiltinFragment(FragmentFWMark)
-		if err != nil {
-			return KernelInputs{}, err
-		}
-		frags = append(frags, f)
+		extra = append(extra, FragmentFWMark)
+	}
+	if role == cluster.RoleDirector && s.HA.Backend == cluster.BackendBGP {
+		extra = append(extra, FragmentBGP)
 	}
 	if vm {
-		f, err := BuiltinFragment(FragmentVM)
+		extra = append(extra, FragmentVM)
+	}
+	for _, name := range extra {
+		f, err := BuiltinFragment(name)
 		if err != nil {
 			return KernelInputs{}, err
 		}

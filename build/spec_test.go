@@ -71,20 +71,30 @@ func TestFetchSpecWithPatches(t *testing.T) {
 		t.Errorf("inputs = %+v", in)
 	}
 	// A firewall-mark service: the director's kernel gets what its
-	// iptables marks need, the real servers' do not.
+	// iptables marks need; the bgp backend: the director's kernel gets
+	// policy routing (the table lvs-bgp keeps the announcements in). The
+	// real servers' get neither.
 	fw := *s
 	fw.Services = append([]cluster.Service{{Name: "mail", VIP: "192.168.7.111", FWMark: 7, FWMarkPorts: []int{25}}}, s.Services...)
-	for role, want := range map[string]string{cluster.RoleDirector: "director,fwmark,vm", cluster.RoleRealServer: "realserver,vm"} {
-		fin, err := KernelInputsFor(&fw, role, got, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var fnames []string
-		for _, fr := range fin.Fragments {
-			fnames = append(fnames, fr.Name)
-		}
-		if strings.Join(fnames, ",") != want {
-			t.Errorf("%s fragments with a firewall-mark service = %v, want %s", role, fnames, want)
+	bgp := *s
+	bgp.HA.Backend = cluster.BackendBGP
+	for _, tc := range []struct {
+		what     string
+		spec     *cluster.Spec
+		director string
+	}{{"a firewall-mark service", &fw, "director,fwmark,vm"}, {"the bgp backend", &bgp, "director,bgp,vm"}} {
+		for role, want := range map[string]string{cluster.RoleDirector: tc.director, cluster.RoleRealServer: "realserver,vm"} {
+			fin, err := KernelInputsFor(tc.spec, role, got, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fnames []string
+			for _, fr := range fin.Fragments {
+				fnames = append(fnames, fr.Name)
+			}
+			if strings.Join(fnames, ",") != want {
+				t.Errorf("%s fragments with %s = %v, want %s", role, tc.what, fnames, want)
+			}
 		}
 	}
 	k1, err := in.CacheKey()

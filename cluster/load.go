@@ -115,6 +115,7 @@ func Parse(data []byte, file, dir string) (*Spec, error) {
 		return nil, errs
 	}
 	derivedDefaults(s)
+	s.Warnings = v.warns
 	return s, nil
 }
 
@@ -250,6 +251,7 @@ func applyDefaults(s *Spec) {
 	if ha.Keepalived.AdvertInt == 0 {
 		ha.Keepalived.AdvertInt = 1
 	}
+	defInt(&ha.BGP.HoldTime, DefaultHoldTime)
 	if ts := ha.Keepalived.TrackScript; ts != nil {
 		defInt(&ts.Interval, 2)
 		defInt(&ts.Fall, 2)
@@ -339,5 +341,6 @@ func Validate(s *Spec) error {
 		return v.errs
 	}
 	derivedDefaults(s)
+	s.Warnings = v.warns
 	return nil
 }

@@ -17,7 +17,8 @@ var hostile = []string{";reboot", "$(id)", "`id`", "\nnode evil", "a b'c", "|cat
 
 // fullVariants are testdata/full.yaml and copies of it with the fields that
 // exclude others (path/url, file/env) switched, and with the keepalived
-// backend instead of heartbeat, so every string field is set in one of them.
+// backend instead of heartbeat, and testdata/full-bgp.yaml (the bgp
+// backend's fields), so every string field is set in one of them.
 func fullVariants(t *testing.T) []string {
 	b, err := os.ReadFile("testdata/full.yaml")
 	if err != nil {
@@ -45,7 +46,11 @@ func fullVariants(t *testing.T) []string {
     garpMasterRefresh: 60
   sync: {enabled: true, interface: eth1, syncID: 1}
 `
-	return []string{full, alt, keepalived}
+	bgp, err := os.ReadFile("testdata/full-bgp.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{full, alt, keepalived, string(bgp)}
 }
 
 // stringPaths walks the node tree and returns every string scalar value node with its field path.

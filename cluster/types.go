@@ -34,6 +34,10 @@ type Spec struct {
 	Dir string `yaml:"-"`
 	// File is the name used in error messages. Not part of the YAML.
 	File string `yaml:"-"`
+	// Warnings are what validation found works, but badly (a scheduler
+	// that differs between active directors): the commands print them on
+	// stderr. Not part of the YAML.
+	Warnings Errors `yaml:"-"`
 	// pos is where each field path was written in File, so that errors
 	// found after parsing (a missing authkey at render time) point at it.
 	pos map[string]Pos
@@ -253,6 +257,17 @@ type Host struct {
 	// (no table entry), which is how a server is kept out of a service.
 	Weights map[string]int `yaml:"weights"`
 	Boot    Boot           `yaml:"boot"`
+	// BGP is a director's own BGP settings (ha.backend bgp).
+	BGP *HostBGP `yaml:"bgp"`
+}
+
+// HostBGP is what differs between the directors of the bgp backend.
+type HostBGP struct {
+	// AS is the director's local AS; 0 takes ha.bgp.as.
+	AS int `yaml:"as"`
+	// RouterID is the director's BGP router ID, a dotted quad unique among
+	// the directors; "" takes the director's public address.
+	RouterID string `yaml:"routerID"`
 }
 
 // SSH says how to reach a host.
@@ -292,6 +307,12 @@ const (
 	MediumSerial      = "serial"
 )
 
+// BackendBGP runs every director at once: each announces the VIPs to its
+// BGP peers (BIRD) while its own checks (keepalived, without VRRP) see a
+// live real server, and the routers spread the flows over the directors
+// (ECMP).
+const BackendBGP = "bgp"
+
 // HA is the director failover configuration.
 type HA struct {
 	Backend string `yaml:"backend"`
@@ -314,6 +335,31 @@ type HA struct {
 	Keepalived      Keepalived `yaml:"keepalived"`
 	// Sync enables IPVS connection synchronisation between the directors.
 	Sync Sync `yaml:"sync"`
+	// BGP is the bgp backend's announcement of the VIPs.
+	BGP BGP `yaml:"bgp"`
+}
+
+// BGP configures how the directors of the bgp backend announce the VIPs:
+// each as a host route (/32), to every peer, from its public address.
+type BGP struct {
+	// AS is the local AS of every director that sets none of its own.
+	AS int `yaml:"as"`
+	// HoldTime is BGP's hold time in seconds: a peer that hears nothing
+	// from a director for so long drops its routes. Keepalives go every
+	// third of it.
+	HoldTime int `yaml:"holdTime"`
+	// BFD runs BFD with the peers (BIRD's, 300 ms x 3): a peer that runs
+	// it too drops a silent director's routes within a second.
+	BFD bool `yaml:"bfd"`
+	// Peers are the routers every director announces the VIPs to; each
+	// on every director's public subnet.
+	Peers []BGPPeer `yaml:"peers"`
+}
+
+// BGPPeer is one router the directors announce the VIPs to.
+type BGPPeer struct {
+	Address string `yaml:"address"`
+	AS      int    `yaml:"as"`
 }
 
 // Medium is one heartbeat communication path.

@@ -33,6 +33,8 @@ type validator struct {
 	// skip holds paths already reported while decoding, so a wrong type is
 	// not reported a second time as a missing value.
 	skip map[string]bool
+	// warns are what works, but badly: reported, not refused.
+	warns Errors
 }
 
 func (v *validator) add(path, format string, args ...any) {
@@ -42,6 +44,11 @@ func (v *validator) add(path, format string, args ...any) {
 		}
 	}
 	v.errs = append(v.errs, &FieldError{File: v.s.File, Path: path, Pos: v.lookup(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// warn records a warning about path; a spec with warnings is valid.
+func (v *validator) warn(path, format string, args ...any) {
+	v.warns = append(v.warns, &FieldError{File: v.s.File, Path: path, Pos: v.lookup(path), Msg: fmt.Sprintf(format, args...)})
 }
 
 // lookup finds the position of path, or of its nearest parent that was
@@ -120,6 +127,8 @@ func (v *validator) validate() {
 	v.network(hosts)
 	v.ha(hosts)
 	v.ipvs()
+	v.bgpWarnings()
+	v.warns.sortByPos()
 }
 
 func (v *validator) kernel() {
@@ -598,6 +607,10 @@ func (v *validator) network(h hostAddrs) {
 			claim(vip, "the VIP of service "+sv.Name, p+".vip")
 			vips[vip] = true
 		}
+		if v.s.HA.Backend == BackendBGP {
+			v.bgpAddresses(p, &sv, vip, h)
+			continue
+		}
 		// A VIP on no director's subnet is the VIP's mistake, reported at
 		// its line; one that some directors have and others not is theirs.
 		var on, off []int
@@ -713,7 +726,7 @@ func (v *validator) ha(h hostAddrs) {
 			directors = append(directors, host.Name)
 		}
 	}
-	v.enum("ha.backend", ha.Backend, BackendHeartbeat, BackendKeepalived)
+	v.enum("ha.backend", ha.Backend, BackendHeartbeat, BackendKeepalived, BackendBGP)
 	switch ha.Backend {
 	case BackendHeartbeat:
 		if len(directors) != 2 {
@@ -822,6 +835,7 @@ func (v *validator) ha(h hostAddrs) {
 	case BackendHeartbeat:
 		v.ldirectordServices()
 	}
+	v.bgp(directors, h)
 	v.keepalived(directors, h)
 	if ha.Sync.Enabled || ha.Sync.Interface != "" {
 		v.match("ha.sync.interface", ha.Sync.Interface, reIface.MatchString(ha.Sync.Interface), "an interface name of at most 15 letters, digits and _ . -")
@@ -1027,6 +1041,21 @@ func (v *validator) asWritten(written func(path string) bool) {
 		zero("ha.keepalived.trackScript.fall", ts.Fall, 1, 255)
 		zero("ha.keepalived.trackScript.rise", ts.Rise, 1, 255)
 	}
+	if ha.Backend == BackendBGP {
+		zero("ha.bgp.holdTime", ha.BGP.HoldTime, 3, 65535)
+		zeroAS := func(path string, as int) {
+			if as == 0 && written(path) {
+				v.asNumber(path, as)
+				v.skip[path] = true
+			}
+		}
+		zeroAS("ha.bgp.as", ha.BGP.AS)
+		for i, h := range s.Hosts {
+			if h.BGP != nil {
+				zeroAS(fmt.Sprintf("hosts[%d].bgp.as", i), h.BGP.AS)
+			}
+		}
+	}
 	zero("ipvs.timeouts.tcp", s.IPVS.Timeouts.TCP, 1, maxTimeout)
 	zero("ipvs.timeouts.tcpFin", s.IPVS.Timeouts.TCPFin, 1, maxTimeout)
 	zero("ipvs.timeouts.udp", s.IPVS.Timeouts.UDP, 1, maxTimeout)
@@ -1035,25 +1064,38 @@ func (v *validator) asWritten(written func(path string) bool) {
 	if backend == "" {
 		backend = BackendHeartbeat
 	}
-	var unused []string
-	switch backend {
-	case BackendKeepalived:
-		unused = []string{"ha.keepalive", "ha.deadtime", "ha.warntime", "ha.initdead", "ha.udpPort", "ha.baud", "ha.media", "ha.ping", "ha.authkey"}
-	case BackendHeartbeat:
-		unused = []string{"ha.keepalived"}
+	for _, f := range backendFields {
+		if written(f.path) && !oneOf(backend, f.backends...) {
+			v.add(f.path, "the %s backend does not use %s: remove it, or set ha.backend to %s", backend, f.path, strings.Join(f.backends, " or "))
+			v.skip[f.path] = true
+		}
 	}
-	for _, path := range unused {
-		if written(path) {
-			v.add(path, "the %s backend does not use %s: remove it, or set ha.backend to %s", backend, path, other(backend))
-			v.skip[path] = true
+	for i, h := range s.Hosts {
+		if p := fmt.Sprintf("hosts[%d].bgp", i); written(p) && backend != BackendBGP && h.Role == RoleDirector {
+			v.add(p, "the %s backend does not use %s: remove it, or set ha.backend to %s", backend, p, BackendBGP)
+			v.skip[p] = true
 		}
 	}
 }
 
-// other is the HA backend that is not b.
-func other(b string) string {
-	if b == BackendHeartbeat {
-		return BackendKeepalived
-	}
-	return BackendHeartbeat
+// backendFields are the ha fields only some backends use.
+var backendFields = []struct {
+	path     string
+	backends []string
+}{
+	{"ha.primary", []string{BackendHeartbeat, BackendKeepalived}},
+	{"ha.keepalive", []string{BackendHeartbeat}},
+	{"ha.deadtime", []string{BackendHeartbeat}},
+	{"ha.warntime", []string{BackendHeartbeat}},
+	{"ha.initdead", []string{BackendHeartbeat}},
+	{"ha.autoFailback", []string{BackendHeartbeat, BackendKeepalived}},
+	{"ha.udpPort", []string{BackendHeartbeat}},
+	{"ha.baud", []string{BackendHeartbeat}},
+	{"ha.media", []string{BackendHeartbeat}},
+	{"ha.ping", []string{BackendHeartbeat}},
+	{"ha.authkey", []string{BackendHeartbeat}},
+	{"ha.floatingGateway", []string{BackendHeartbeat, BackendKeepalived}},
+	{"ha.keepalived", []string{BackendKeepalived}},
+	{"ha.sync", []string{BackendHeartbeat, BackendKeepalived}},
+	{"ha.bgp", []string{BackendBGP}},
 }

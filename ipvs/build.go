@@ -52,7 +52,32 @@ func Build(s *cluster.Spec) *Table {
 		t.Sync = &Sync{Interface: s.HA.Sync.Interface, SyncID: s.HA.Sync.SyncID}
 	}
 	t.Sysctls = sysctls(&s.IPVS)
+	if s.HA.Backend == cluster.BackendBGP {
+		t.Sysctls = append(t.Sysctls, activeActive(s)...)
+	}
 	return t
+}
+
+// activeActive are the settings of a director that is one of several
+// active at once (the bgp backend): the routers hash flows over the
+// directors and rehash some when one comes or goes, so a director gets
+// packets of connections it never saw begin. With sloppy_tcp (and
+// sloppy_sctp) it takes such a connection up at any packet, not only a SYN
+// (an INIT), and schedules it as the director that saw it begin did, when
+// the scheduler picks the same real server everywhere (mh); without it the
+// packet goes to the director's own stack, which resets the connection.
+// schedule_icmp schedules an ICMP error about such a connection (a
+// "fragmentation needed" on the way back to the client) by the packet it
+// quotes, instead of dropping it.
+func activeActive(s *cluster.Spec) []Sysctl {
+	out := []Sysctl{{"sloppy_tcp", 1}}
+	for _, sv := range s.Services {
+		if sv.Protocol == string(SCTP) {
+			out = append(out, Sysctl{"sloppy_sctp", 1})
+			break
+		}
+	}
+	return append(out, Sysctl{"schedule_icmp", 1})
 }
 
 // tunnelOpts are the spec's tunnel options as IPVS keeps them: IPIP and

@@ -328,3 +328,25 @@ func TestParseDaemons(t *testing.T) {
 		t.Error("a line of another form parsed")
 	}
 }
+
+// TestBuildActiveActive: directors that all forward at once (the bgp
+// backend) take up connections another director began, and ICMP errors
+// about them: sloppy_tcp and schedule_icmp, and sloppy_sctp with an SCTP
+// service. A backend with one active director gets neither.
+func TestBuildActiveActive(t *testing.T) {
+	base := []Sysctl{{"expire_nodest_conn", 1}, {"expire_quiescent_template", 1}, {"conn_reuse_mode", 1}}
+	s := example(t)
+	if got := Build(s).Sysctls; !reflect.DeepEqual(got, base) {
+		t.Errorf("heartbeat: sysctls %+v, want %+v", got, base)
+	}
+	s.HA.Backend = cluster.BackendBGP
+	want := append(append([]Sysctl(nil), base...), Sysctl{"sloppy_tcp", 1}, Sysctl{"schedule_icmp", 1})
+	if got := Build(s).Sysctls; !reflect.DeepEqual(got, want) {
+		t.Errorf("bgp: sysctls %+v, want %+v", got, want)
+	}
+	s.Services[0].Protocol = "sctp"
+	want = append(append([]Sysctl(nil), base...), Sysctl{"sloppy_tcp", 1}, Sysctl{"sloppy_sctp", 1}, Sysctl{"schedule_icmp", 1})
+	if got := Build(s).Sysctls; !reflect.DeepEqual(got, want) {
+		t.Errorf("bgp with sctp: sysctls %+v, want %+v", got, want)
+	}
+}

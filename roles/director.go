@@ -89,6 +89,10 @@ func (r *renderer) director() error {
 				sysctlLine("net/ipv4/conf/"+dev+"/arp_announce", "2", false))
 		}
 	}
+	bgp := s.HA.Backend == cluster.BackendBGP
+	if bgp {
+		sysctlLines = append(sysctlLines, bgpSysctls(h)...)
+	}
 	// The IPVS settings exist once ip_vs is loaded: at boot
 	// systemd-modules-load runs before systemd-sysctl; on push, this.
 	var modules []string
@@ -110,13 +114,22 @@ func (r *renderer) director() error {
 		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
 		"Redirects": redirKeys, "Rules": "", "Marks": marks, "Timeouts": "", "Sync": []syncDaemon(nil), "LocalVIPs": []string(nil),
 	}
-	if s.HA.Backend == cluster.BackendKeepalived {
-		script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up."
-		if len(marks) > 0 {
-			script["Manager"] = "keepalived holds the VIPs and the IPVS table; this sets the kernel up and marks the firewall-mark services' packets."
+	if s.HA.Backend == cluster.BackendKeepalived || bgp {
+		holder, before := "keepalived holds the VIPs and the IPVS table", "keepalived.service"
+		if bgp {
+			holder, before = "keepalived keeps the IPVS table, lvs-bgp holds the VIPs and BIRD announces them", "keepalived.service bird.service"
 		}
-		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, "keepalived.service", true); err != nil {
+		script["Manager"] = holder + "; this sets the kernel up."
+		if len(marks) > 0 {
+			script["Manager"] = holder + "; this sets the kernel up and marks the firewall-mark services' packets."
+		}
+		if err := r.initScript("lvs-director", "lvs-director.sh.tmpl", script, "LVS director kernel settings for cluster "+s.Metadata.Name, before, true); err != nil {
 			return err
+		}
+		if bgp {
+			if err := r.bgp(); err != nil {
+				return err
+			}
 		}
 		return r.keepalived(svcs)
 	}
@@ -416,6 +429,9 @@ type kaVirtual struct {
 	Interval, Persistent                                       int
 	OnePacket                                                  bool
 	Reals                                                      []kaReal
+	// QuorumUp and QuorumDown (the bgp backend) report the service's
+	// quorum, at least one live real server, to lvs-bgp.
+	QuorumUp, QuorumDown string
 }
 
 // kaMethod is keepalived's lvs_method of a service, with a tunnel's type
@@ -458,6 +474,9 @@ type vrrpScript struct {
 
 func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	s, h, ha := r.s, r.h, &r.s.HA
+	// With the bgp backend keepalived only checks: no VRRP, every
+	// director holds the VIPs (lvs-bgp) and keepalived reports to lvs-bgp.
+	bgp := ha.Backend == cluster.BackendBGP
 	state, priority := "BACKUP", 100
 	for i, d := range s.HostsByRole(cluster.RoleDirector) {
 		if d.Name == h.Name && d.Name != ha.Primary {
@@ -481,6 +500,9 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		m := r.t.Named(sv.Name)
 		v := kaVirtual{Name: sv.Name, Scheduler: m.Scheduler, Method: kaMethod(m),
 			Interval: sv.Check.Interval, Flags: m.SchedFlags, OnePacket: m.OnePacket}
+		if bgp {
+			v.QuorumUp, v.QuorumDown = bgpQuorum(h, sv.Name)
+		}
 		if m.Mark != 0 {
 			v.Virtual = "fwmark " + strconv.Itoa(int(m.Mark))
 		} else {
@@ -531,6 +553,12 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		"SyncInterface": "", "SyncID": 0, "Timeouts": kaTimeouts(r.t.Timeouts),
 		"UnicastSource": "", "UnicastPeers": []string(nil), "TrackInterfaces": ka.TrackInterfaces,
 		"Script": (*vrrpScript)(nil), "GarpRefresh": ka.GarpMasterRefresh, "Notify": kaNotify(&ka.Notify),
+		"VRRP": !bgp, "Forget": "",
+	}
+	if bgp {
+		// keepalived's checks start over when it starts, and stop with
+		// it: lvs-bgp forgets what it reported, and withdraws the VIPs.
+		data["Forget"] = bgpScript(h) + " forget"
 	}
 	if r.t.Sync != nil {
 		data["SyncInterface"], data["SyncID"] = r.t.Sync.Interface, r.t.Sync.SyncID
@@ -546,7 +574,7 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		}
 		data["UnicastPeers"] = peers
 	}
-	scripts := len(data["Notify"].([]kaNotifyLine)) > 0
+	scripts := len(data["Notify"].([]kaNotifyLine)) > 0 || bgp
 	if ts := ka.TrackScript; ts != nil {
 		data["Script"] = &vrrpScript{Name: "chk_lvsforge", Command: ts.Command, Interval: ts.Interval, Fall: ts.Fall, Rise: ts.Rise, Weight: ts.Weight}
 		scripts = true

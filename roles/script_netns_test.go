@@ -250,19 +250,19 @@ func TestVIPResourceInNetns(t *testing.T) {
 	}
 }
 
-// runInNetns runs `script verb` as root in network namespace ns with state
-// as its private /run, where the scripts keep their locks, and returns its
-// output and exit status.
-func runInNetns(t *testing.T, ipTool, ns, state, script, verb string) (string, int) {
+// runInNetns runs `script verb [args]` as root in network namespace ns
+// with state as its private /run, where the scripts keep their locks, and
+// returns its output and exit status.
+func runInNetns(t *testing.T, ipTool, ns, state, script string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(ipTool, "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
-		"sh", "-c", `mount --bind "$1" /run && exec "$2" "$3"`, "sh", state, script, verb)
+	cmd := exec.Command(ipTool, append([]string{"netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", `mount --bind "$1" /run && shift 2 && exec "$0" "$@"`, script, state, "--"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("%s %s: %v", script, verb, err)
+		t.Fatalf("%s %s: %v", script, strings.Join(args, " "), err)
 	}
 	return string(out), code
 }

@@ -165,3 +165,20 @@ func TestLdirectordAcceptsConfig(t *testing.T) {
 	os.WriteFile(bad, []byte("virtual=192.168.7.110:80\n\treal=192.168.7.11:80 sideways 1\n"), 0o644)
 	run(t, "broken config", 2, exec.Command(ldirectord, bad, "status"))
 }
+
+// TestBirdAcceptsConfig runs BIRD's own parser (bird -p) on every rendered
+// bird.conf: exit 0 and no output. A broken copy must be refused, so that
+// the check can fail.
+func TestBirdAcceptsConfig(t *testing.T) {
+	bird := testenv.LookPath(t, "bird", "bird2")
+	for name, path := range renderedFiles(t, func(p string, _ []byte) bool { return p == BirdConfPath }) {
+		if out, err := exec.Command(bird, "-p", "-c", path).CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("%s: bird -p: %v\n%s", name, err, out)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.conf")
+	os.WriteFile(bad, []byte("router id 10.0.0.1;\nprotocol bgp p {\n    local 10.0.0.1 as 65001;\n    neighbor 10.0.0.2 as 65000;\n    hold time 2;\n}\n"), 0o644)
+	if err := exec.Command(bird, "-p", "-c", bad).Run(); err == nil {
+		t.Error("bird -p accepted a hold time of 2 s (BGP allows 0 or 3 and more): the check proves nothing")
+	}
+}

@@ -75,6 +75,7 @@ var hostTools = []hostTool{
 	{"grub-script-check", "grub-common", "tests: rendered GRUB entries", testOnly, nil, onPath("grub-script-check")},
 	{"keepalived", "keepalived", "tests: keepalived -t", testOnly, nil, onPath("keepalived")},
 	{"ldirectord", "ldirectord", "tests: ldirectord status", testOnly, nil, onPath("ldirectord")},
+	{"bird", "bird2", "tests: bird -p, and BIRD peering in network namespaces (the bgp backend)", testOnly, nil, onPath("bird")},
 	{"heartbeat", "heartbeat", "tests", testOnly, nil, fileExists("/usr/libexec/heartbeat/heartbeat")},
 	{"ipvsadm", "ipvsadm", "tests: ldirectord needs it", testOnly, nil, onPath("ipvsadm")},
 	{"ip", "iproute2", "tests: network namespaces", testOnly, nil, onPath("ip")},

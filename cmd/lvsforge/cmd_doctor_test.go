@@ -27,6 +27,8 @@ func TestDoctorForUse(t *testing.T) {
 		{useVMTest, []string{"make", "qemu-system-x86_64", "debootstrap", "busybox"}, []string{"ssh", "ccache"}, []string{"rpmbuild", "shellcheck", "sshd"}},
 		{useTest, []string{"shellcheck", "sshd", "qemu-system-x86_64", "dpkg-buildpackage", "linux-source-6.1", "fish", "zsh"}, nil, []string{"rpmbuild"}},
 		{"", []string{"make", "shellcheck", "qemu-system-x86_64"}, []string{"rpmbuild"}, nil},
+		// BIRD's checker and daemon, for the bgp backend's tests.
+		{useTest, []string{"bird"}, nil, nil},
 	} {
 		r := forUse(none, tc.use)
 		listed := map[string]toolCheck{}

@@ -78,7 +78,7 @@ func (a *App) loadSpec(c *cli.Context) (*cluster.Spec, error) {
 		return nil, err
 	}
 	if p != "" {
-		return cluster.Load(p)
+		return a.load(p)
 	}
 	fmt.Fprintln(a.Stderr, "lvsforge: no spec named, no ./"+specHere+", no $"+specEnv+": using the built-in example (the seed article's cluster)")
 	return a.exampleSpec()
@@ -113,5 +113,19 @@ func (a *App) hostSpec(c *cli.Context) (*cluster.Spec, error) {
 		return nil, usageError{fmt.Sprintf("%s reaches real hosts, so it never uses the built-in example: name the spec "+
 			"(lvsforge %s FILE, or -f FILE), or put it in ./%s or $%s", name, name, specHere, specEnv)}
 	}
-	return cluster.Load(p)
+	return a.load(p)
+}
+
+// load reads the spec at p, and prints what validation warns about on
+// stderr: it is valid, but something in it works badly (with --json too,
+// whose document stays on stdout).
+func (a *App) load(p string) (*cluster.Spec, error) {
+	s, err := cluster.Load(p)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range s.Warnings {
+		fmt.Fprintf(a.Stderr, "lvsforge: warning: %s\n", w)
+	}
+	return s, nil
 }
