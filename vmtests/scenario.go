@@ -111,8 +111,8 @@ func (s *Suite) Close() error {
 // those that keep the spec's network and backend first (one cluster, pushed
 // to), then the other forwarding methods and backends.
 var Scenarios = []*Scenario{
-	seedDR, arpScenario, rsScript, wrrScenario, rsDownScenario, linksScenario, failoverScenario,
-	tunScenario, natScenario, keepalivedScenario, connSyncScenario, kernelFallback,
+	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario, liveChangeScenario,
+	linksScenario, failoverScenario, tunScenario, natScenario, keepalivedScenario, connSyncScenario, kernelFallback,
 }
 
 // Lookup returns the named scenarios; "all" is every one.
