@@ -124,17 +124,11 @@ func checkDrain(r *Run, req DrainRequest) error {
 // server has no active connection left for the drained services.
 func waitDrained(ctx context.Context, r *Run, req DrainRequest) error {
 	want := ipvs.Build(r.Spec)
-	var keys []ipvs.Key
-	for _, s := range want.ServicesOf(req.Host) {
-		if len(req.Services) == 0 || slices.Contains(req.Services, s.Name) {
-			keys = append(keys, s.Key)
-		}
-	}
-	addr := r.Spec.Host(req.Host).Prefix().Addr()
+	drain := ipvs.Drain{Host: req.Host, Services: req.Services}
 	deadline := r.now().Add(req.Timeout)
 	start := r.now()
 	for {
-		active, where, err := activeConns(ctx, r, keys, addr)
+		active, where, err := activeConns(ctx, r, want, drain)
 		if err != nil {
 			return err
 		}
@@ -154,9 +148,9 @@ func waitDrained(ctx context.Context, r *Run, req DrainRequest) error {
 	}
 }
 
-// activeConns counts real server addr's active connections for the
-// services keys on the director that holds the VIPs.
-func activeConns(ctx context.Context, r *Run, keys []ipvs.Key, addr netip.Addr) (int, string, error) {
+// activeConns counts the drained real server's active connections for
+// the drained services on the director that holds the VIPs.
+func activeConns(ctx context.Context, r *Run, want *ipvs.Table, d ipvs.Drain) (int, string, error) {
 	active, err := r.activeDirector(ctx)
 	if err != nil {
 		return 0, "", err
@@ -169,17 +163,7 @@ func activeConns(ctx context.Context, r *Run, keys []ipvs.Key, addr netip.Addr) 
 	if err != nil {
 		return 0, active.Name, fmt.Errorf("read %s's table: %w", active.Name, err)
 	}
-	n := 0
-	for _, k := range keys {
-		if s := live.Service(k); s != nil {
-			for _, d := range s.Dests {
-				if d.Addr == addr {
-					n += d.ActiveConns
-				}
-			}
-		}
-	}
-	return n, active.Name, nil
+	return want.ActiveConns(live, d), active.Name, nil
 }
 
 // activeDirector is the director that holds the first VIP.

@@ -118,17 +118,18 @@ func TestConfigureRoles(t *testing.T) {
 	}{
 		{"director", directorFragments(t, src), map[string]string{
 			"IP_VS": "m", "IP_VS_PROTO_TCP": "y", "IP_VS_PROTO_UDP": "y", "IP_VS_PROTO_SCTP": "y", "IP_MULTICAST": "y",
-			"VIRTIO_NET": "y", "SERIAL_8250_CONSOLE": "y", "ACPI": "y", "EXT4_FS": "y", "LOCALVERSION": `"-lvs"`,
+			"VIRTIO_NET": "y", "SERIAL_8250_CONSOLE": "y", "ACPI": "y", "EXT4_FS": "y", "LOCALVERSION": `"-lvs"`, "IPV6": "y",
 		}},
 		{"director with firewall marks", append(directorFragments(t, src), fwmark), map[string]string{
 			"IP_VS": "m", "NETFILTER_XT_MARK": "m", "NETFILTER_XT_MATCH_MULTIPORT": "m", "NFT_COMPAT": "m",
-			"NF_TABLES_IPV4": "y", "IP_NF_MANGLE": "m",
+			"NF_TABLES_IPV4": "y", "IP_NF_MANGLE": "m", "NF_TABLES_IPV6": "y", "IP6_NF_MANGLE": "m",
 		}},
 		{"director of the bgp backend", append(directorFragments(t, src), bgp), map[string]string{
 			"IP_VS": "m", "IP_ADVANCED_ROUTER": "y", "IP_MULTIPLE_TABLES": "y", "FIB_RULES": "y",
 		}},
 		{"realserver", []Fragment{realserver, vm}, map[string]string{
 			"NET_IPIP": "m", "NET_FOU": "m", "NET_IPGRE_DEMUX": "m", "NET_IPGRE": "m", "IP_SCTP": "m", "PROC_SYSCTL": "y", "IP_VS": "", "VIRTIO_NET": "y", "LOCALVERSION": `"-lvs"`,
+			"IPV6": "y", "IPV6_TUNNEL": "m",
 		}},
 	}
 	for _, tc := range cases {

@@ -78,6 +78,42 @@ func (h *Host) Prefix() netip.Prefix {
 // IP is the host's public address without prefix length.
 func (h *Host) IP() string { return h.Prefix().Addr().String() }
 
+// PrefixOf is the host's address of one family (IPv6 if v6): its address
+// when that is of the family, else its address6 for IPv6; false when it
+// has none. Valid after validation.
+func (h *Host) PrefixOf(v6 bool) (netip.Prefix, bool) {
+	if p := h.Prefix(); p.IsValid() && p.Addr().Is6() == v6 {
+		return p, true
+	}
+	if v6 && h.Address6 != "" {
+		p, err := netip.ParsePrefix(h.Address6)
+		return p, err == nil
+	}
+	return netip.Prefix{}, false
+}
+
+// GatewayOf is the host's default gateway of one family, "" if none.
+func (h *Host) GatewayOf(v6 bool) string {
+	switch {
+	case h.Prefix().Addr().Is6() == v6:
+		return h.Gateway
+	case v6:
+		return h.Gateway6
+	}
+	return ""
+}
+
+// FloatingGatewayOf is the NAT gateway of one family the active director
+// holds (ha.floatingGateway or ha.floatingGateway6); false if none.
+func (s *Spec) FloatingGatewayOf(v6 bool) (netip.Prefix, bool) {
+	for _, g := range []string{s.HA.FloatingGateway, s.HA.FloatingGateway6} {
+		if p, err := netip.ParsePrefix(g); err == nil && p.Addr().Is6() == v6 {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
 // UcastPeer is the address heartbeat's ucast medium on iface reaches host at.
 func UcastPeer(h *Host, iface string) (string, error) {
 	switch {

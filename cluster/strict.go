@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -122,6 +123,47 @@ func parseIPv4(s string) (netip.Addr, error) {
 	return a, nil
 }
 
+// parseAddr accepts a dotted IPv4 address or an IPv6 address written as
+// RFC 5952 writes it (lowercase, no leading zeros, the longest run of zero
+// groups as ::): the spec's text is what ip(8), ipvsadm -S and the daemons
+// print, so string comparisons (the same VIP in two services, the holder
+// of an address) hold. No zone: these addresses are the cluster's, not a
+// link's; no IPv4-mapped IPv6, which IPVS would take as another family.
+func parseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	switch {
+	case err != nil || a.Zone() != "":
+		return netip.Addr{}, fmt.Errorf("invalid address %q: expected an IPv4 address such as 192.168.7.110 or an IPv6 one such as 2001:db8::110", s)
+	case a.Is4In6():
+		return netip.Addr{}, fmt.Errorf("invalid address %q: an IPv4-mapped IPv6 address; write the IPv4 address %s", s, a.Unmap())
+	case a.String() != s:
+		return netip.Addr{}, fmt.Errorf("invalid address %q: write it as %s (lowercase, no leading zeros, the longest run of zero groups as ::)", s, a)
+	}
+	return a, nil
+}
+
+// ipv6Unicast refuses the IPv6 addresses no cluster address can be: a VIP,
+// DIP or RIP is a global (or unique local) unicast address, reachable
+// beyond the link.
+func ipv6Unicast(a netip.Addr) error {
+	what := ""
+	switch {
+	case !a.Is6():
+		return nil
+	case a.IsUnspecified():
+		what = "the unspecified address"
+	case a.IsLoopback():
+		what = "the loopback address"
+	case a.IsMulticast():
+		what = "a multicast address"
+	case a.IsLinkLocalUnicast():
+		what = "a link-local address (fe80::/10), which no router forwards"
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s is %s: use a global or unique local unicast address, e.g. 2001:db8::110", a, what)
+}
+
 // parseSSHAddr accepts an IP address to connect to. An IPv6 link-local
 // address may carry a zone, which must be an interface name: netip takes
 // any text after the %, and the address reaches ssh command lines.
@@ -136,17 +178,36 @@ func parseSSHAddr(s string) (netip.Addr, error) {
 	return a, nil
 }
 
-// parsePrefix accepts an IPv4 address with prefix length, e.g. 192.168.7.9/24.
+// parsePrefix accepts an IPv4 or IPv6 address with prefix length, e.g.
+// 192.168.7.9/24 or 2001:db8::9/64, the address written as parseAddr wants.
 func parsePrefix(s string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(s)
-	if err != nil || !p.Addr().Is4() || p.Bits() < 1 {
-		return netip.Prefix{}, fmt.Errorf("invalid address %q: expected an IPv4 address with prefix length, e.g. 192.168.7.9/24", s)
+	if err != nil || p.Bits() < 1 {
+		return netip.Prefix{}, fmt.Errorf("invalid address %q: expected an address with prefix length, e.g. 192.168.7.9/24 or 2001:db8::9/64", s)
+	}
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("invalid address %q: an IPv4-mapped IPv6 address; write the IPv4 address with its prefix length", s)
+	}
+	if want := p.String(); want != s {
+		return netip.Prefix{}, fmt.Errorf("invalid address %q: write it as %s (lowercase, no leading zeros, the longest run of zero groups as ::)", s, want)
+	}
+	if err := ipv6Unicast(p.Addr()); err != nil {
+		return netip.Prefix{}, err
 	}
 	return p, nil
 }
 
-// parseNetmask accepts a dotted IPv4 netmask, e.g. 255.255.255.0.
-func parseNetmask(s string) error {
+// parseNetmask accepts a persistence netmask: for an IPv4 service a dotted
+// netmask, e.g. 255.255.255.0; for an IPv6 one a prefix length, e.g. 64,
+// as ipvsadm -M and ldirectord take it.
+func parseNetmask(s string, v6 bool) error {
+	if v6 {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 128 || strconv.Itoa(n) != s {
+			return fmt.Errorf("invalid netmask %q: an IPv6 service's persistence netmask is a prefix length from 1 to 128, e.g. 64", s)
+		}
+		return nil
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is4() {
 		return fmt.Errorf("invalid netmask %q: expected e.g. 255.255.255.0", s)
@@ -157,4 +218,39 @@ func parseNetmask(s string) error {
 		return fmt.Errorf("invalid netmask %q: the one bits must be contiguous, e.g. 255.255.255.0", s)
 	}
 	return nil
+}
+
+// parseHostAddr accepts an address a host of the cluster holds (a VIP, a
+// ping node): parseAddr's, and for IPv6 a global or unique local unicast one.
+func parseHostAddr(s string) (netip.Addr, error) {
+	a, err := parseAddr(s)
+	if err == nil {
+		err = ipv6Unicast(a)
+	}
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return a, nil
+}
+
+// family names an address family in messages.
+func family(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// parseGateway accepts a default gateway: parseAddr's, and for IPv6 a
+// unicast address, link-local included (IPv6 routers are often known by
+// their link-local address, and the route names the device).
+func parseGateway(s string) (netip.Addr, error) {
+	a, err := parseAddr(s)
+	if err == nil && !a.IsLinkLocalUnicast() {
+		err = ipv6Unicast(a)
+	}
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	return a, nil
 }

@@ -36,6 +36,7 @@ func fullVariants(t *testing.T) []string {
   primary: d1
   autoFailback: true
   floatingGateway: 192.168.7.1/24
+  floatingGateway6: 2001:db8:7::1/64
   keepalived:
     virtualRouterID: 51
     advertInt: 1

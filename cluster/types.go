@@ -141,7 +141,10 @@ const (
 // Service is one IPVS virtual service.
 type Service struct {
 	Name string `yaml:"name"`
-	VIP  string `yaml:"vip"`
+	// VIP is the virtual address, IPv4 or IPv6: its family is the
+	// service's, and every address the service is served through (the
+	// real servers', the directors', the sorry server) is of that family.
+	VIP string `yaml:"vip"`
 	// Port is the virtual port; 0 with FWMark set for firewall-mark services.
 	Port   int `yaml:"port"`
 	FWMark int `yaml:"fwmark"`
@@ -194,7 +197,9 @@ type Tunnel struct {
 
 // Persistence makes a client stick to one real server.
 type Persistence struct {
-	Timeout int    `yaml:"timeout"`
+	Timeout int `yaml:"timeout"`
+	// Netmask groups clients: a dotted netmask for an IPv4 service, a
+	// prefix length (1-128) for an IPv6 one, as ipvsadm -M takes them.
 	Netmask string `yaml:"netmask"`
 }
 
@@ -242,12 +247,19 @@ const (
 type Host struct {
 	Name string `yaml:"name"`
 	Role string `yaml:"role"`
-	// Address is the host's public address with prefix length (DIP or RIP), e.g. 192.168.7.9/24.
-	Address    string     `yaml:"address"`
+	// Address is the host's public address with prefix length (DIP or
+	// RIP), IPv4 or IPv6, e.g. 192.168.7.9/24 or 2001:db8:7::9/64.
+	Address string `yaml:"address"`
+	// Address6 is the IPv6 address, with prefix length, of a dual-stack
+	// host whose Address is IPv4: the one its IPv6 services use.
+	Address6   string     `yaml:"address6"`
 	SSH        SSH        `yaml:"ssh"`
 	Interfaces Interfaces `yaml:"interfaces"`
-	// Gateway is the default route. For NAT real servers it must be a director address.
-	Gateway       string `yaml:"gateway"`
+	// Gateway is the default route of Address's family. For NAT real
+	// servers it must be a director address.
+	Gateway string `yaml:"gateway"`
+	// Gateway6 is the IPv6 default route of a dual-stack host (Address6).
+	Gateway6      string `yaml:"gateway6"`
 	OS            string `yaml:"os"`
 	Init          string `yaml:"init"`
 	KernelProfile string `yaml:"kernelProfile"`
@@ -330,9 +342,12 @@ type HA struct {
 	Ping         []string `yaml:"ping"`
 	Authkey      Authkey  `yaml:"authkey"`
 	// FloatingGateway is an extra address (with prefix) the active director
-	// holds beside the VIPs: the NAT real servers' gateway.
-	FloatingGateway string     `yaml:"floatingGateway"`
-	Keepalived      Keepalived `yaml:"keepalived"`
+	// holds beside the VIPs: the NAT real servers' gateway, IPv4 or IPv6.
+	FloatingGateway string `yaml:"floatingGateway"`
+	// FloatingGateway6 is the IPv6 one of a dual-stack cluster whose
+	// FloatingGateway is IPv4.
+	FloatingGateway6 string     `yaml:"floatingGateway6"`
+	Keepalived       Keepalived `yaml:"keepalived"`
 	// Sync enables IPVS connection synchronisation between the directors.
 	Sync Sync `yaml:"sync"`
 	// BGP is the bgp backend's announcement of the VIPs.

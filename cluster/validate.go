@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 )
 
@@ -248,7 +249,7 @@ func (v *validator) services() map[string]*Service {
 			v.add(p+".name", "duplicate service name %q", sv.Name)
 		}
 		byName[sv.Name] = sv
-		_, err := parseIPv4(sv.VIP)
+		vip, err := parseHostAddr(sv.VIP)
 		v.errIf(p+".vip", err)
 		if sv.FWMark != 0 {
 			if sv.Port != 0 {
@@ -288,7 +289,7 @@ func (v *validator) services() map[string]*Service {
 		if ps := sv.Persistence; ps != nil {
 			v.rangeInt(p+".persistence.timeout", ps.Timeout, 1, 1<<31-1)
 			if ps.Netmask != "" {
-				v.errIf(p+".persistence.netmask", parseNetmask(ps.Netmask))
+				v.errIf(p+".persistence.netmask", parseNetmask(ps.Netmask, vip.Is6()))
 			}
 		}
 		c := &sv.Check
@@ -322,8 +323,15 @@ func (v *validator) services() map[string]*Service {
 			v.add(tp, "check timeout %d is not below its interval %d: a check must give up before the next one is due; make the timeout shorter than the interval (defaults: interval 10, timeout 5)", c.Timeout, c.Interval)
 		}
 		if fb := sv.Fallback; fb != nil {
-			_, err := parseIPv4(fb.Address)
-			v.errIf(p+".fallback.address", err)
+			a, err := parseAddr(fb.Address)
+			switch {
+			case err != nil:
+				v.add(p+".fallback.address", "%v", err)
+			case vip.IsValid() && a.Is6() != vip.Is6():
+				// IPVS forwards to a real server of the service's family
+				// only (but through a tunnel).
+				v.add(p+".fallback.address", "the sorry server of an %s service must have an %s address, like its VIP %s", family(vip.Is6()), family(vip.Is6()), vip)
+			}
 			switch {
 			case fb.Port == 0:
 			case sv.FWMark != 0:
@@ -378,6 +386,9 @@ func (v *validator) ipvsOptions(p string, sv *Service) {
 		v.add(tp, "tunnel options are for forwarding tun, not %s: remove tunnel, or set forwarding: tun", sv.Forwarding)
 	}
 	v.enum(tp+".type", t.Type, TunnelIPIP, TunnelGUE, TunnelGRE)
+	if vip, err := parseHostAddr(sv.VIP); err == nil && vip.Is6() && (t.Type == TunnelGUE || t.Type == TunnelGRE) {
+		v.add(tp+".type", "the real servers of an IPv6 service decapsulate IPv6-in-IPv6 (ip6tnl0) only: a %s tunnel needs an IPv4 service; use type ipip", t.Type)
+	}
 	switch {
 	case t.Type == TunnelGUE && t.Port == 0:
 		v.add(tp+".port", "a gue tunnel needs the UDP port the real servers decapsulate on, e.g. port: 6080")
@@ -469,12 +480,38 @@ func (v *validator) markedPortsDistinct() {
 
 // hostAddrs are the parsed addresses of the hosts, for the network checks.
 type hostAddrs struct {
-	pub map[string]netip.Prefix // host name -> public address
-	idx map[string]int          // host name -> index in Spec.Hosts
+	pub  map[string]netip.Prefix // host name -> public address
+	pub6 map[string]netip.Prefix // host name -> address6, of a dual-stack host
+	idx  map[string]int          // host name -> index in Spec.Hosts
+	// bad6 are the hosts whose address6 was refused: whether they have an
+	// IPv6 address is not known, and not asked.
+	bad6 map[string]bool
+}
+
+// of is a host's address of one family, as Host.PrefixOf gives it once
+// the spec is valid.
+func (h hostAddrs) of(name string, v6 bool) (netip.Prefix, bool) {
+	if p, ok := h.pub[name]; ok && p.Addr().Is6() == v6 {
+		return p, true
+	}
+	if p, ok := h.pub6[name]; ok && v6 {
+		return p, true
+	}
+	return netip.Prefix{}, false
+}
+
+// field is the field of a host's address or gateway (base) of one
+// family: base for its address's family, base+"6" for a dual-stack host's
+// IPv6 one.
+func (h hostAddrs) field(name, base string, v6 bool) string {
+	if p, ok := h.pub[name]; ok && p.Addr().Is6() != v6 {
+		return base + "6"
+	}
+	return base
 }
 
 func (v *validator) hosts(services map[string]*Service) hostAddrs {
-	h := hostAddrs{pub: map[string]netip.Prefix{}, idx: map[string]int{}}
+	h := hostAddrs{pub: map[string]netip.Prefix{}, pub6: map[string]netip.Prefix{}, idx: map[string]int{}, bad6: map[string]bool{}}
 	if len(v.s.Hosts) == 0 {
 		v.add("hosts", "at least one director and one real server are needed")
 	}
@@ -488,10 +525,24 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 		}
 		h.idx[host.Name] = i
 		v.enum(p+".role", host.Role, RoleDirector, RoleRealServer)
-		if pfx, err := parsePrefix(host.Address); err != nil {
+		pub, err := parsePrefix(host.Address)
+		if err != nil {
 			v.add(p+".address", "%v", err)
 		} else {
-			h.pub[host.Name] = pfx
+			h.pub[host.Name] = pub
+		}
+		if host.Address6 != "" {
+			h.bad6[host.Name] = true
+			switch pfx, err := parsePrefix(host.Address6); {
+			case err != nil:
+				v.add(p+".address6", "%v", err)
+			case !pfx.Addr().Is6():
+				v.add(p+".address6", "%s is not an IPv6 address: address6 is the IPv6 address of a dual-stack host, with prefix length, e.g. 2001:db8:7::9/64", pfx)
+			case pub.Addr().Is6():
+				v.add(p+".address6", "the host's address %s is IPv6 already: address6 is the IPv6 address of a host whose address is IPv4; remove address6, or make address the host's IPv4 address", pub)
+			default:
+				h.pub6[host.Name], h.bad6[host.Name] = pfx, false
+			}
 		}
 		v.match(p+".ssh.user", host.SSH.User, reUser.MatchString(host.SSH.User), "a login name such as root")
 		v.rangeInt(p+".ssh.port", host.SSH.Port, 1, 65535)
@@ -530,8 +581,22 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 			}
 		}
 		if host.Gateway != "" {
-			_, err := parseIPv4(host.Gateway)
-			v.errIf(p+".gateway", err)
+			switch gw, err := parseGateway(host.Gateway); {
+			case err != nil:
+				v.add(p+".gateway", "%v", err)
+			case pub.IsValid() && gw.Is6() != pub.Addr().Is6():
+				v.add(p+".gateway", "%s is an %s address, but the host's address %s is %s: gateway is the default route of its address's family; a dual-stack host's IPv6 one goes in gateway6", gw, family(gw.Is6()), pub, family(pub.Addr().Is6()))
+			}
+		}
+		if host.Gateway6 != "" {
+			switch gw, err := parseGateway(host.Gateway6); {
+			case err != nil:
+				v.add(p+".gateway6", "%v", err)
+			case !gw.Is6():
+				v.add(p+".gateway6", "%s is not an IPv6 address: gateway6 is the IPv6 default route of a dual-stack host", gw)
+			case host.Address6 == "":
+				v.add(p+".gateway6", "gateway6 is the IPv6 default route of a dual-stack host, which has address6: set address6, or, on a host whose address is IPv6, write it in gateway")
+			}
 		}
 		v.enum(p+".os", host.OS, OSDebian, OSRedHat)
 		v.enum(p+".init", host.Init, InitSysV, InitSystemd)
@@ -571,7 +636,9 @@ func (v *validator) hosts(services map[string]*Service) hostAddrs {
 	return h
 }
 
-// network checks how addresses relate: distinct, on the right subnets, NAT gateways.
+// network checks how addresses relate: distinct, on the right subnets, NAT
+// gateways; each family on its own (a service's VIP, directors and real
+// servers are of one family).
 func (v *validator) network(h hostAddrs) {
 	owner := map[netip.Addr]string{}
 	claim := func(a netip.Addr, what, path string) {
@@ -583,26 +650,37 @@ func (v *validator) network(h hostAddrs) {
 	}
 	for i, host := range v.s.Hosts {
 		p := fmt.Sprintf("hosts[%d]", i)
-		pfx, ok := h.pub[host.Name]
-		if ok {
-			claim(pfx.Addr(), "host "+host.Name, p+".address")
-			v.hostAddress(p+".address", pfx, pfx.Addr())
+		for _, a := range []struct {
+			field, gwField string
+			pfx            netip.Prefix
+			ok             bool
+		}{{"address", "gateway", h.pub[host.Name], h.pub[host.Name].IsValid()}, {"address6", "gateway6", h.pub6[host.Name], h.pub6[host.Name].IsValid()}} {
+			if !a.ok {
+				continue
+			}
+			claim(a.pfx.Addr(), "host "+host.Name, p+"."+a.field)
+			v.hostAddress(p+"."+a.field, a.pfx, a.pfx.Addr())
+			gw := host.Gateway
+			if a.gwField == "gateway6" {
+				gw = host.Gateway6
+			}
+			if g, err := parseGateway(gw); err == nil && g.Is6() == a.pfx.Addr().Is6() {
+				v.hostAddress(p+"."+a.gwField, a.pfx, g)
+			}
 		}
 		if hb, err := parsePrefix(host.Interfaces.HeartbeatAddress); err == nil {
 			claim(hb.Addr(), "host "+host.Name+" (heartbeat)", p+".interfaces.heartbeatAddress")
 			v.hostAddress(p+".interfaces.heartbeatAddress", hb, hb.Addr())
 		}
-		if gw, err := parseIPv4(host.Gateway); err == nil && ok {
-			v.hostAddress(p+".gateway", pfx, gw)
-		}
 	}
 	vips := map[netip.Addr]bool{}
 	for i, sv := range v.s.Services {
 		p := fmt.Sprintf("services[%d]", i)
-		vip, err := parseIPv4(sv.VIP)
+		vip, err := parseHostAddr(sv.VIP)
 		if err != nil {
 			continue
 		}
+		v6 := vip.Is6()
 		if !vips[vip] {
 			claim(vip, "the VIP of service "+sv.Name, p+".vip")
 			vips[vip] = true
@@ -613,21 +691,29 @@ func (v *validator) network(h hostAddrs) {
 		}
 		// A VIP on no director's subnet is the VIP's mistake, reported at
 		// its line; one that some directors have and others not is theirs.
-		var on, off []int
+		var on, off, none []int
 		for j, host := range v.s.Hosts {
-			if pfx, ok := h.pub[host.Name]; ok && host.Role == RoleDirector {
-				if pfx.Contains(vip) {
-					on = append(on, j)
-				} else {
-					off = append(off, j)
-				}
+			if _, parsed := h.pub[host.Name]; !parsed || host.Role != RoleDirector || (v6 && h.bad6[host.Name]) {
+				continue
+			}
+			switch pfx, ok := h.of(host.Name, v6); {
+			case !ok:
+				none = append(none, j)
+			case pfx.Contains(vip):
+				on = append(on, j)
+			default:
+				off = append(off, j)
 			}
 		}
 		switch {
+		case len(on) == 0 && len(off) == 0 && len(none) > 0:
+			v.add(p+".vip", "VIP %s of service %q is %s, and no director has an %s address: a director brings the VIP up on its public interface, on its subnet; %s", vip, sv.Name, family(v6), family(v6), addFamily(v6, "give each director"))
+			none = nil
 		case len(on) == 0 && len(off) > 0:
 			var subnets []string
 			for _, j := range off {
-				if sn := h.pub[v.s.Hosts[j].Name].Masked().String(); !oneOf(sn, subnets...) {
+				pfx, _ := h.of(v.s.Hosts[j].Name, v6)
+				if sn := pfx.Masked().String(); !oneOf(sn, subnets...) {
 					subnets = append(subnets, sn)
 				}
 			}
@@ -635,72 +721,160 @@ func (v *validator) network(h hostAddrs) {
 		default:
 			for _, j := range off {
 				host := &v.s.Hosts[j]
-				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, h.pub[host.Name], vip, sv.Name)
+				pfx, _ := h.of(host.Name, v6)
+				v.add(fmt.Sprintf("hosts[%d].address", j), "director %s (%s) is not on the subnet of VIP %s of service %q: the VIP is brought up on its public interface", host.Name, pfx, vip, sv.Name)
 			}
+		}
+		for _, j := range none {
+			v.add(fmt.Sprintf("hosts[%d].address", j), "director %s has no %s address, but VIP %s of service %q is %s: the VIP is brought up on its public interface, on its subnet; %s", v.s.Hosts[j].Name, family(v6), vip, sv.Name, family(v6), addFamily(v6, "give it"))
 		}
 		if len(on) > 0 {
-			v.hostAddress(p+".vip", h.pub[v.s.Hosts[on[0]].Name], vip)
+			pfx, _ := h.of(v.s.Hosts[on[0]].Name, v6)
+			v.hostAddress(p+".vip", pfx, vip)
 		}
 		for j, host := range v.s.Hosts {
-			if pfx, ok := h.pub[host.Name]; ok && host.Role == RoleRealServer && sv.Forwarding == ForwardDR && ServesService(&v.s.Hosts[j], sv.Name) && !pfx.Contains(vip) {
-				v.add(fmt.Sprintf("hosts[%d].address", j), "LVS-DR real server %s (%s) must be on the L2 subnet of VIP %s of service %q", host.Name, pfx, vip, sv.Name)
-			}
-		}
-	}
-	var fgw netip.Addr
-	if v.s.HA.FloatingGateway != "" {
-		if p, err := parsePrefix(v.s.HA.FloatingGateway); err != nil {
-			v.add("ha.floatingGateway", "%v", err)
-		} else {
-			fgw = p.Addr()
-			claim(fgw, "the floating gateway", "ha.floatingGateway")
-			v.hostAddress("ha.floatingGateway", p, fgw)
-		}
-	}
-	for i, host := range v.s.Hosts {
-		if host.Role != RoleRealServer || !usesNAT(v.s, &v.s.Hosts[i]) {
-			continue
-		}
-		p := fmt.Sprintf("hosts[%d].gateway", i)
-		gw, err := parseIPv4(host.Gateway)
-		if err != nil {
-			v.add(p, "a LVS-NAT real server's gateway must be a director address or ha.floatingGateway")
-			continue
-		}
-		if gw == fgw {
-			continue
-		}
-		directors, own := 0, ""
-		for _, d := range v.s.Hosts {
-			if d.Role != RoleDirector {
+			if _, parsed := h.pub[host.Name]; !parsed || host.Role != RoleRealServer || !ServesService(&v.s.Hosts[j], sv.Name) || (v6 && h.bad6[host.Name]) {
 				continue
 			}
-			directors++
-			if pfx, has := h.pub[d.Name]; has && pfx.Addr() == gw {
-				own = d.Name
+			switch pfx, ok := h.of(host.Name, v6); {
+			case !ok:
+				v.add(fmt.Sprintf("hosts[%d].address", j), "real server %s has no %s address, but it serves service %q, whose VIP %s is %s: IPVS forwards to a real server of the service's family; %s, or give it weight 0 for %q", host.Name, family(v6), sv.Name, vip, family(v6), addFamily(v6, "give it"), sv.Name)
+			case sv.Forwarding == ForwardDR && !pfx.Contains(vip):
+				v.add(fmt.Sprintf("hosts[%d].%s", j, h.field(host.Name, "address", v6)), "LVS-DR real server %s (%s) must be on the L2 subnet of VIP %s of service %q", host.Name, pfx, vip, sv.Name)
 			}
 		}
-		switch {
-		case own == "":
-			v.add(p, "a LVS-NAT real server's gateway must be a director address or ha.floatingGateway, not %s", gw)
-		case directors > 1:
-			// Replies would go to that director even while another one
-			// holds the VIP, and it cannot rewrite them.
-			v.add(p, "%s is director %s's own address, but with %d directors the real servers' gateway must move with the VIP: set ha.floatingGateway and use its address here", gw, own, directors)
+	}
+	fgws := v.floatingGateways(claim)
+	for i, host := range v.s.Hosts {
+		if host.Role != RoleRealServer {
+			continue
+		}
+		for _, v6 := range natFamilies(v.s, &v.s.Hosts[i]) {
+			if _, ok := h.of(host.Name, v6); !ok {
+				continue // reported above
+			}
+			v.natGateway(i, v6, fgws, h)
 		}
 	}
 }
 
-// hostAddress refuses a as an address of a host on subnet p if it is the
-// subnet's network or broadcast address: the kernel takes the one for the
-// subnet itself and the other for every host on it. A /31 or /32 has
-// neither.
+// addFamily says how a host gets an address of a family it lacks.
+func addFamily(v6 bool, who string) string {
+	if v6 {
+		return who + " an IPv6 address: address6 beside an IPv4 address, or address itself"
+	}
+	return who + " an IPv4 address: address, with the IPv6 one in address6"
+}
+
+// floatingGateways checks ha.floatingGateway and ha.floatingGateway6 and
+// returns the NAT gateways the active director holds, by family (true:
+// IPv6).
+func (v *validator) floatingGateways(claim func(netip.Addr, string, string)) map[bool]netip.Addr {
+	ha := &v.s.HA
+	out := map[bool]netip.Addr{}
+	for _, f := range []struct{ path, val string }{{"ha.floatingGateway", ha.FloatingGateway}, {"ha.floatingGateway6", ha.FloatingGateway6}} {
+		if f.val == "" {
+			continue
+		}
+		p, err := parsePrefix(f.val)
+		switch {
+		case err != nil:
+			v.add(f.path, "%v", err)
+			continue
+		case f.path == "ha.floatingGateway6" && !p.Addr().Is6():
+			v.add(f.path, "%s is not an IPv6 address: floatingGateway6 is the IPv6 floating gateway of a cluster whose floatingGateway is IPv4", p)
+			continue
+		case f.path == "ha.floatingGateway6" && out[true].IsValid():
+			v.add(f.path, "floatingGateway %s is IPv6 already: floatingGateway6 is the IPv6 one beside an IPv4 floatingGateway; remove one of them", out[true])
+			continue
+		}
+		out[p.Addr().Is6()] = p.Addr()
+		claim(p.Addr(), "the floating gateway", f.path)
+		v.hostAddress(f.path, p, p.Addr())
+	}
+	return out
+}
+
+// natFamilies are the address families of the NAT services real server h
+// serves (false: IPv4, true: IPv6).
+func natFamilies(s *Spec, h *Host) []bool {
+	var out []bool
+	for _, sv := range s.Services {
+		if sv.Forwarding != ForwardNAT || !ServesService(h, sv.Name) {
+			continue
+		}
+		a, err := netip.ParseAddr(sv.VIP)
+		if err == nil && !slices.Contains(out, a.Is6()) {
+			out = append(out, a.Is6())
+		}
+	}
+	return out
+}
+
+// natGateway: replies of a LVS-NAT service must return through the director
+// holding the VIP, which rewrites them: real server i's gateway of the
+// service's family is the floating gateway of that family, or the one
+// director's own address.
+func (v *validator) natGateway(i int, v6 bool, fgws map[bool]netip.Addr, h hostAddrs) {
+	host := &v.s.Hosts[i]
+	field := h.field(host.Name, "gateway", v6)
+	p := fmt.Sprintf("hosts[%d].%s", i, field)
+	floating := "ha.floatingGateway"
+	if v6 && (v.s.HA.FloatingGateway6 != "" || field == "gateway6") {
+		floating = "ha.floatingGateway6"
+	}
+	text := host.Gateway
+	if field == "gateway6" {
+		text = host.Gateway6
+	}
+	gw, err := parseGateway(text)
+	if err != nil || gw.Is6() != v6 {
+		v.add(p, "a LVS-NAT real server's gateway must be a director address or %s", floating)
+		return
+	}
+	if gw == fgws[v6] {
+		return
+	}
+	directors, own := 0, ""
+	for _, d := range v.s.Hosts {
+		if d.Role != RoleDirector {
+			continue
+		}
+		directors++
+		if pfx, has := h.of(d.Name, v6); has && pfx.Addr() == gw {
+			own = d.Name
+		}
+	}
+	switch {
+	case own == "":
+		v.add(p, "a LVS-NAT real server's gateway must be a director address or %s, not %s", floating, gw)
+	case directors > 1:
+		// Replies would go to that director even while another one
+		// holds the VIP, and it cannot rewrite them.
+		v.add(p, "%s is director %s's own address, but with %d directors the real servers' gateway must move with the VIP: set %s and use its address here", gw, own, directors, floating)
+	}
+}
+
+// hostAddress refuses a as an address of a host on subnet p if the kernel
+// takes it for something else: IPv4's network and broadcast addresses (the
+// subnet itself, every host on it; a /31 or /32 has neither), IPv6's
+// subnet-router anycast address (the subnet's address, every host bit 0,
+// which the routers on the link answer; a /127 or /128 has none, RFC 6164).
 func (v *validator) hostAddress(path string, p netip.Prefix, a netip.Addr) {
 	p = p.Masked()
-	if p.Bits() > 30 || !p.Contains(a) {
+	if !p.Contains(a) {
 		return
 	}
 	network := p.Addr()
+	if a.Is6() {
+		if p.Bits() <= 126 && a == network {
+			v.add(path, "%s is the subnet-router anycast address of %s (every host bit 0), which the routers on the link answer: use another address of %s, from %s on", a, p, p, network.Next())
+		}
+		return
+	}
+	if p.Bits() > 30 {
+		return
+	}
 	b := network.As4()
 	for i := p.Bits(); i < 32; i++ {
 		b[i/8] |= 0x80 >> (i % 8)
@@ -765,7 +939,7 @@ func (v *validator) ha(h hostAddrs) {
 		v.badBaud()
 	}
 	for i, a := range ha.Ping {
-		_, err := parseIPv4(a)
+		_, err := parseHostAddr(a)
 		v.errIf(fmt.Sprintf("ha.ping[%d]", i), err)
 	}
 	if ha.Backend == BackendHeartbeat {
@@ -827,6 +1001,14 @@ func (v *validator) ha(h hostAddrs) {
 			}
 		case MediumBcast, MediumMcast:
 			v.onEveryDirector(p+".interface", m.Interface, directors, h, "heartbeat sends the "+m.Type+" medium from every director")
+			for _, d := range directors {
+				// heartbeat's bcast and mcast plugins speak IPv4 only
+				// (its mcast6 is not rendered).
+				host := v.s.Hosts[h.idx[d]]
+				if a, err := UcastPeer(&host, m.Interface); err == nil && strings.Contains(a, ":") {
+					v.add(p+".type", "director %s's address on %s is IPv6 (%s), and heartbeat's %s medium is IPv4 only: use type ucast, which heartbeat sends as ucast6 to IPv6 addresses", d, m.Interface, a, m.Type)
+				}
+			}
 		}
 	}
 	switch ha.Backend {
@@ -881,8 +1063,16 @@ func (v *validator) ldirectordServices() {
 		if sv.OnePacket && sv.FWMark != 0 {
 			v.add(p+".ops", "ldirectord sets one-packet scheduling on udp services with a port only, not on firewall-mark ones: use ha.backend keepalived, or a udp service with a port")
 		}
+		if vip, err := netip.ParseAddr(sv.VIP); err == nil && vip.Is6() && sv.Check.Type == "negotiate" && !oneOf(sv.Check.Service, ldirectordIPv6Services...) {
+			v.add(p+".check.service", "ldirectord negotiates with an IPv6 service in %s only, not %s: use one of those, check.type connect, external or off, or ha.backend keepalived", strings.Join(ldirectordIPv6Services, ", "), sv.Check.Service)
+		}
 	}
 }
+
+// ldirectordIPv6Services are the negotiate checks ldirectord runs against
+// IPv6 real servers (its perldoc, "IPv6"); connect, external and off
+// checks work for both families.
+var ldirectordIPv6Services = []string{"dns", "http", "https", "nntp", "simpletcp", "sip"}
 
 // keepalived checks ha.keepalived.
 func (v *validator) keepalived(directors []string, h hostAddrs) {
@@ -980,15 +1170,6 @@ func (v *validator) badBaud() {
 func containsInt(xs []int, x int) bool {
 	for _, y := range xs {
 		if x == y {
-			return true
-		}
-	}
-	return false
-}
-
-func usesNAT(s *Spec, h *Host) bool {
-	for _, sv := range s.Services {
-		if sv.Forwarding == ForwardNAT && ServesService(h, sv.Name) {
 			return true
 		}
 	}

@@ -34,13 +34,17 @@ func Build(s *cluster.Spec) *Table {
 		}
 		if p := sv.Persistence; p != nil {
 			vs.Persistent = p.Timeout
-			if p.Netmask != "" && p.Netmask != "255.255.255.255" {
+			// One client address is IPVS's default, which ipvsadm -S omits.
+			if p.Netmask != "" && p.Netmask != "255.255.255.255" && p.Netmask != "128" {
 				vs.Netmask = p.Netmask
 			}
 		}
 		for _, h := range s.RealServers(sv) {
+			// The real server's address of the service's family (a
+			// dual-stack host has one of each).
+			rip, _ := h.PrefixOf(vip.Is6())
 			vs.Dests = append(vs.Dests, Dest{
-				Addr: h.Prefix().Addr(), Port: uint16(sv.RealPort), Method: vs.Method,
+				Addr: rip.Addr(), Port: uint16(sv.RealPort), Method: vs.Method,
 				Weight: cluster.Weight(h, sv.Name), Host: h.Name, Tunnel: vs.Tunnel,
 			})
 		}

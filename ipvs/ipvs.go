@@ -212,6 +212,29 @@ func (t *Table) Uses(m Method) bool {
 	return false
 }
 
+// UsesIn reports whether any real server of the table's services of one
+// family (IPv6 if v6) is forwarded to by m.
+func (t *Table) UsesIn(m Method, v6 bool) bool {
+	for _, s := range t.Services {
+		for _, d := range s.Dests {
+			if d.Method == m && s.Is6() == v6 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Has6 reports whether the table has an IPv6 virtual service.
+func (t *Table) Has6() bool {
+	for _, s := range t.Services {
+		if s.Is6() {
+			return true
+		}
+	}
+	return false
+}
+
 // DestOf returns host's real-server entry in s, or nil.
 func (s *Service) DestOf(host string) *Dest {
 	for i := range s.Dests {

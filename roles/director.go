@@ -39,19 +39,36 @@ func broadcast(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// floatingAddrs are the addresses the active director holds: every VIP and the NAT gateway.
-func floatingAddrs(s *cluster.Spec) []string {
-	addrs := s.VIPs()
-	if s.HA.FloatingGateway != "" {
-		addrs = append(addrs, netip.MustParsePrefix(s.HA.FloatingGateway).Addr().String())
+// floatingAddrs are the addresses the active director holds: every VIP and
+// the NAT gateways.
+func floatingAddrs(s *cluster.Spec) []netip.Addr {
+	var addrs []netip.Addr
+	for _, v := range s.VIPs() {
+		addrs = append(addrs, netip.MustParseAddr(v))
+	}
+	for _, g := range []string{s.HA.FloatingGateway, s.HA.FloatingGateway6} {
+		if g != "" {
+			addrs = append(addrs, netip.MustParsePrefix(g).Addr())
+		}
 	}
 	return addrs
+}
+
+// floatingPrefix is the prefix a director adds a floating address with:
+// an IPv4 one takes the subnet of the director's address (and its
+// broadcast address); an IPv6 one is a /128, as keepalived adds it, with
+// no subnet route of its own: the director's own IPv6 address has that.
+func floatingPrefix(h *cluster.Host, a netip.Addr) netip.Prefix {
+	if a.Is6() {
+		return netip.PrefixFrom(a, 128)
+	}
+	own, _ := h.PrefixOf(false)
+	return netip.PrefixFrom(a, own.Bits())
 }
 
 func (r *renderer) director() error {
 	s, h := r.s, r.h
 	svcs := allServices(s)
-	nat := r.t.Uses(ipvs.Masq)
 	rules := RulesPath(h.OS)
 	// With heartbeat, lvs-director loads the rules at boot and ldirectord
 	// keeps the table from then on, from its own config, which holds the
@@ -70,7 +87,7 @@ func (r *renderer) director() error {
 	r.out.Files = append(r.out.Files, install.File{Path: install.DrainsFile, Mode: 0o644, Data: ipvs.FormatDrains(r.drains)})
 	fwd, fwdWhy, redir, redirWhy := "0", "LVS-DR/TUN: the director is not the real servers' gateway: no forwarding.", "1",
 		"LVS-DR/TUN: the director is not the real servers' gateway: leave ICMP redirects on."
-	if nat {
+	if r.t.UsesIn(ipvs.Masq, false) {
 		fwd, fwdWhy, redir, redirWhy = "1", "LVS-NAT: the director is the real servers' gateway: forward.",
 			"0", "LVS-NAT: replies pass through the director: it must not redirect real servers elsewhere."
 	}
@@ -93,6 +110,16 @@ func (r *renderer) director() error {
 	if bgp {
 		sysctlLines = append(sysctlLines, bgpSysctls(h)...)
 	}
+	// IPv6 forwards by its own switch (IPv6 has no redirect switch); only
+	// a cluster with IPv6 services sets it.
+	fwd6, fwd6Why := "", ""
+	if r.t.Has6() {
+		fwd6, fwd6Why = "0", "LVS-DR/TUN over IPv6: the director is not the real servers' gateway: no IPv6 forwarding."
+		if r.t.UsesIn(ipvs.Masq, true) {
+			fwd6, fwd6Why = "1", "LVS-NAT over IPv6: the director is the real servers' IPv6 gateway: forward."
+		}
+		sysctlLines = append(sysctlLines, sysctlLine("net/ipv6/conf/all/forwarding", fwd6, false))
+	}
 	// The IPVS settings exist once ip_vs is loaded: at boot
 	// systemd-modules-load runs before systemd-sysctl; on push, this.
 	var modules []string
@@ -112,6 +139,7 @@ func (r *renderer) director() error {
 	script := map[string]any{
 		"Cluster": s.Metadata.Name, "Methods": methodsOf(r.t.Services...), "Lock": lockPath(h, "lvs-director"),
 		"IPForward": fwd, "ForwardReason": fwdWhy, "SendRedirects": redir, "RedirectReason": redirWhy,
+		"IPv6Forward": fwd6, "IPv6ForwardReason": fwd6Why,
 		"Redirects": redirKeys, "Rules": "", "Marks": marks, "Timeouts": "", "Sync": []syncDaemon(nil), "LocalVIPs": []string(nil),
 	}
 	if s.HA.Backend == cluster.BackendKeepalived || bgp {
@@ -138,7 +166,7 @@ func (r *renderer) director() error {
 	// addresses (lvs-vip), so a takeover has nothing else to start.
 	script["Manager"] = "It runs at boot on both directors (hot standby); heartbeat moves only the floating addresses (lvs-vip)."
 	script["Rules"] = rules
-	script["LocalVIPs"] = s.VIPs()
+	script["LocalVIPs"] = vips4(s)
 	if !r.t.Timeouts.IsZero() {
 		script["Timeouts"] = strings.Join(r.t.Timeouts.SetArgs(), " ")
 	}
@@ -173,6 +201,18 @@ func heartbeatBin(osFamily string) string {
 // ipvsadm lists it, and the arguments that start it.
 type syncDaemon struct{ State, Listed, Start string }
 
+// vips4 are the spec's IPv4 VIPs: those lvs-director keeps on lo and
+// lvs-vip's handoff covers (IPv6 VIPs move without them for now).
+func vips4(s *cluster.Spec) []string {
+	var out []string
+	for _, v := range s.VIPs() {
+		if netip.MustParseAddr(v).Is4() {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // handoffGrace is how long, in seconds, a director that took the VIPs over
 // from a live peer hands the peer's connections back to it (lvs-vip's
 // handoff): long enough for a planned move's connections to end, which an
@@ -191,12 +231,18 @@ type vipAddr struct {
 
 func (r *renderer) lvsVIP() error {
 	var addrs []vipAddr
+	v6 := false
 	for _, a := range floatingAddrs(r.s) {
-		p := netip.PrefixFrom(netip.MustParseAddr(a), r.h.Prefix().Bits())
-		addrs = append(addrs, vipAddr{Addr: a, Bits: p.Bits(), Dev: r.h.Interfaces.Public, Bcast: broadcast(p).String()})
+		p := floatingPrefix(r.h, a)
+		va := vipAddr{Addr: a.String(), Bits: p.Bits(), Dev: r.h.Interfaces.Public, Bcast: "-"}
+		if a.Is4() {
+			va.Bcast = broadcast(p).String()
+		}
+		v6 = v6 || a.Is6()
+		addrs = append(addrs, va)
 	}
 	what := "VIPs"
-	if r.s.HA.FloatingGateway != "" {
+	if r.s.HA.FloatingGateway != "" || r.s.HA.FloatingGateway6 != "" {
 		what = "VIPs, NAT gateway"
 	}
 	var peer *cluster.Host
@@ -206,8 +252,8 @@ func (r *renderer) lvsVIP() error {
 		}
 	}
 	if err := r.add(LVSVIPPath, 0o755, "lvs-vip.sh.tmpl", map[string]any{
-		"Cluster": r.s.Metadata.Name, "Lock": lockPath(r.h, "lvs-vip"), "Addrs": addrs, "What": what,
-		"VIPs": r.s.VIPs(), "Dev": r.h.Interfaces.Public, "Peer": peer.IP(), "PeerName": peer.Name, "Grace": handoffGrace,
+		"Cluster": r.s.Metadata.Name, "Lock": lockPath(r.h, "lvs-vip"), "Addrs": addrs, "What": what, "IPv6": v6,
+		"VIPs": vips4(r.s), "Dev": r.h.Interfaces.Public, "Peer": peer.IP(), "PeerName": peer.Name, "Grace": handoffGrace,
 	}, "lvs-vip"); err != nil {
 		return err
 	}
@@ -234,8 +280,14 @@ func markRules(svcs []*cluster.Service) []markRule {
 		for i, p := range sv.FWMarkPorts {
 			ports[i] = strconv.Itoa(p)
 		}
-		out = append(out, markRule{Service: sv.Name, Rule: fmt.Sprintf("-d %s/32 -p %s -m multiport --dports %s -j MARK --set-mark %d",
-			sv.VIP, sv.Protocol, strings.Join(ports, ","), sv.FWMark)})
+		// An IPv6 service's rule starts with -6: lvs-director hands it to
+		// ip6tables.
+		family, bits := "", 32
+		if netip.MustParseAddr(sv.VIP).Is6() {
+			family, bits = "-6 ", 128
+		}
+		out = append(out, markRule{Service: sv.Name, Rule: fmt.Sprintf("%s-d %s/%d -p %s -m multiport --dports %s -j MARK --set-mark %d",
+			family, sv.VIP, bits, sv.Protocol, strings.Join(ports, ","), sv.FWMark)})
 	}
 	return out
 }
@@ -276,7 +328,7 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 				if err != nil {
 					return err
 				}
-				media = append(media, "ucast "+m.Interface+" "+peer)
+				media = append(media, hbMedium("ucast", peer)+" "+m.Interface+" "+peer)
 			}
 		}
 	}
@@ -284,10 +336,14 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	if *ha.AutoFailback {
 		failback = "on"
 	}
+	var ping []string
+	for _, a := range ha.Ping {
+		ping = append(ping, hbMedium("ping", a)+" "+a)
+	}
 	if err := r.add("/etc/ha.d/ha.cf", 0o644, "ha.cf.tmpl", map[string]any{
 		"Cluster": s.Metadata.Name, "Keepalive": ha.Keepalive.HeartbeatString(), "Deadtime": ha.Deadtime.HeartbeatString(),
 		"Warntime": ha.Warntime.HeartbeatString(), "Initdead": ha.Initdead.HeartbeatString(), "UDPPort": ha.UDPPort,
-		"Serial": serial, "Baud": ha.Baud, "Media": media, "AutoFailback": failback, "Ping": ha.Ping, "Nodes": nodes,
+		"Serial": serial, "Baud": ha.Baud, "Media": media, "AutoFailback": failback, "Ping": ping, "Nodes": nodes,
 	}, "heartbeat"); err != nil {
 		return err
 	}
@@ -342,13 +398,34 @@ func (r *renderer) heartbeat(svcs []*cluster.Service) error {
 	return nil
 }
 
+// hbMedium is heartbeat's medium (plugin) for an address: ucast and ping
+// are IPv4's, ucast6 and ping6 IPv6's.
+func hbMedium(kind, addr string) string {
+	if netip.MustParseAddr(addr).Is6() {
+		return kind + "6"
+	}
+	return kind
+}
+
 type ldVirtual struct {
+	// Six is "6" for an IPv6 service: ldirectord's virtual6, real6 and
+	// fallback6 directives, which take bracketed addresses.
+	Six                                                   string
 	Name, Virtual, Fallback, Scheduler, Protocol, Netmask string
 	CheckType, Service, Request, Receive, Quiescent       string
 	SchedFlags, Command                                   string
 	Reals                                                 []string
 	Persistent, Interval, Timeout, CheckPort, Failures    int
 	OnePacket                                             bool
+}
+
+// ldAddr is an address as ldirectord reads it without a port: an IPv6 one
+// in brackets, or it would take the last group for a port.
+func ldAddr(a netip.Addr) string {
+	if a.Is6() {
+		return "[" + a.String() + "]"
+	}
+	return a.String()
 }
 
 func yesNo(b *bool) string {
@@ -370,6 +447,9 @@ func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 			v.Failures = *n + 1
 		}
 		method := ldirectordMethod[m.Method]
+		if m.Is6() {
+			v.Six = "6"
+		}
 		if m.Mark != 0 {
 			v.Virtual, v.Protocol = strconv.Itoa(int(m.Mark)), "fwm"
 		} else {
@@ -378,12 +458,12 @@ func (r *renderer) ldirectord(svcs []*cluster.Service) error {
 		for _, d := range m.Dests {
 			addr := d.AddrPort()
 			if m.Mark != 0 {
-				addr = d.Addr.String()
+				addr = ldAddr(d.Addr)
 			}
 			v.Reals = append(v.Reals, fmt.Sprintf("%s %s %d", addr, ldirectordMethod[d.Method], d.Weight))
 		}
 		if fb := sv.Fallback; fb != nil {
-			v.Fallback = fb.Address
+			v.Fallback = ldAddr(netip.MustParseAddr(fb.Address))
 			if fb.Port != 0 {
 				v.Fallback += ":" + strconv.Itoa(fb.Port)
 			}
@@ -424,6 +504,8 @@ type kaReal struct {
 }
 
 type kaVirtual struct {
+	// Family is a firewall-mark service's ip_family: inet6 for IPv6.
+	Family                                                     string
 	Name, Virtual, Scheduler, Method, Protocol, Netmask, Sorry string
 	Flags                                                      []string
 	Interval, Persistent                                       int
@@ -491,10 +573,7 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		// keepalived honours nopreempt only when every node starts as BACKUP.
 		state = "BACKUP"
 	}
-	var addrs []string
-	for _, a := range floatingAddrs(s) {
-		addrs = append(addrs, fmt.Sprintf("%s/%d dev %s", a, h.Prefix().Bits(), h.Interfaces.Public))
-	}
+	instances := kaInstances(s, h)
 	var vs []kaVirtual
 	for _, sv := range svcs {
 		m := r.t.Named(sv.Name)
@@ -505,6 +584,11 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		}
 		if m.Mark != 0 {
 			v.Virtual = "fwmark " + strconv.Itoa(int(m.Mark))
+			if m.V6 {
+				// keepalived takes a firewall-mark service for IPv4
+				// unless told otherwise.
+				v.Family = "inet6"
+			}
 		} else {
 			v.Virtual = fmt.Sprintf("%s %d", m.Addr, m.Port)
 			v.Protocol = strings.ToUpper(string(m.Proto))
@@ -547,11 +631,10 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	}
 	ka := &ha.Keepalived
 	data := map[string]any{
-		"Host": h.Name, "Cluster": s.Metadata.Name, "Instance": "VI_1", "State": state,
-		"Interface": h.Interfaces.Public, "RouterID": ka.VirtualRouterID, "Priority": priority,
-		"AdvertInt": ka.AdvertInt, "NoPreempt": noPreempt, "Addresses": addrs, "Virtuals": vs,
-		"SyncInterface": "", "SyncID": 0, "Timeouts": kaTimeouts(r.t.Timeouts),
-		"UnicastSource": "", "UnicastPeers": []string(nil), "TrackInterfaces": ka.TrackInterfaces,
+		"Host": h.Name, "Cluster": s.Metadata.Name, "Instance": instances[0].Name, "Instances": instances, "SyncGroup": "",
+		"State": state, "Interface": h.Interfaces.Public, "RouterID": ka.VirtualRouterID, "Priority": priority,
+		"AdvertInt": ka.AdvertInt, "NoPreempt": noPreempt, "Virtuals": vs,
+		"SyncInterface": "", "SyncID": 0, "Timeouts": kaTimeouts(r.t.Timeouts), "TrackInterfaces": ka.TrackInterfaces,
 		"Script": (*vrrpScript)(nil), "GarpRefresh": ka.GarpMasterRefresh, "Notify": kaNotify(&ka.Notify),
 		"VRRP": !bgp, "Forget": "",
 	}
@@ -560,19 +643,14 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		// it: lvs-bgp forgets what it reported, and withdraws the VIPs.
 		data["Forget"] = bgpScript(h) + " forget"
 	}
+	if len(instances) > 1 {
+		// Tracking and notify commands go on the group: keepalived sets
+		// the weights of a grouped instance's track scripts to 0, and
+		// would run each command once per instance.
+		data["SyncGroup"] = "VG_1"
+	}
 	if r.t.Sync != nil {
 		data["SyncInterface"], data["SyncID"] = r.t.Sync.Interface, r.t.Sync.SyncID
-	}
-	if ka.Unicast {
-		// The VRRP interface is the public one: every director's address there.
-		data["UnicastSource"] = h.IP()
-		var peers []string
-		for _, d := range s.HostsByRole(cluster.RoleDirector) {
-			if d.Name != h.Name {
-				peers = append(peers, d.IP())
-			}
-		}
-		data["UnicastPeers"] = peers
 	}
 	scripts := len(data["Notify"].([]kaNotifyLine)) > 0 || bgp
 	if ts := ka.TrackScript; ts != nil {
@@ -603,6 +681,51 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 	kd := r.daemon("keepalived", true)
 	kd.Fingerprint, kd.Interrupts = string(outside), true
 	return nil
+}
+
+// kaInstance is one VRRP instance: the floating addresses of one family,
+// and with unicast VRRP the directors' addresses of that family.
+type kaInstance struct {
+	Name          string
+	Addresses     []string
+	UnicastSource string
+	UnicastPeers  []string
+}
+
+// kaInstances: keepalived wants every VIP of an instance of one family
+// (an IPv6 instance speaks VRRPv3), so a dual-stack cluster has two, VI_1
+// (IPv4) and VI_6 (IPv6), on the same interface and router ID, which the
+// two protocols keep apart. A single-family cluster has VI_1 only.
+func kaInstances(s *cluster.Spec, h *cluster.Host) []kaInstance {
+	var out []kaInstance
+	for _, v6 := range []bool{false, true} {
+		var addrs []string
+		for _, a := range floatingAddrs(s) {
+			if a.Is6() == v6 {
+				addrs = append(addrs, floatingPrefix(h, a).String()+" dev "+h.Interfaces.Public)
+			}
+		}
+		if len(addrs) == 0 {
+			continue
+		}
+		in := kaInstance{Name: "VI_1", Addresses: addrs}
+		if v6 && len(out) > 0 {
+			in.Name = "VI_6"
+		}
+		if s.HA.Keepalived.Unicast {
+			// The VRRP interface is the public one: every director's
+			// address of the instance's family there.
+			own, _ := h.PrefixOf(v6)
+			in.UnicastSource = own.Addr().String()
+			for _, d := range s.HostsByRole(cluster.RoleDirector) {
+				if p, ok := d.PrefixOf(v6); ok && d.Name != h.Name {
+					in.UnicastPeers = append(in.UnicastPeers, p.Addr().String())
+				}
+			}
+		}
+		out = append(out, in)
+	}
+	return out
 }
 
 // kaTimeouts is keepalived's lvs_timeouts: only the timeouts the spec

@@ -52,6 +52,10 @@ func TestFwmarkServicesMarkedOnEveryDirector(t *testing.T) {
 					ports = append(ports, fmt.Sprint(p))
 				}
 				rule := fmt.Sprintf("-d %s/32 -p %s -m multiport --dports %s -j MARK --set-mark %d", sv.VIP, sv.Protocol, strings.Join(ports, ","), sv.FWMark)
+				if strings.Contains(sv.VIP, ":") {
+					// ip6tables's rule: lvs-director hands it a rule that starts with -6.
+					rule = fmt.Sprintf("-6 -d %s/128 -p %s -m multiport --dports %s -j MARK --set-mark %d", sv.VIP, sv.Protocol, strings.Join(ports, ","), sv.FWMark)
+				}
 				if !bytes.Contains(data, []byte("\tmark "+rule+" || return 1\n")) || !bytes.Contains(data, []byte("\tunmark "+rule+"\n")) {
 					t.Errorf("%s/%s: %s does not mark and unmark service %s's packets (%s):\n%s", name, hf.Host.Name, script, sv.Name, rule, data)
 				}

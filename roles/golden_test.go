@@ -16,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 // variants are the specs whose every rendered file is kept as a golden file.
 // "seed" is the built-in example itself.
-var variants = []string{"seed", "tun", "nat", "wrr-persist", "keepalived", "keepalived-options", "heartbeat-sync", "bgp"}
+var variants = []string{"seed", "tun", "nat", "wrr-persist", "keepalived", "keepalived-options", "heartbeat-sync", "bgp", "dual-stack", "keepalived-dual-stack"}
 
 func loadVariant(t testing.TB, name string) *cluster.Spec {
 	t.Helper()

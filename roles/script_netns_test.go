@@ -3,9 +3,11 @@ package roles
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -74,97 +76,124 @@ echo "== stopped"; show "$1"
 	}
 }
 
-// TestDirectorScriptMarksInNetns runs the keepalived variant's rendered
-// director script for real, as root, in a network namespace (linuxha1's
-// eth0, a veth whose other end is a client namespace): start twice adds the
-// firewall-mark service's mangle rule once; a client's packets to the
-// service's ports on its VIP leave PREROUTING with the mark, others do not;
-// stop removes that rule and nothing else.
-func TestDirectorScriptMarksInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
-	testenv.LookPath(t, "iptables", "iptables")
-	testenv.LookPath(t, "timeout", "coreutils")
-	director, client := fmt.Sprintf("lvsforge-dir-%d", testNonce()), fmt.Sprintf("lvsforge-cl-%d", testNonce())
-	for _, ns := range []string{director, client} {
+// linkedNetns creates two network namespaces joined by a veth pair, eth0
+// in the first and c0 in the second (a host and its client on one LAN),
+// removed when the test ends; it returns them and a function that runs a
+// bash script in one of them and fails the test if it fails.
+func linkedNetns(t *testing.T, ipTool, name string) (host, client string, must func(ns, script string, args ...string) string) {
+	t.Helper()
+	netnsCount++
+	host, client = fmt.Sprintf("lvsforge-%s-%d-%d", name, testNonce(), netnsCount), fmt.Sprintf("lvsforge-cl-%d-%d", testNonce(), netnsCount)
+	for _, ns := range []string{host, client} {
 		if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
 			testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
 		}
 		t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
 	}
-	sh := func(ns, script string, args ...string) (string, error) {
-		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns, "bash", "-c", script, "sh"}, args...)...).CombinedOutput()
-		return string(out), err
+	if out, err := exec.Command(ipTool, "link", "add", "eth0", "netns", host, "type", "veth", "peer", "name", "c0", "netns", client).CombinedOutput(); err != nil {
+		t.Fatalf("create veth: %v: %s", err, out)
 	}
-	must := func(ns, script string, args ...string) string {
+	must = func(ns, script string, args ...string) string {
 		t.Helper()
-		out, err := sh(ns, script, args...)
+		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns, "bash", "-c", script, "sh"}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %s: %v\n%s", ns, script, err, out)
 		}
-		return out
+		return string(out)
 	}
-	if out, err := exec.Command(ipTool, "link", "add", "eth0", "netns", director, "type", "veth", "peer", "name", "c0", "netns", client).CombinedOutput(); err != nil {
-		t.Fatalf("create veth: %v: %s", err, out)
-	}
-	must(director, "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
-	must(client, "ip link set lo up && ip addr add 192.168.7.200/24 dev c0 && ip link set c0 up && ip route add 192.168.7.111/32 via 192.168.7.9")
+	return host, client, must
+}
 
-	// The script's lock lives in /run: give it a private one that lasts across the steps.
-	state := t.TempDir()
-	script := filepath.Join(renderTree(t, "keepalived"), "linuxha1", "usr", "local", "sbin", "lvs-director")
-	runScript := func(verb string) (string, int) { return runInNetns(t, ipTool, director, state, script, verb) }
-	const rule = "-A PREROUTING -d 192.168.7.111/32 -p tcp -m multiport --dports 80,443 -j MARK --set-xmark 0x50/0xffffffff\n"
-	rules := func() string { return must(director, "iptables -t mangle -S PREROUTING") }
-
-	for i := 1; i <= 2; i++ {
-		if out, code := runScript("start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
-	if got := rules(); got != "-P PREROUTING ACCEPT\n"+rule {
-		t.Fatalf("after two starts, mangle PREROUTING is\n%swant the one marking rule", got)
-	}
-	if out, code := runScript("status"); code != 0 {
-		t.Errorf("status after start: exit %d\n%s", code, out)
-	}
-	// Count what leaves the script's rule marked: a rule of the test's own,
-	// which stop must leave alone.
-	must(director, "iptables -t mangle -A PREROUTING -m mark --mark 80")
-	marked := func() string {
-		out := must(director, "iptables -t mangle -S PREROUTING -v")
-		for _, l := range strings.Split(out, "\n") {
-			if strings.HasPrefix(l, "-A PREROUTING -m mark --mark 0x50 -c ") {
-				return strings.Fields(l)[7]
+// TestDirectorScriptMarksInNetns runs a rendered director script for real,
+// as root, in a network namespace (the director's eth0, a veth whose other
+// end is a client namespace), for an IPv4 firewall-mark service (the
+// keepalived variant: iptables) and an IPv6 one (keepalived-dual-stack:
+// ip6tables): start twice adds the service's mangle rule once; a client's
+// packets to the service's ports on its VIP leave PREROUTING with the
+// mark, others do not; stop removes that rule and nothing else.
+func TestDirectorScriptMarksInNetns(t *testing.T) {
+	for _, tc := range []struct {
+		variant, iptables string
+		director, client  string // set-up of each namespace
+		vip, port, mark   string
+		rule              string // as iptables -S lists it
+	}{
+		{"keepalived", "iptables", "ip addr add 192.168.7.9/24 dev eth0", "ip addr add 192.168.7.200/24 dev c0 && ip route add 192.168.7.111/32 via 192.168.7.9",
+			"192.168.7.111", "443", "0x50", "-A PREROUTING -d 192.168.7.111/32 -p tcp -m multiport --dports 80,443 -j MARK --set-xmark 0x50/0xffffffff\n"},
+		{"keepalived-dual-stack", "ip6tables", "ip addr add 2001:db8:7::2/64 dev eth0 nodad", "ip addr add 2001:db8:7::200/64 dev c0 nodad && ip route add 2001:db8:7::100/128 via 2001:db8:7::2",
+			"2001:db8:7::100", "8443", "0x1bb", "-A PREROUTING -d 2001:db8:7::100/128 -p tcp -m multiport --dports 443,8443 -j MARK --set-xmark 0x1bb/0xffffffff\n"},
+	} {
+		t.Run(tc.variant, func(t *testing.T) {
+			testenv.Root(t)
+			ipTool := testenv.LookPath(t, "ip", "iproute2")
+			testenv.LookPath(t, "unshare", "util-linux")
+			testenv.LookPath(t, tc.iptables, "iptables")
+			testenv.LookPath(t, "timeout", "coreutils")
+			director, client, must := linkedNetns(t, ipTool, "dir")
+			sh := func(ns, script string, args ...string) {
+				exec.Command(ipTool, append([]string{"netns", "exec", ns, "bash", "-c", script, "sh"}, args...)...).Run()
 			}
-		}
-		t.Fatalf("counting rule gone:\n%s", out)
-		return ""
-	}
-	send := func(port string) {
-		// Nothing answers (the VIP is keepalived's, which is not running): a SYN or two is all that goes out.
-		sh(client, `timeout 1 bash -c 'exec 3<>/dev/tcp/192.168.7.111/'"$1"`, port)
-	}
-	send("22")
-	if n := marked(); n != "0" {
-		t.Errorf("a packet to port 22, not a service port, was marked (%s packets)", n)
-	}
-	send("443")
-	if n := marked(); n == "0" {
-		t.Errorf("packets to 192.168.7.111:443 were not marked:\n%s", must(director, "iptables -t mangle -S PREROUTING -v"))
-	}
+			must(director, "ip link set lo up && ip link set eth0 up && "+tc.director)
+			must(client, "ip link set lo up && ip link set c0 up && "+tc.client)
 
-	for i := 1; i <= 2; i++ {
-		if out, code := runScript("stop"); code != 0 {
-			t.Fatalf("stop %d: exit %d\n%s", i, code, out)
-		}
-	}
-	if got := rules(); got != "-P PREROUTING ACCEPT\n-A PREROUTING -m mark --mark 0x50\n" {
-		t.Errorf("after stop, mangle PREROUTING is\n%swant only the test's own rule", got)
-	}
-	if out, code := runScript("status"); code != 3 {
-		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
+			// The script's lock lives in /run: give it a private one that lasts across the steps.
+			state := t.TempDir()
+			script := filepath.Join(renderTree(t, tc.variant), "linuxha1", "usr", "local", "sbin", "lvs-director")
+			if tc.variant != "keepalived" {
+				script = filepath.Join(renderTree(t, tc.variant), "lb1", "usr", "local", "sbin", "lvs-director")
+			}
+			runScript := func(verb string) (string, int) { return runInNetns(t, ipTool, director, state, script, verb) }
+			rules := func() string { return must(director, tc.iptables+" -t mangle -S PREROUTING") }
+
+			for i := 1; i <= 2; i++ {
+				if out, code := runScript("start"); code != 0 {
+					t.Fatalf("start %d: exit %d\n%s", i, code, out)
+				}
+			}
+			if got := rules(); got != "-P PREROUTING ACCEPT\n"+tc.rule {
+				t.Fatalf("after two starts, mangle PREROUTING is\n%swant the one marking rule", got)
+			}
+			if out, code := runScript("status"); code != 0 {
+				t.Errorf("status after start: exit %d\n%s", code, out)
+			}
+			// Count what leaves the script's rule marked: a rule of the test's own,
+			// which stop must leave alone.
+			must(director, tc.iptables+" -t mangle -A PREROUTING -m mark --mark "+tc.mark)
+			marked := func() string {
+				out := must(director, tc.iptables+" -t mangle -S PREROUTING -v")
+				for _, l := range strings.Split(out, "\n") {
+					if strings.HasPrefix(l, "-A PREROUTING -m mark --mark "+tc.mark+" -c ") {
+						return strings.Fields(l)[7]
+					}
+				}
+				t.Fatalf("counting rule gone:\n%s", out)
+				return ""
+			}
+			send := func(port string) {
+				// Nothing answers (the VIP is keepalived's, which is not running): a SYN or two is all that goes out.
+				sh(client, `timeout 1 bash -c 'exec 3<>/dev/tcp/`+tc.vip+`/'"$1"`, port)
+			}
+			send("22")
+			if n := marked(); n != "0" {
+				t.Errorf("a packet to port 22, not a service port, was marked (%s packets)", n)
+			}
+			send(tc.port)
+			if n := marked(); n == "0" {
+				t.Errorf("packets to %s port %s were not marked:\n%s", tc.vip, tc.port, must(director, tc.iptables+" -t mangle -S PREROUTING -v"))
+			}
+
+			for i := 1; i <= 2; i++ {
+				if out, code := runScript("stop"); code != 0 {
+					t.Fatalf("stop %d: exit %d\n%s", i, code, out)
+				}
+			}
+			if got, want := rules(), "-P PREROUTING ACCEPT\n-A PREROUTING -m mark --mark "+tc.mark+"\n"; got != want {
+				t.Errorf("after stop, mangle PREROUTING is\n%swant only the test's own rule", got)
+			}
+			if out, code := runScript("status"); code != 3 {
+				t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
+			}
+		})
 	}
 }
 
@@ -364,5 +393,180 @@ func TestDirectorScriptSyncDaemons(t *testing.T) {
 	run(resynced, "stop")
 	if got, want := logged(), "--stop-daemon master\n--stop-daemon backup\n-C\n"; got != want {
 		t.Errorf("stop ran\n%swant the daemons stopped, the table cleared:\n%s", got, want)
+	}
+}
+
+// TestRealServerScriptIPv6InNetns runs the dual-stack variant's rendered
+// real-server script (web1: an IPv4 and an IPv6 LVS-DR service) for real,
+// as root, in a network namespace whose eth0 is a veth to a client
+// namespace. Two starts hold the IPv6 VIP once on lo, as a deprecated /128.
+// From the client, a neighbour solicitation for the VIP gets no answer,
+// while one for the real server's own address does (so the solicitations
+// do reach it); a packet sent as the director sends it (to the real
+// server's MAC) reaches the VIP and is answered. Stop removes the VIP.
+func TestRealServerScriptIPv6InNetns(t *testing.T) {
+	testenv.Root(t)
+	ipTool := testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	ndisc6 := testenv.LookPath(t, "ndisc6", "ndisc6")
+	testenv.LookPath(t, "timeout", "coreutils")
+	rs, client, must := linkedNetns(t, ipTool, "rs6")
+	must(rs, "ip link set lo up && ip link set eth0 up && ip addr add 10.7.0.21/24 dev eth0 && ip addr add 2001:db8:7::21/64 dev eth0 nodad")
+	must(client, "ip link set lo up && ip link set c0 up && ip addr add 2001:db8:7::200/64 dev c0 nodad")
+	mac := strings.TrimSpace(must(rs, "cat /sys/class/net/eth0/address"))
+
+	state := t.TempDir()
+	script := filepath.Join(renderTree(t, "dual-stack"), "web1", "usr", "local", "sbin", "lvs-realserver")
+	run := func(verb string) (string, int) { return runInNetns(t, ipTool, rs, state, script, verb) }
+	const vip = "2001:db8:7::100"
+	held := func() []string {
+		var got []string
+		for _, l := range strings.Split(must(rs, "ip -6 -o addr show dev lo"), "\n") {
+			if strings.Contains(l, " "+vip+"/") {
+				got = append(got, strings.Join(strings.Fields(l)[3:], " "))
+			}
+		}
+		return got
+	}
+	solicit := func(target string) (string, bool) {
+		out, err := exec.Command(ipTool, "netns", "exec", client, ndisc6, "-r", "2", "-w", "500", target, "c0").CombinedOutput()
+		return string(out), err == nil
+	}
+
+	if out, answered := solicit(vip); answered {
+		t.Fatalf("before start, %s is answered for already:\n%s", vip, out)
+	}
+	for i := 1; i <= 2; i++ {
+		if out, code := run("start"); code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, code, out)
+		}
+	}
+	if got := held(); len(got) != 1 || !strings.HasPrefix(got[0], vip+"/128 scope global deprecated") {
+		t.Errorf("after two starts lo holds %q, want the VIP once, /128 and deprecated", got)
+	}
+	if out, code := run("status"); code != 0 {
+		t.Errorf("status after start: exit %d\n%s", code, out)
+	}
+	if out, answered := solicit("2001:db8:7::21"); !answered {
+		t.Fatalf("the real server's own address is not answered for: the solicitations prove nothing\n%s", out)
+	}
+	if out, answered := solicit(vip); answered {
+		t.Errorf("the real server answered a neighbour solicitation for the VIP %s on lo:\n%s", vip, out)
+	}
+	// The director forwards to the real server's MAC: so does the client
+	// here. A connection to a port nothing listens on is refused at once if
+	// the real server takes the VIP as its own (its kernel answers with a
+	// reset), and times out if it drops the packet.
+	must(client, "ip -6 neigh replace "+vip+" lladdr "+mac+" dev c0 nud permanent")
+	out, _ := exec.Command(ipTool, "netns", "exec", client, "timeout", "10", "bash", "-c", "exec 3<>/dev/tcp/"+vip+"/9").CombinedOutput()
+	if !strings.Contains(string(out), "Connection refused") {
+		t.Errorf("a packet to the VIP, sent to the real server's MAC, is not answered:\n%s", out)
+	}
+	if out, code := run("stop"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
+	}
+	if got := held(); len(got) != 0 {
+		t.Errorf("after stop lo holds %q", got)
+	}
+	if out, code := run("status"); code != 3 {
+		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
+	}
+}
+
+// TestVIPResourceIPv6InNetns runs the dual-stack director's heartbeat
+// resource, lvs-vip, for real in a network namespace whose eth0 is a veth
+// to a client namespace: two starts hold each IPv6 VIP once, a /128 without
+// duplicate address detection and deprecated (never the source of the
+// director's own connections), beside the IPv4 VIP; the client sees
+// unsolicited neighbour advertisements for each IPv6 VIP with the
+// director's MAC and the override flag (tcpdump); status answers as
+// ResourceManager reads it; stop releases every address.
+func TestVIPResourceIPv6InNetns(t *testing.T) {
+	testenv.Root(t)
+	ipTool := testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	testenv.LookPath(t, "send_ua", "heartbeat")
+	tcpdump := testenv.LookPath(t, "tcpdump", "tcpdump")
+	testenv.LookPath(t, "timeout", "coreutils")
+	director, client, must := linkedNetns(t, ipTool, "vip6")
+	must(director, "ip link set lo up && ip link set eth0 up && ip addr add 10.7.0.2/24 dev eth0 && ip addr add 2001:db8:7::2/64 dev eth0 nodad")
+	must(client, "ip link set lo up && ip link set c0 up")
+	mac := strings.TrimSpace(must(director, "cat /sys/class/net/eth0/address"))
+
+	// Capture the neighbour advertisements (ICMPv6 type 136) the client
+	// sees: send_ua sends 5 for each of the two IPv6 VIPs.
+	capture := exec.Command(ipTool, "netns", "exec", client, "timeout", "30", tcpdump, "-i", "c0", "-n", "-v", "-l", "-c", "10", "icmp6 and ip6[40] == 136")
+	var captured bytes.Buffer
+	capture.Stdout = &captured
+	stderr, err := capture.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := capture.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Start the resource only once tcpdump listens.
+	var listening []byte
+	for buf := make([]byte, 256); !bytes.Contains(listening, []byte("listening on c0")); {
+		n, err := stderr.Read(buf)
+		if err != nil {
+			t.Fatalf("tcpdump: %v: %s", err, listening)
+		}
+		listening = append(listening, buf[:n]...)
+	}
+	go io.Copy(io.Discard, stderr)
+
+	state := t.TempDir()
+	script := filepath.Join(renderTree(t, "dual-stack"), "lb1", "etc", "ha.d", "resource.d", "lvs-vip")
+	run := func(verb string) (string, int) { return runInNetns(t, ipTool, director, state, script, verb) }
+	addrs := func() []string {
+		var got []string
+		for _, l := range strings.Split(must(director, "ip -o addr show dev eth0"), "\n") {
+			if f := strings.Fields(l); len(f) > 3 && (strings.HasPrefix(f[3], "10.7.0.1") || strings.HasPrefix(f[3], "2001:db8:7::1")) {
+				got = append(got, strings.Join(f[3:], " "))
+			}
+		}
+		return got
+	}
+
+	if out, code := run("status"); code != 3 || strings.Contains(out, "running") {
+		t.Errorf("status before start: exit %d %q, want 3 and no \"running\"", code, out)
+	}
+	for i := 1; i <= 2; i++ {
+		if out, code := run("start"); code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, code, out)
+		}
+	}
+	got := addrs()
+	sort.Strings(got) // ip lists the newest IPv6 address first
+	want := []string{"10.7.0.100/24 brd 10.7.0.255 scope global secondary eth0", "2001:db8:7::100/128 scope global nodad deprecated", "2001:db8:7::101/128 scope global nodad deprecated"}
+	if len(got) != len(want) {
+		t.Errorf("after two starts eth0 holds %q, want each VIP once: %q", got, want)
+	} else {
+		for i := range want {
+			if !strings.HasPrefix(got[i], want[i]) {
+				t.Errorf("after two starts eth0 holds %q, want %q", got[i], want[i])
+			}
+		}
+	}
+	if out, code := run("status"); code != 0 || !strings.Contains(out, "running") {
+		t.Errorf("status after start: exit %d %q, want 0 and \"running\"", code, out)
+	}
+	if err := capture.Wait(); err != nil {
+		t.Errorf("tcpdump did not see 10 neighbour advertisements: %v\n%s", err, captured.String())
+	}
+	for _, v := range []string{"2001:db8:7::100", "2001:db8:7::101"} {
+		if !strings.Contains(captured.String(), "neighbor advertisement, length 32, tgt is "+v+", Flags [override]\n\t  destination link-address option (2), length 8 (1): "+mac) {
+			t.Errorf("no unsolicited neighbour advertisement for %s with the director's MAC %s and the override flag:\n%s", v, mac, captured.String())
+		}
+	}
+	if out, code := run("stop"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
+	}
+	if got := addrs(); len(got) != 0 {
+		t.Errorf("after stop eth0 holds %q", got)
+	}
+	if out, code := run("status"); code != 3 {
+		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
 	}
 }

@@ -80,6 +80,8 @@ var hostTools = []hostTool{
 	{"ipvsadm", "ipvsadm", "tests: ldirectord needs it", testOnly, nil, onPath("ipvsadm")},
 	{"ip", "iproute2", "tests: network namespaces", testOnly, nil, onPath("ip")},
 	{"iptables", "iptables", "tests: the director script's firewall marks, in a network namespace", testOnly, nil, onPath("iptables")},
+	{"ndisc6", "ndisc6", "tests: no neighbour advertisement for a real server's IPv6 VIP, in a network namespace", testOnly, nil, onPath("ndisc6")},
+	{"tcpdump", "tcpdump", "tests: lvs-vip announces an IPv6 VIP (unsolicited neighbour advertisements)", testOnly, nil, onPath("tcpdump")},
 	{"unshare", "util-linux", "tests: private mounts per test host", testOnly, nil, onPath("unshare")},
 	{"sshd", "openssh-server", "push tests: real sshd test hosts", testOnly, nil, onPath("sshd")},
 	{"ssh", "openssh-client", "push tests, benchmarks; lvsforge vm ssh", testOnly, uses(useVMTest), onPath("ssh")},

@@ -25,7 +25,7 @@ func TestDoctorForUse(t *testing.T) {
 		{usePush, nil, nil, []string{"make", "sshd", "qemu-system-x86_64"}},
 		{useBuild, []string{"make", "gcc", "libelf", "popt"}, []string{"rpmbuild", "dpkg-buildpackage", "ccache", "linux-source-6.1"}, []string{"qemu-system-x86_64", "shellcheck", "sshd"}},
 		{useVMTest, []string{"make", "qemu-system-x86_64", "debootstrap", "busybox"}, []string{"ssh", "ccache"}, []string{"rpmbuild", "shellcheck", "sshd"}},
-		{useTest, []string{"shellcheck", "sshd", "qemu-system-x86_64", "dpkg-buildpackage", "linux-source-6.1", "fish", "zsh"}, nil, []string{"rpmbuild"}},
+		{useTest, []string{"shellcheck", "sshd", "qemu-system-x86_64", "dpkg-buildpackage", "linux-source-6.1", "fish", "zsh", "ndisc6", "tcpdump"}, nil, []string{"rpmbuild"}},
 		{"", []string{"make", "shellcheck", "qemu-system-x86_64"}, []string{"rpmbuild"}, nil},
 		// BIRD's checker and daemon, for the bgp backend's tests.
 		{useTest, []string{"bird"}, nil, nil},

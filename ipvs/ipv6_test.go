@@ -1,0 +1,98 @@
+package ipvs
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/lvsforge/lvsforge/cluster"
+)
+
+// dualStackSpec is the example with an IPv6 address on every host and
+// IPv6 services beside the IPv4 ones: one with persistence by /64, one
+// tunnelled, a firewall-mark one, and one whose netmask is one client.
+func dualStackSpec(t *testing.T) *cluster.Spec {
+	t.Helper()
+	s := example(t)
+	for i := range s.Hosts {
+		s.Hosts[i].Address6 = netip.PrefixFrom(netip.MustParseAddr("2001:db8:7::"+strings.TrimPrefix(s.Hosts[i].IP(), "192.168.7.")), 64).String()
+	}
+	s.Services = append(s.Services,
+		cluster.Service{Name: "http6", VIP: "2001:db8:7::110", Port: 80, Protocol: "tcp", Scheduler: "rr", Forwarding: cluster.ForwardDR,
+			Persistence: &cluster.Persistence{Timeout: 300, Netmask: "64"}, Check: cluster.Check{Type: "connect", Interval: 10, Timeout: 5}},
+		cluster.Service{Name: "dns6", VIP: "2001:db8:7::111", Port: 53, Protocol: "udp", Scheduler: "wrr", Forwarding: cluster.ForwardTUN,
+			Persistence: &cluster.Persistence{Timeout: 60, Netmask: "128"}, Check: cluster.Check{Type: "off", Interval: 10, Timeout: 5}},
+		cluster.Service{Name: "web6", VIP: "2001:db8:7::110", FWMark: 6, FWMarkPorts: []int{443}, Protocol: "tcp", Scheduler: "rr", Forwarding: cluster.ForwardDR,
+			Check: cluster.Check{Type: "connect", Port: 443, Interval: 10, Timeout: 5}},
+	)
+	if err := cluster.Validate(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestBuildDualStack: each virtual service gets the real servers'
+// addresses of its own family (a dual-stack host has one of each), the
+// rules write IPv6 in brackets and a mark's family with -6, and they read
+// back into the same table.
+func TestBuildDualStack(t *testing.T) {
+	built := Build(dualStackSpec(t))
+	want := []string{
+		"-A -t [2001:db8:7::110]:80 -s rr -p 300 -M 64",
+		"-a -t [2001:db8:7::110]:80 -r [2001:db8:7::11]:80 -g -w 1",
+		"-a -t [2001:db8:7::110]:80 -r [2001:db8:7::12]:80 -g -w 1",
+		"-A -u [2001:db8:7::111]:53 -s wrr -p 60",
+		"-a -u [2001:db8:7::111]:53 -r [2001:db8:7::11]:53 -i -w 1",
+		"-a -u [2001:db8:7::111]:53 -r [2001:db8:7::12]:53 -i -w 1",
+		"-A -f 6 -6 -s rr",
+		"-a -f 6 -6 -r [2001:db8:7::11]:0 -g -w 1",
+		"-a -f 6 -6 -r [2001:db8:7::12]:0 -g -w 1",
+	}
+	rules := built.Rules()
+	if got := rules[:6]; !strings.Contains(strings.Join(got, "\n"), "-a -t 192.168.7.110:80 -r 192.168.7.11:80 -g -w 1") {
+		t.Errorf("the IPv4 services lost their IPv4 real servers:\n%s", strings.Join(got, "\n"))
+	}
+	if got := rules[6:]; !reflect.DeepEqual(got, want) {
+		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !built.Has6() || !built.UsesIn(Tunnel, true) || built.UsesIn(Tunnel, false) || !built.UsesIn(Route, false) {
+		t.Errorf("Has6 %v, UsesIn(Tunnel, IPv6) %v, UsesIn(Tunnel, IPv4) %v, UsesIn(Route, IPv4) %v", built.Has6(), built.UsesIn(Tunnel, true), built.UsesIn(Tunnel, false), built.UsesIn(Route, false))
+	}
+	parsed, err := ParseRules(strings.Join(rules, "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRoundTrip(t, built, parsed)
+}
+
+// TestActiveConnsDualStack: a drained dual-stack real server's connections
+// are counted in every family it serves, at its address of each.
+func TestActiveConnsDualStack(t *testing.T) {
+	want := Build(dualStackSpec(t))
+	live, err := ParseList(`IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  192.168.7.110:80 rr
+  -> 192.168.7.11:80              Route   1      3          0
+  -> 192.168.7.12:80              Route   1      7          0
+TCP  [2001:db8:7::110]:80 rr persistent 300 mask 64
+  -> [2001:db8:7::11]:80          Route   1      5          1
+  -> [2001:db8:7::12]:80          Route   1      11         0
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		d    Drain
+		want int
+	}{
+		{Drain{Host: "rs1"}, 3 + 5},
+		{Drain{Host: "rs1", Services: []string{"http6"}}, 5},
+		{Drain{Host: "rs2", Services: []string{"http", "telnet"}}, 7},
+	} {
+		if got := want.ActiveConns(live, c.d); got != c.want {
+			t.Errorf("%+v: %d active connections, want %d", c.d, got, c.want)
+		}
+	}
+}
