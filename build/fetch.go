@@ -323,6 +323,15 @@ func (f *Fetcher) fetchOne(ctx context.Context, s Source) (string, error) {
 		}
 		return false
 	}
+	// owner is the URL whose bytes the .part holds: a mirror that cannot
+	// serve the file throws away its own bytes, never another's.
+	owner := ""
+	size := func() int64 {
+		if st, err := os.Stat(part); err == nil {
+			return st.Size()
+		}
+		return 0
+	}
 	attempt := 0
 	for round := 0; round < rounds && live(s.URLs); round++ {
 		if pause(ctx, backoff, round) {
@@ -335,7 +344,11 @@ func (f *Fetcher) fetchOne(ctx context.Context, s Source) (string, error) {
 			}
 			attempt++
 			st.attempts++
+			before := size()
 			p, resumed, err := f.attempt(ctx, s, u, part, sum, attempt)
+			if after := size(); after != before || (after > 0 && resumed) {
+				owner = u
+			}
 			if err == nil {
 				done = true
 				return p, nil
@@ -344,10 +357,11 @@ func (f *Fetcher) fetchOne(ctx context.Context, s Source) (string, error) {
 			// A mismatch after a resume may be an earlier attempt's bytes:
 			// the next attempt starts from zero (the bytes are gone).
 			st.dead = !retryable(err) && !(resumed && errors.Is(err, ErrChecksum))
-			if st.dead {
+			if st.dead && owner == u {
 				// Bytes from a URL that cannot serve the file are no
 				// start for another mirror.
 				os.Remove(part)
+				owner = ""
 			}
 			var local localError
 			if errors.As(err, &local) || ctx.Err() != nil {
