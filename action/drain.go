@@ -22,14 +22,14 @@ type DrainRequest struct {
 	Services []string
 	// Undrain gives the weights back instead.
 	Undrain bool
-	// Wait, for a drain, waits until the real server has no active
+	// Wait, for a drain, waits until the real server has no open
 	// connection left for the drained services, at most Timeout.
 	Wait    bool
 	Timeout time.Duration
 }
 
 // ErrDrainTimeout means connections were still active when a drain's wait ended.
-var ErrDrainTimeout = errors.New("active connections remain")
+var ErrDrainTimeout = errors.New("open connections remain")
 
 // drainPollEvery is how often a drain's wait reads the active director's table.
 const drainPollEvery = time.Second
@@ -68,6 +68,17 @@ func Drain(req DrainRequest) *Action {
 				return err
 			}
 			return r.failed(r.Hosts)
+		}},
+		{Title: "wait until the active director's table has its weights", Skip: func(r *Run) string {
+			if r.DryRun() {
+				return "dry run"
+			}
+			return ""
+		}, Do: func(ctx context.Context, r *Run) error {
+			// The checker takes its new configuration when it reloads, a
+			// moment after the apply: until then it may still send new
+			// connections to a server being drained.
+			return r.waitWeights(ctx, r.Spec.Host(req.Host), r.push().drains)
 		}},
 		{Title: "wait for its connections to end", Skip: func(r *Run) string {
 			switch {
@@ -120,26 +131,27 @@ func checkDrain(r *Run, req DrainRequest) error {
 	return nil
 }
 
-// waitDrained polls the active director's table until the drained real
-// server has no active connection left for the drained services.
+// waitDrained polls the active director's connection table until the
+// drained real server has no open connection left for the drained
+// services.
 func waitDrained(ctx context.Context, r *Run, req DrainRequest) error {
 	want := ipvs.Build(r.Spec)
 	drain := ipvs.Drain{Host: req.Host, Services: req.Services}
 	deadline := r.now().Add(req.Timeout)
 	start := r.now()
 	for {
-		active, where, err := activeConns(ctx, r, want, drain)
+		active, where, err := openConns(ctx, r, want, drain)
 		if err != nil {
 			return err
 		}
 		if active == 0 {
-			r.logf("  %s has no active connection left (%.1f s)", req.Host, r.now().Sub(start).Seconds())
+			r.logf("  %s has no open connection left (%.1f s)", req.Host, r.now().Sub(start).Seconds())
 			return nil
 		}
 		if !r.now().Before(deadline) {
-			return fmt.Errorf("%s still has %d active connections on %s after %s: %w", req.Host, active, where, req.Timeout, ErrDrainTimeout)
+			return fmt.Errorf("%s still has %d open connections on %s after %s: %w", req.Host, active, where, req.Timeout, ErrDrainTimeout)
 		}
-		r.logf("  %s: %d active connections on %s", req.Host, active, where)
+		r.logf("  %s: %d open connections on %s", req.Host, active, where)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -148,22 +160,23 @@ func waitDrained(ctx context.Context, r *Run, req DrainRequest) error {
 	}
 }
 
-// activeConns counts the drained real server's active connections for
-// the drained services on the director that holds the VIPs.
-func activeConns(ctx context.Context, r *Run, want *ipvs.Table, d ipvs.Drain) (int, string, error) {
+// openConns counts the drained real server's open connections (begun
+// and not ended, ipvs.Conn.Open) for the drained services on the director
+// that holds the VIPs.
+func openConns(ctx context.Context, r *Run, want *ipvs.Table, d ipvs.Drain) (int, string, error) {
 	active, err := r.activeDirector(ctx)
 	if err != nil {
 		return 0, "", err
 	}
-	out, err := r.session(ctx, active).Query(ctx, "ipvsadm -L -n")
+	out, err := r.session(ctx, active).Query(ctx, "ipvsadm -L -n -c")
 	if err != nil {
 		return 0, active.Name, err
 	}
-	live, err := ipvs.ParseList(string(out))
+	conns, err := ipvs.ParseConns(string(out))
 	if err != nil {
-		return 0, active.Name, fmt.Errorf("read %s's table: %w", active.Name, err)
+		return 0, active.Name, fmt.Errorf("read %s's connections: %w", active.Name, err)
 	}
-	return want.ActiveConns(live, d), active.Name, nil
+	return want.OpenConns(conns, d), active.Name, nil
 }
 
 // activeDirector is the director that holds the first VIP.

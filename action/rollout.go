@@ -167,8 +167,13 @@ func (r *Run) applyRollout(ctx context.Context) error {
 func (r *Run) rollRealServer(ctx context.Context, h *cluster.Host, drains []ipvs.Drain) error {
 	start := r.now()
 	r.logf("  %s: drain", h.Name)
-	if err := r.setDrains(ctx, ipvs.Merge(drains, ipvs.Drain{Host: h.Name})); err != nil {
+	drained := ipvs.Merge(drains, ipvs.Drain{Host: h.Name})
+	if err := r.setDrains(ctx, drained); err != nil {
 		return fmt.Errorf("drain: %w", err)
+	}
+	// Until the checker has reloaded, new connections may still reach h.
+	if err := r.waitWeights(ctx, h, drained); err != nil {
+		return fmt.Errorf("drain: %w (it stays drained: lvsforge undrain %s when it is safe)", err, h.Name)
 	}
 	if err := waitDrained(ctx, r, DrainRequest{Host: h.Name, Timeout: r.drainTimeout()}); err != nil {
 		return fmt.Errorf("drain: %w (it stays drained: lvsforge undrain %s when it is safe)", err, h.Name)

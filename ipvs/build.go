@@ -29,6 +29,9 @@ func Build(s *cluster.Spec) *Table {
 		}
 		if sv.FWMark != 0 {
 			vs.Mark, vs.V6 = uint32(sv.FWMark), vip.Is6()
+			for _, p := range sv.FWMarkPorts {
+				vs.MarkPorts = append(vs.MarkPorts, uint16(p))
+			}
 		} else {
 			vs.Proto, vs.Addr, vs.Port = Protocol(sv.Protocol), vip, uint16(sv.Port)
 		}

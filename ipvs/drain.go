@@ -39,28 +39,6 @@ func (t *Table) Drained(drains []Drain) *Table {
 	return &out
 }
 
-// ActiveConns counts the active connections a live table (a director's
-// ipvsadm -L -n) gives the real server of drain d, for the services d
-// covers; t is the wanted table, which knows the real server's address in
-// each service: a dual-stack real server has one per family.
-func (t *Table) ActiveConns(live *Table, d Drain) int {
-	n := 0
-	for _, s := range t.ServicesOf(d.Host) {
-		if !d.covers(s.Name) {
-			continue
-		}
-		ls := live.Service(s.Key)
-		if ls == nil {
-			continue
-		}
-		want := s.DestOf(d.Host)
-		if ld := ls.Dest(want.Addr, want.Port); ld != nil {
-			n += ld.ActiveConns
-		}
-	}
-	return n
-}
-
 // Merge adds d to drains: a host drained for every service stays so; two
 // service lists are joined. The result is sorted by host.
 func Merge(drains []Drain, d Drain) []Drain {

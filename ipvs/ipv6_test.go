@@ -66,33 +66,47 @@ func TestBuildDualStack(t *testing.T) {
 	wantRoundTrip(t, built, parsed)
 }
 
-// TestActiveConnsDualStack: a drained dual-stack real server's connections
-// are counted in every family it serves, at its address of each.
-func TestActiveConnsDualStack(t *testing.T) {
+// TestOpenConnsDualStack: a drained dual-stack real server's open
+// connections are counted in every family it serves, at its address of
+// each; a connection begun but not yet established counts, a closed one, a
+// UDP timer or a persistence template does not; a firewall-mark service's
+// connections are known by its VIP.
+func TestOpenConnsDualStack(t *testing.T) {
 	want := Build(dualStackSpec(t))
-	live, err := ParseList(`IP Virtual Server version 1.2.1 (size=4096)
-Prot LocalAddress:Port Scheduler Flags
-  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
-TCP  192.168.7.110:80 rr
-  -> 192.168.7.11:80              Route   1      3          0
-  -> 192.168.7.12:80              Route   1      7          0
-TCP  [2001:db8:7::110]:80 rr persistent 300 mask 64
-  -> [2001:db8:7::11]:80          Route   1      5          1
-  -> [2001:db8:7::12]:80          Route   1      11         0
+	conns, err := ParseConns(`IPVS connection entries
+pro expire state       source             virtual            destination
+TCP 14:59  ESTABLISHED 192.168.7.1:41000  192.168.7.110:80   192.168.7.11:80
+TCP 00:59  SYN_RECV    192.168.7.1:41001  192.168.7.110:80   192.168.7.11:80
+TCP 01:59  TIME_WAIT   192.168.7.1:41002  192.168.7.110:80   192.168.7.11:80
+TCP 00:10  CLOSE       192.168.7.1:41003  192.168.7.110:80   192.168.7.11:80
+TCP 14:59  ESTABLISHED 192.168.7.1:41004  192.168.7.110:80   192.168.7.12:80
+TCP 14:59  ESTABLISHED 192.168.7.1:41005  192.168.7.110:23   192.168.7.12:23
+TCP 01:00  FIN_WAIT    [2001:db8:7::1]:41006 [2001:db8:7::110]:80 [2001:db8:7::11]:80
+TCP 04:59  NONE        [2001:db8:7::]:0   [2001:db8:7::110]:80 [2001:db8:7::11]:80
+TCP 14:59  ESTABLISHED [2001:db8:7::1]:41007 [2001:db8:7::110]:443 [2001:db8:7::11]:443
+UDP 04:59  UDP         [2001:db8:7::1]:41008 [2001:db8:7::111]:53 [2001:db8:7::11]:53
 `)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(conns) != 10 || conns[7].State != "NONE" || conns[6].Client != netip.MustParseAddrPort("[2001:db8:7::1]:41006") || conns[9].Proto != UDP {
+		t.Fatalf("parsed %+v", conns)
 	}
 	for _, c := range []struct {
 		d    Drain
 		want int
 	}{
-		{Drain{Host: "rs1"}, 3 + 5},
-		{Drain{Host: "rs1", Services: []string{"http6"}}, 5},
-		{Drain{Host: "rs2", Services: []string{"http", "telnet"}}, 7},
+		{Drain{Host: "rs1"}, 2 + 1 + 1},
+		{Drain{Host: "rs1", Services: []string{"http6"}}, 1},
+		{Drain{Host: "rs1", Services: []string{"web6"}}, 1},
+		{Drain{Host: "rs1", Services: []string{"dns6", "telnet"}}, 0},
+		{Drain{Host: "rs2", Services: []string{"http", "telnet"}}, 2},
 	} {
-		if got := want.ActiveConns(live, c.d); got != c.want {
-			t.Errorf("%+v: %d active connections, want %d", c.d, got, c.want)
+		if got := want.OpenConns(conns, c.d); got != c.want {
+			t.Errorf("%+v: %d open connections, want %d", c.d, got, c.want)
 		}
+	}
+	if _, err := ParseConns("TCP 14:59 ESTABLISHED 192.168.7.1 192.168.7.110:80 192.168.7.11:80\n"); err == nil {
+		t.Error("a source without a port parsed")
 	}
 }

@@ -137,7 +137,10 @@ type Service struct {
 	// VIP is the address clients reach the service at: Addr, or the
 	// address a firewall-mark service's packets are marked for (unknown,
 	// so invalid, in a table read from a director).
-	VIP       netip.Addr
+	VIP netip.Addr
+	// MarkPorts are the ports of VIP whose packets a firewall-mark service
+	// gets marked (unknown, so empty, in a table read from a director).
+	MarkPorts []uint16
 	Scheduler string
 	// Method is how the spec forwards to every real server of the service
 	// (keepalived's lvs_method, the method of ldirectord's fallback); empty

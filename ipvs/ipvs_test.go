@@ -285,7 +285,7 @@ func wantRoundTrip(t *testing.T, built, parsed *Table) {
 		s := &built.Services[i]
 		s.Name, s.Method, s.Tunnel = "", "", TunnelOpts{}
 		if s.Mark != 0 {
-			s.VIP = netip.Addr{}
+			s.VIP, s.MarkPorts = netip.Addr{}, nil
 		}
 		for j := range s.Dests {
 			s.Dests[j].Host = ""

@@ -207,10 +207,28 @@ func runDrain(ctx context.Context, r *Run) error {
 	}
 	vs := virtualOf(r.Spec, echo)
 	target := vs.Dests[0].Host
-	for _, d := range vs.Dests {
-		if _, err := r.C.Exec(ctx, d.Host, fmt.Sprintf("%s stop tcp %d; %s start echo %d", guestTestSvc, echoPort, guestTestSvc, echoPort)); err != nil {
-			return err
+	// The echo server replaces the banner service StartServices put
+	// there, until the end of the scenario: the final traffic check, and
+	// a later scenario on this cluster, ask for the banner.
+	swap := func(ctx context.Context, from, to string) error {
+		for _, d := range vs.Dests {
+			if _, err := r.C.Exec(ctx, d.Host, fmt.Sprintf("%s stop %s %d; %s start %s %d", guestTestSvc, from, echoPort, guestTestSvc, to, echoPort)); err != nil {
+				return err
+			}
 		}
+		return nil
+	}
+	restored := false
+	restore := func(ctx context.Context) error {
+		if restored {
+			return nil
+		}
+		restored = true
+		return swap(ctx, kindEcho, kindTCP)
+	}
+	defer restore(context.WithoutCancel(ctx))
+	if err := swap(ctx, kindTCP, kindEcho); err != nil {
+		return err
 	}
 	active, err := r.C.ActiveDirector(ctx, echo.VIP)
 	if err != nil {
@@ -298,6 +316,9 @@ func runDrain(ctx context.Context, r *Run) error {
 	if _, err := r.C.waitTable(ctx, active, sv, checkLimit(r.Spec), target+" back at its weight", func(tab map[string]int) bool {
 		return tab[target] == weightOf(r.Spec, r.Spec.Host(target), sv)
 	}); err != nil {
+		return err
+	}
+	if err := restore(ctx); err != nil {
 		return err
 	}
 	return trafficCheck(ctx, r, 200, netip.Addr{})

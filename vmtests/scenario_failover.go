@@ -429,7 +429,7 @@ func runConnSync(ctx context.Context, r *Run) error {
 	// The echo server replaces the banner service StartServices put there.
 	for _, d := range virtualOf(r.Spec, sv).Dests {
 		rs := r.Spec.Host(d.Host)
-		if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop tcp %d; %s start echo %d", guestTestSvc, echoPort, guestTestSvc, echoPort)); err != nil {
+		if _, err := r.C.Exec(ctx, rs.Name, fmt.Sprintf("%s stop %s %d; %s start %s %d", guestTestSvc, kindTCP, echoPort, guestTestSvc, kindEcho, echoPort)); err != nil {
 			return err
 		}
 	}

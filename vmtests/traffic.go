@@ -24,6 +24,9 @@ var testSvcScript []byte
 const (
 	kindHTTP = "http"
 	kindTCP  = "tcp"
+	// kindEcho echoes every line: the long-lived connections of the
+	// drain and failover scenarios.
+	kindEcho = "echo"
 )
 
 // kindOf says which test application serves sv: busybox httpd where the

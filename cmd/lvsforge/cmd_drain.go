@@ -34,7 +34,7 @@ func (a *App) drainCommand(undrain bool) *cli.Command {
 			"push keeps the drain until `lvsforge undrain`. --wait returns when the real server has no active\n" +
 			"connection left on the active director, or exits 1 at --timeout."
 		cmd.Flags = append(cmd.Flags,
-			&cli.BoolFlag{Name: "wait", Usage: "wait until its active connections reach 0"},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until its open connections (established or being set up) reach 0"},
 			positiveDuration("timeout", 10*time.Minute, "`DURATION` --wait waits at most"),
 		)
 	}

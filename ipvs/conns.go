@@ -1,0 +1,107 @@
+package ipvs
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Conn is one entry of a director's connection table (`ipvsadm -L -n -c`):
+// a client's connection to a virtual service, and the real server IPVS
+// sent it to.
+type Conn struct {
+	// Proto is the connection's protocol; "" for ipvsadm's "IP" (another).
+	Proto Protocol
+	// State is IPVS's state of the connection: ESTABLISHED, SYN_RECV,
+	// FIN_WAIT, TIME_WAIT, CLOSE, UDP, NONE (a persistence template)...
+	State                 string
+	Client, Virtual, Dest netip.AddrPort
+}
+
+// closedStates are the states of a connection whose real server has
+// nothing left to do for it: a drain need not wait for them. UDP entries
+// are only a timer (no end is ever seen); NONE is a persistence template,
+// not a connection.
+var closedStates = map[string]bool{"TIME_WAIT": true, "CLOSE": true, "CLOSED": true, "NONE": true, "UDP": true}
+
+// Open reports whether the connection may still carry data: established,
+// or begun and not ended. A drain waits for these, not only for the
+// ESTABLISHED ones ipvsadm -L counts as active: a SYN_RECV connection is
+// a request on its way, and restarting its real server would reset it.
+func (c Conn) Open() bool { return !closedStates[c.State] }
+
+// ParseConns reads `ipvsadm -L -n -c` output.
+func ParseConns(text string) ([]Conn, error) {
+	var out []Conn
+	for i, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(line, "IPVS connection entries") || f[0] == "pro" {
+			continue
+		}
+		c, err := parseConn(f)
+		if err != nil {
+			return nil, fmt.Errorf("parse ipvsadm -L -n -c line %d %q: %w", i+1, line, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func parseConn(f []string) (Conn, error) {
+	var c Conn
+	if len(f) < 6 {
+		return c, fmt.Errorf("want PROTOCOL EXPIRE STATE SOURCE VIRTUAL DESTINATION")
+	}
+	switch f[0] {
+	case "TCP", "UDP", "SCTP":
+		c.Proto = Protocol(strings.ToLower(f[0]))
+	case "IP":
+	default:
+		return c, fmt.Errorf("unknown protocol %q", f[0])
+	}
+	c.State = f[2]
+	for i, dst := range []*netip.AddrPort{&c.Client, &c.Virtual, &c.Dest} {
+		a, p, err := parseAddrPort(f[3+i])
+		if err != nil {
+			return c, err
+		}
+		*dst = netip.AddrPortFrom(a, p)
+	}
+	return c, nil
+}
+
+// OpenConns counts the open connections (Conn.Open) of a director's
+// connection table that go to the real server of drain d, for the
+// services d covers; t is the wanted table, which knows the real server's
+// address in each service (a dual-stack real server has one per family)
+// and each service's VIP. A connection is counted once, however many of
+// the covered services it could belong to.
+func (t *Table) OpenConns(conns []Conn, d Drain) int {
+	n := 0
+	for _, c := range conns {
+		if !c.Open() {
+			continue
+		}
+		for _, s := range t.ServicesOf(d.Host) {
+			if d.covers(s.Name) && s.carries(c, s.DestOf(d.Host)) {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// carries reports whether connection c is one of s's to real server dest.
+// A firewall-mark service's connections are to its VIP at a marked port;
+// its real servers take that port (dest port 0).
+func (s *Service) carries(c Conn, dest *Dest) bool {
+	if c.Dest.Addr() != dest.Addr || (dest.Port != 0 && c.Dest.Port() != dest.Port) {
+		return false
+	}
+	if s.Mark != 0 {
+		return s.VIP.IsValid() && c.Virtual.Addr() == s.VIP && slices.Contains(s.MarkPorts, c.Virtual.Port())
+	}
+	return c.Proto == s.Proto && c.Virtual == netip.AddrPortFrom(s.Addr, s.Port)
+}
