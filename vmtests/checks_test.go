@@ -3,6 +3,7 @@ package vmtests
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -143,6 +144,48 @@ func TestScenarioSpecsValidate(t *testing.T) {
 		if base.Hosts[2].Weights["echo"] != 0 {
 			t.Errorf("%s: deriving changed the base spec's weights", sc.Name)
 		}
+	}
+}
+
+// TestScenariosShareBoots follows the Suite's choice over the whole list:
+// a scenario runs on the running cluster when its spec is compatible, else
+// it boots a new one. The clusters booted, and who shares each, are the
+// suite's largest cost: a new scenario that boots its own is a choice to
+// see here.
+func TestScenariosShareBoots(t *testing.T) {
+	base := exampleSpec(t)
+	var groups [][]string
+	var cur *Cluster
+	for _, sc := range Scenarios {
+		s, err := deriveSpec(base, sc.Spec)
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		if sc.Standalone || cur == nil || !cur.compatible(s) {
+			groups = append(groups, nil)
+			cur = nil
+			if !sc.Standalone {
+				plan, err := planNetwork(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				cur = &Cluster{Spec: s, plan: plan}
+			}
+		}
+		groups[len(groups)-1] = append(groups[len(groups)-1], sc.Name)
+	}
+	var got []string
+	for _, g := range groups {
+		got = append(got, strings.Join(g, " "))
+	}
+	want := []string{
+		"seed-dr arp rs-script status drain wrr realserver-down live-change heartbeat-links failover tun conn-sync-heartbeat",
+		"nat",
+		"keepalived unicast-vrrp track gue conn-sync",
+		"kernel-fallback",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the clusters the suite boots, and their scenarios:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 

@@ -112,7 +112,8 @@ func (s *Suite) Close() error {
 // to), then the other forwarding methods and backends.
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario, liveChangeScenario,
-	linksScenario, failoverScenario, tunScenario, natScenario, keepalivedScenario, connSyncScenario, kernelFallback,
+	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, natScenario,
+	keepalivedScenario, unicastVRRPScenario, trackScenario, gueScenario, connSyncScenario, kernelFallback,
 }
 
 // Lookup returns the named scenarios; "all" is every one.

@@ -70,24 +70,44 @@ var (
 			if err := keepalivedSpec(s); err != nil {
 				return err
 			}
-			iface := s.HostsByRole(cluster.RoleDirector)[0].Interfaces.Heartbeat
-			if iface == "" {
-				iface = s.HostsByRole(cluster.RoleDirector)[0].Interfaces.Public
-			}
-			s.HA.Sync = cluster.Sync{Enabled: true, Interface: iface, SyncID: 1}
-			vip := s.Services[0].VIP
-			for i := range s.Hosts {
-				if len(s.Hosts[i].Weights) > 0 {
-					s.Hosts[i].Weights["echo"] = 1
-				}
-			}
-			s.Services = append(s.Services, cluster.Service{Name: "echo", VIP: vip, Port: echoPort, RealPort: echoPort, Protocol: "tcp",
-				Scheduler: "rr", Forwarding: s.Services[0].Forwarding, Check: cluster.Check{Type: "connect", Interval: 5, Timeout: 3}})
-			return nil
+			return withConnSync(s)
 		},
 		Run: runConnSync,
 	}
+	connSyncHeartbeatScenario = &Scenario{
+		Name: "conn-sync-heartbeat",
+		Doc:  "with the heartbeat backend's connection sync (lvs-director runs ipvsadm's master and backup sync daemons on both directors), a long-lived TCP connection through the VIP survives the primary's power-off; the primary is powered on again after",
+		Spec: withConnSync,
+		Run: func(ctx context.Context, r *Run) error {
+			primary, _ := primaryAndBackup(r.Spec)
+			err := runConnSync(ctx, r)
+			if perr := r.C.PowerOn(ctx, primary); err == nil {
+				err = perr
+			}
+			return err
+		},
+	}
 )
+
+// withConnSync turns on IPVS connection sync over the directors'
+// heartbeat interface (their public one when they have none) and adds the
+// echo service, whose long-lived connection the sync scenarios follow.
+func withConnSync(s *cluster.Spec) error {
+	iface := s.HostsByRole(cluster.RoleDirector)[0].Interfaces.Heartbeat
+	if iface == "" {
+		iface = s.HostsByRole(cluster.RoleDirector)[0].Interfaces.Public
+	}
+	s.HA.Sync = cluster.Sync{Enabled: true, Interface: iface, SyncID: 1}
+	vip := s.Services[0].VIP
+	for i := range s.Hosts {
+		if len(s.Hosts[i].Weights) > 0 {
+			s.Hosts[i].Weights["echo"] = 1
+		}
+	}
+	s.Services = append(s.Services, cluster.Service{Name: "echo", VIP: vip, Port: echoPort, RealPort: echoPort, Protocol: "tcp",
+		Scheduler: "rr", Forwarding: s.Services[0].Forwarding, Check: cluster.Check{Type: "connect", Interval: 5, Timeout: 3}})
+	return nil
+}
 
 // echoPort is the conn-sync scenario's echo service.
 const echoPort = 7

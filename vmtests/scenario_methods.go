@@ -9,7 +9,11 @@ import (
 	"github.com/lvsforge/lvsforge/cluster"
 )
 
-// The scenarios of the other forwarding methods: LVS-TUN and LVS-NAT.
+// guePort is the gue scenario's UDP port of the tunnel on the real servers.
+const guePort = 6080
+
+// The scenarios of the other forwarding methods: LVS-TUN (IPIP and GUE)
+// and LVS-NAT.
 var (
 	tunScenario = &Scenario{
 		Name: "tun",
@@ -31,6 +35,37 @@ var (
 					if !holdsAddr(out, sv.VIP) {
 						r.Errorf("%s: tunl0 does not hold %s:\n%s", rs.Name, sv.VIP, out)
 					}
+				}
+			}
+			if err := trafficCheck(ctx, r, 200, netip.Addr{}); err != nil {
+				return err
+			}
+			return checkTables(ctx, r)
+		},
+	}
+	gueScenario = &Scenario{
+		Name: "gue",
+		Doc:  "every service forwarded by LVS-TUN with GUE (IP-in-IP inside UDP, ipvsadm --tun-type gue) on the keepalived cluster (ldirectord knows only ipip): lvs-realserver has fou hand the tunnel's port to tunl0 on each real server; the same traffic and table checks",
+		Spec: func(s *cluster.Spec) error {
+			if err := keepalivedSpec(s); err != nil {
+				return err
+			}
+			for i := range s.Services {
+				s.Services[i].Forwarding = cluster.ForwardTUN
+				s.Services[i].RealPort = s.Services[i].Port
+				s.Services[i].Tunnel = &cluster.Tunnel{Type: "gue", Port: guePort}
+			}
+			return nil
+		},
+		Run: func(ctx context.Context, r *Run) error {
+			want := fmt.Sprintf("port %d gue", guePort)
+			for _, rs := range r.Spec.HostsByRole(cluster.RoleRealServer) {
+				out, err := r.C.Exec(ctx, rs.Name, "ip fou show")
+				if err != nil {
+					return err
+				}
+				if !strings.Contains(out, want) {
+					r.Errorf("%s: ip fou show has no %q:\n%s", rs.Name, want, out)
 				}
 			}
 			if err := trafficCheck(ctx, r, 200, netip.Addr{}); err != nil {

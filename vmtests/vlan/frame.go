@@ -42,7 +42,8 @@ type Frame struct {
 	// Port is the name of the port the frame came in on.
 	Port string
 	Data []byte
-	// Dropped is set when the ingress port's link was down: the frame never
+	// Dropped is set when the ingress port's link was down, or the frame
+	// was multicast while the switch drops multicast: the frame never
 	// crossed the switch and is not in the pcap.
 	Dropped bool
 }

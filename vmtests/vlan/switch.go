@@ -53,6 +53,8 @@ type Switch struct {
 	pcapErr  error
 	closed   bool
 	anon     int
+	// noMulticast drops multicast frames at ingress (SetMulticast).
+	noMulticast bool
 
 	wg sync.WaitGroup
 }
@@ -299,7 +301,7 @@ func (s *Switch) forward(in *port, data []byte) {
 	if s.closed {
 		return
 	}
-	f := Frame{Seq: len(s.frames), Time: time.Now(), Port: in.name, Data: data, Dropped: !in.up}
+	f := Frame{Seq: len(s.frames), Time: time.Now(), Port: in.name, Data: data, Dropped: !in.up || (s.noMulticast && isMulticast(data))}
 	s.frames = append(s.frames, f)
 	close(s.changed)
 	s.changed = make(chan struct{})
@@ -347,6 +349,30 @@ func (s *Switch) sendLocked(out *port, data []byte) {
 	default:
 		out.drops++
 	}
+}
+
+// SetMulticast lets multicast frames through (on, a plain switch's way)
+// or drops them at ingress (off), as the networks that filter multicast do:
+// VRRP's adverts to 224.0.0.18 then reach no one, while broadcast (ARP) and
+// unicast still cross. A dropped frame is recorded as Dropped.
+func (s *Switch) SetMulticast(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noMulticast = !on
+}
+
+// isMulticast reports whether an Ethernet frame is to a multicast group:
+// the group bit of the destination set, broadcast excepted.
+func isMulticast(data []byte) bool {
+	if len(data) < 6 || data[0]&1 == 0 {
+		return false
+	}
+	for _, b := range data[:6] {
+		if b != 0xff {
+			return true
+		}
+	}
+	return false
 }
 
 // SetLink takes a port's link up or down. A down link is a pulled cable: the

@@ -278,6 +278,33 @@ func TestLinkDownDropsBothWays(t *testing.T) {
 	}
 }
 
+// TestMulticastFilter: with multicast off, a frame to a multicast group
+// (VRRP's 01:00:5e:00:00:12) reaches no port and is recorded dropped,
+// while broadcast and unicast still cross; on again, it floods.
+func TestMulticastFilter(t *testing.T) {
+	s := newSwitch(t)
+	a, b := addPort(t, s, "a"), addPort(t, s, "b")
+	vrrp := icmpEcho(net.HardwareAddr{0x01, 0x00, 0x5e, 0x00, 0x00, 0x12}, macA, ipA, netip.MustParseAddr("224.0.0.18"), ICMPEchoRequest)
+	s.SetMulticast(false)
+	mark := s.Mark()
+	a.send(vrrp)
+	if _, err := s.Wait(ctxT(t), mark, func(f Frame) bool { return f.Port == "a" }); err != nil {
+		t.Fatal(err)
+	}
+	req := arp(ARPRequest, macA, ipA, make(net.HardwareAddr, 6), ipB)
+	a.send(req)
+	b.nextIs(t, req) // the multicast frame never reached b: the broadcast is next
+	rep := arp(ARPReply, macB, ipB, macA, ipA)
+	b.send(rep)
+	a.nextIs(t, rep)
+	if fs := s.FramesSince(mark); len(fs) != 3 || !fs[0].Dropped || fs[1].Dropped || fs[2].Dropped {
+		t.Errorf("frames since the filter: %+v, want the multicast one alone dropped", fs)
+	}
+	s.SetMulticast(true)
+	a.send(vrrp)
+	b.nextIs(t, vrrp)
+}
+
 func TestReconnectReplacesConnection(t *testing.T) {
 	s := newSwitch(t)
 	a := addPort(t, s, "a")
