@@ -111,6 +111,9 @@ func RunDrain(ctx context.Context, env *Env, req DrainRequest) (*deploy.Report, 
 }
 
 func checkDrain(r *Run, req DrainRequest) error {
+	if err := oneHolder(r.Spec, drainVerb(req)); err != nil {
+		return err
+	}
 	h := r.Spec.Host(req.Host)
 	if h == nil || h.Role != cluster.RoleRealServer {
 		var rs []string

@@ -94,6 +94,9 @@ func (s *Status) problem(format string, args ...any) {
 
 // ReadStatus reads the cluster's state from every host (read-only).
 func ReadStatus(ctx context.Context, env *Env) (*Status, error) {
+	if err := oneHolder(env.Spec, "status"); err != nil {
+		return nil, err
+	}
 	r, err := NewRun(env)
 	if err != nil {
 		return nil, err

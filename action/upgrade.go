@@ -49,6 +49,9 @@ const bootIDScript = "cat /proc/sys/kernel/random/boot_id"
 func Upgrade(o UpgradeOptions) *Action {
 	return &Action{Name: "upgrade", Phases: []Phase{
 		{Title: "connect", Do: func(ctx context.Context, r *Run) error {
+			if err := oneHolder(r.Spec, "upgrade"); err != nil {
+				return err
+			}
 			r.connect(ctx, r.Hosts)
 			return r.failed(r.Hosts)
 		}},
