@@ -181,7 +181,7 @@ func TestScenariosShareBoots(t *testing.T) {
 	want := []string{
 		"seed-dr arp rs-script status drain wrr realserver-down live-change heartbeat-links failover tun conn-sync-heartbeat",
 		"nat",
-		"keepalived unicast-vrrp track gue conn-sync",
+		"keepalived unicast-vrrp track gue live-change-keepalived conn-sync",
 		"kernel-fallback",
 	}
 	if !reflect.DeepEqual(got, want) {

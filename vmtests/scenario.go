@@ -113,7 +113,7 @@ func (s *Suite) Close() error {
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario, liveChangeScenario,
 	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, natScenario,
-	keepalivedScenario, unicastVRRPScenario, trackScenario, gueScenario, connSyncScenario, kernelFallback,
+	keepalivedScenario, unicastVRRPScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, kernelFallback,
 }
 
 // Lookup returns the named scenarios; "all" is every one.

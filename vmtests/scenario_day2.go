@@ -33,6 +33,12 @@ var (
 		Doc:  "with a request every 100 ms through the VIP, push a change to ha.cf (a timing) and to the checker's configuration (a check interval), then one that restarts the real servers' set-up (a second VIP on their lo): 0 failed requests; heartbeat reloads keeping its resources and no VIP moves",
 		Run:  runLiveChange,
 	}
+	liveChangeKeepalivedScenario = &Scenario{
+		Name: "live-change-keepalived",
+		Doc:  "live-change on the keepalived cluster: with a request every 100 ms through the VIP, push a check interval change (keepalived reloads), then a second VIP on the real servers (each drained on keepalived's side first): 0 failed requests, and no VIP moves",
+		Spec: keepalivedSpec,
+		Run:  runLiveChange,
+	}
 )
 
 // withEcho adds an echo service on port echoPort of the first VIP: a
@@ -344,7 +350,7 @@ func runLiveChange(ctx context.Context, r *Run) error {
 		name   string
 		change func(*cluster.Spec) error
 	}{
-		{"ha.cf timing and check interval", func(s *cluster.Spec) error {
+		{"a heartbeat timing (heartbeat) and the check interval", func(s *cluster.Spec) error {
 			if s.HA.Backend == cluster.BackendHeartbeat {
 				s.HA.Warntime += cluster.Duration(time.Second)
 			}
