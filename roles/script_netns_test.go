@@ -23,16 +23,10 @@ func TestRealServerScriptInNetns(t *testing.T) {
 	ipTool := testenv.LookPath(t, "ip", "iproute2")
 	testenv.LookPath(t, "unshare", "util-linux")
 	ns := fmt.Sprintf("lvsforge-rs-%d", testNonce())
-	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+	addNetns(t, ipTool, ns)
 	// A veth pair (this kernel may have no dummy driver) with one end as the namespace's eth0.
 	outer := fmt.Sprintf("lvsrs%d", testNonce()%100000)
-	if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
-		t.Fatalf("create veth: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+	vethInto(t, ipTool, outer, ns)
 	if out, err := exec.Command(ipTool, "link", "set", outer, "up").CombinedOutput(); err != nil {
 		t.Fatalf("set veth up: %v: %s", err, out)
 	}
@@ -84,12 +78,8 @@ func linkedNetns(t *testing.T, ipTool, name string) (host, client string, must f
 	t.Helper()
 	netnsCount++
 	host, client = fmt.Sprintf("lvsforge-%s-%d-%d", name, testNonce(), netnsCount), fmt.Sprintf("lvsforge-cl-%d-%d", testNonce(), netnsCount)
-	for _, ns := range []string{host, client} {
-		if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-			testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-		}
-		t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
-	}
+	addNetns(t, ipTool, host)
+	addNetns(t, ipTool, client)
 	if out, err := exec.Command(ipTool, "link", "add", "eth0", "netns", host, "type", "veth", "peer", "name", "c0", "netns", client).CombinedOutput(); err != nil {
 		t.Fatalf("create veth: %v: %s", err, out)
 	}
@@ -145,11 +135,7 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 			runScript := func(verb string) (string, int) { return runInNetns(t, ipTool, director, state, script, verb) }
 			rules := func() string { return must(director, tc.iptables+" -t mangle -S PREROUTING") }
 
-			for i := 1; i <= 2; i++ {
-				if out, code := runScript("start"); code != 0 {
-					t.Fatalf("start %d: exit %d\n%s", i, code, out)
-				}
-			}
+			startTwice(t, runScript)
 			if got := rules(); got != "-P PREROUTING ACCEPT\n"+tc.rule {
 				t.Fatalf("after two starts, mangle PREROUTING is\n%swant the one marking rule", got)
 			}
@@ -208,23 +194,9 @@ func TestVIPResourceInNetns(t *testing.T) {
 	ipTool := testenv.LookPath(t, "ip", "iproute2")
 	testenv.LookPath(t, "unshare", "util-linux")
 	ns := fmt.Sprintf("lvsforge-vip-%d", testNonce())
-	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	outer := fmt.Sprintf("lvsvip%d", testNonce()%100000)
-	if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
-		t.Fatalf("create veth: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+	addNetns(t, ipTool, ns)
+	must := func(args ...string) string { t.Helper(); return in(t, ipTool, ns, args...) }
+	vethInto(t, ipTool, fmt.Sprintf("lvsvip%d", testNonce()%100000), ns)
 	must("sh", "-c", "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
 
 	state := t.TempDir()
@@ -257,11 +229,7 @@ func TestVIPResourceInNetns(t *testing.T) {
 	if out, code := run(orig, "status"); code != 3 || !strings.Contains(out, "stopped") || strings.Contains(out, "running") {
 		t.Errorf("status before start: exit %d %q, want 3 and no \"running\" (ResourceManager would take it as held)", code, out)
 	}
-	for i := 1; i <= 2; i++ {
-		if out, code := run(orig, "start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
+	startTwice(t, func(verb string) (string, int) { return run(orig, verb) })
 	want("two starts", "192.168.7.9/24", "192.168.7.110/24")
 	if out, code := run(orig, "status"); code != 0 || !strings.Contains(out, "running") {
 		t.Errorf("status after start: exit %d %q, want 0 and \"running\"", code, out)
@@ -294,6 +262,17 @@ func runInNetns(t *testing.T, ipTool, ns, state, script string, args ...string) 
 		t.Fatalf("%s %s: %v", script, strings.Join(args, " "), err)
 	}
 	return string(out), code
+}
+
+// startTwice runs a script's start twice, as a second push or a restarted
+// heartbeat would: both must succeed.
+func startTwice(t *testing.T, run func(verb string) (string, int)) {
+	t.Helper()
+	for i := 1; i <= 2; i++ {
+		if out, code := run("start"); code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, code, out)
+		}
+	}
 }
 
 // fakeIPVSADM stands in for ipvsadm where this machine's kernel has no
@@ -436,11 +415,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 	if out, answered := solicit(vip); answered {
 		t.Fatalf("before start, %s is answered for already:\n%s", vip, out)
 	}
-	for i := 1; i <= 2; i++ {
-		if out, code := run("start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
+	startTwice(t, run)
 	if got := held(); len(got) != 1 || !strings.HasPrefix(got[0], vip+"/128 scope global deprecated") {
 		t.Errorf("after two starts lo holds %q, want the VIP once, /128 and deprecated", got)
 	}
@@ -532,11 +507,7 @@ func TestVIPResourceIPv6InNetns(t *testing.T) {
 	if out, code := run("status"); code != 3 || strings.Contains(out, "running") {
 		t.Errorf("status before start: exit %d %q, want 3 and no \"running\"", code, out)
 	}
-	for i := 1; i <= 2; i++ {
-		if out, code := run("start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
+	startTwice(t, run)
 	got := addrs()
 	sort.Strings(got) // ip lists the newest IPv6 address first
 	want := []string{"10.7.0.100/24 brd 10.7.0.255 scope global secondary eth0", "2001:db8:7::100/128 scope global nodad deprecated", "2001:db8:7::101/128 scope global nodad deprecated"}
