@@ -89,6 +89,22 @@ func kernelBuild(t *testing.T, release string) string {
 
 // grubHost gives a test host a /boot/grub, GRUB_DEFAULT=saved and the
 // stand-in update-grub.
+// runningKernel loads a kernel build named after h's uname -r: the host
+// "runs" it, as a confirm wants.
+func runningKernel(t *testing.T, h *sshtest.Host) (string, *deploy.Kernel) {
+	t.Helper()
+	running, err := h.Exec("uname", "-r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := strings.TrimSpace(string(running))
+	k, err := deploy.LoadKernel(kernelBuild(t, release))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release, k
+}
+
 func grubHost(t *testing.T, h *sshtest.Host) {
 	t.Helper()
 	script := "mkdir -p /boot/grub /usr/local/sbin && echo GRUB_DEFAULT=saved > /etc/default/grub && " +
@@ -205,15 +221,7 @@ func TestKernelConfirm(t *testing.T) {
 	h := e.c.Hosts[0]
 	grubHost(t, h)
 	// The host "runs" the kernel being confirmed: name it after uname -r.
-	running, err := h.Exec("uname", "-r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := strings.TrimSpace(string(running))
-	k, err := deploy.LoadKernel(kernelBuild(t, release))
-	if err != nil {
-		t.Fatal(err)
-	}
+	release, k := runningKernel(t, h)
 	grub := install.File{Path: "/etc/grub.d/42_lvsforge", Mode: 0o755, Data: []byte(genericGrubScript)}
 	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{grub}, Kernel: k}}, e.opts)
 	mustPush(t, []deploy.Host{{Target: e.target(h), Kernel: &deploy.Kernel{Release: release, MakeDefault: true}}}, e.opts)
@@ -329,15 +337,7 @@ func TestKernelGrubLegacy(t *testing.T) {
 	}
 
 	// Confirm: the host "runs" a second kernel, named after uname -r.
-	running, err := h.Exec("uname", "-r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel2 := strings.TrimSpace(string(running))
-	k2, err := deploy.LoadKernel(kernelBuild(t, rel2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel2, k2 := runningKernel(t, h)
 	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{legacyStanzaFor(rel2, 30)}, Kernel: k2}}, e.opts)
 	conf = readHost(t, h, "/boot/grub/grub.conf")
 	if i, j := strings.Index(conf, "title "+release), strings.Index(conf, "title "+rel2); i < 0 || j < i {
