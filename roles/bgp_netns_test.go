@@ -43,9 +43,7 @@ protocol bgp linuxha1 {
 // script without a service withdraws its VIP and takes it off lo; a route
 // of someone else's in the table is neither announced nor removed.
 func TestBGPAnnouncementInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	testenv.LookPath(t, "flock", "util-linux")
 	bird := testenv.LookPath(t, "bird", "bird2")
 	birdc := testenv.LookPath(t, "birdc", "bird2")

@@ -23,9 +23,7 @@ import (
 // packet reaches linuxha1 through linuxha2's handoff and is answered:
 // nothing reset. linuxha2's stop, or the grace's end, removes the handoff.
 func TestVIPHandoffInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	testenv.LookPath(t, "nft", "nftables")
 	py := testenv.LookPath(t, "python3", "python3")
 	br := fmt.Sprintf("lvsbr%d", testNonce()%100000)

@@ -19,9 +19,7 @@ import (
 // rs1's address) with a private /run: start twice is harmless, the VIP sits
 // once on lo with ARP suppressed, stop removes it and restores the sysctls.
 func TestRealServerScriptInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ns := fmt.Sprintf("lvsforge-rs-%d", testNonce())
 	addNetns(t, ipTool, ns)
 	// A veth pair (this kernel may have no dummy driver) with one end as the namespace's eth0.
@@ -114,9 +112,7 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 			"2001:db8:7::100", "8443", "0x1bb", "-A PREROUTING -d 2001:db8:7::100/128 -p tcp -m multiport --dports 443,8443 -j MARK --set-xmark 0x1bb/0xffffffff\n"},
 	} {
 		t.Run(tc.variant, func(t *testing.T) {
-			testenv.Root(t)
-			ipTool := testenv.LookPath(t, "ip", "iproute2")
-			testenv.LookPath(t, "unshare", "util-linux")
+			ipTool := netnsTools(t)
 			testenv.LookPath(t, tc.iptables, "iptables")
 			testenv.LookPath(t, "timeout", "coreutils")
 			director, client, must := linkedNetns(t, ipTool, "dir")
@@ -190,9 +186,7 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 // releases the old address and takes the new one; stop releases it and
 // status says stopped with LSB's 3.
 func TestVIPResourceInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ns := fmt.Sprintf("lvsforge-vip-%d", testNonce())
 	addNetns(t, ipTool, ns)
 	must := func(args ...string) string { t.Helper(); return in(t, ipTool, ns, args...) }
@@ -275,6 +269,21 @@ func startTwice(t *testing.T, run func(verb string) (string, int)) {
 	}
 }
 
+// stopReleases runs a script's stop, then wants where (an interface) to
+// hold none of the addresses held lists and status to say stopped (LSB's 3).
+func stopReleases(t *testing.T, run func(verb string) (string, int), where string, held func() []string) {
+	t.Helper()
+	if out, code := run("stop"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
+	}
+	if got := held(); len(got) != 0 {
+		t.Errorf("after stop %s holds %q", where, got)
+	}
+	if out, code := run("status"); code != 3 {
+		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
+	}
+}
+
 // fakeIPVSADM stands in for ipvsadm where this machine's kernel has no
 // IPVS (the VM scenarios run the real one): it logs each command that
 // changes something to $FAKE/log and keeps the sync daemons in $FAKE/daemons,
@@ -310,9 +319,7 @@ esac
 // sync ID restarts both on reload; one without sync stops them on reload;
 // stop stops the daemons it started.
 func TestDirectorScriptSyncDaemons(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ns := netnsWith(t, ipTool, "eth0", "eth1")
 	bin, state := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(bin, "ipvsadm"), []byte(fakeIPVSADM), 0o755); err != nil {
@@ -384,9 +391,7 @@ func TestDirectorScriptSyncDaemons(t *testing.T) {
 // do reach it); a packet sent as the director sends it (to the real
 // server's MAC) reaches the VIP and is answered. Stop removes the VIP.
 func TestRealServerScriptIPv6InNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ndisc6 := testenv.LookPath(t, "ndisc6", "ndisc6")
 	testenv.LookPath(t, "timeout", "coreutils")
 	rs, client, must := linkedNetns(t, ipTool, "rs6")
@@ -437,15 +442,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 	if !strings.Contains(string(out), "Connection refused") {
 		t.Errorf("a packet to the VIP, sent to the real server's MAC, is not answered:\n%s", out)
 	}
-	if out, code := run("stop"); code != 0 {
-		t.Fatalf("stop: exit %d\n%s", code, out)
-	}
-	if got := held(); len(got) != 0 {
-		t.Errorf("after stop lo holds %q", got)
-	}
-	if out, code := run("status"); code != 3 {
-		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
-	}
+	stopReleases(t, run, "lo", held)
 }
 
 // TestVIPResourceIPv6InNetns runs the dual-stack director's heartbeat
@@ -457,9 +454,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 // director's MAC and the override flag (tcpdump); status answers as
 // ResourceManager reads it; stop releases every address.
 func TestVIPResourceIPv6InNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	testenv.LookPath(t, "send_ua", "heartbeat")
 	tcpdump := testenv.LookPath(t, "tcpdump", "tcpdump")
 	testenv.LookPath(t, "timeout", "coreutils")
@@ -531,13 +526,5 @@ func TestVIPResourceIPv6InNetns(t *testing.T) {
 			t.Errorf("no unsolicited neighbour advertisement for %s with the director's MAC %s and the override flag:\n%s", v, mac, captured.String())
 		}
 	}
-	if out, code := run("stop"); code != 0 {
-		t.Fatalf("stop: exit %d\n%s", code, out)
-	}
-	if got := addrs(); len(got) != 0 {
-		t.Errorf("after stop eth0 holds %q", got)
-	}
-	if out, code := run("status"); code != 3 {
-		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
-	}
+	stopReleases(t, run, "eth0", addrs)
 }

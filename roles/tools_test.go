@@ -150,6 +150,16 @@ func netnsWith(t *testing.T, ipTool string, ifaces ...string) string {
 // netnsCount tells netnsWith's namespaces apart.
 var netnsCount int
 
+// netnsTools is what every test in network namespaces needs: root, ip
+// (returned) and unshare.
+func netnsTools(t *testing.T) (ipTool string) {
+	t.Helper()
+	testenv.Root(t)
+	ipTool = testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	return ipTool
+}
+
 // addNetns creates network namespace ns, removed when the test ends. A
 // kernel without network namespaces is a missing prerequisite.
 func addNetns(t *testing.T, ipTool, ns string) {
