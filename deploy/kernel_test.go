@@ -19,6 +19,7 @@ import (
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 	"github.com/lvsforge/lvsforge/roles"
 )
@@ -132,7 +133,7 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	grubHost(t, h)
 
 	// The GRUB script is the one roles renders for a real server.
-	spec := exampleSpec(t)
+	spec := clustertest.Example(t)
 	rendered, err := roles.Render(spec)
 	if err != nil {
 		t.Fatal(err)
