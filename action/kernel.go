@@ -35,13 +35,7 @@ func KernelConfirm() *Action {
 
 // RunKernelConfirm runs KernelConfirm on env and returns its report (see RunPush).
 func RunKernelConfirm(ctx context.Context, env *Env) (*deploy.Report, error) {
-	r, err := NewRun(env)
-	if err != nil {
-		return nil, err
-	}
-	err = KernelConfirm().Do(ctx, r)
-	r.Report.WritePlans(r.batch.Options().Out)
-	return r.Report, err
+	return runReported(ctx, env, KernelConfirm())
 }
 
 // KernelStatus reads each selected host's kernels: running, installed by

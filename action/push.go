@@ -49,11 +49,16 @@ func Push() *Action {
 // RunPush runs Push on env and returns its report. The error is the
 // action's (a phase failed); a host's failure is in the report (Err).
 func RunPush(ctx context.Context, env *Env) (*deploy.Report, error) {
+	return runReported(ctx, env, Push())
+}
+
+// runReported runs a on env, writes the hosts' plans and returns the report.
+func runReported(ctx context.Context, env *Env, a *Action) (*deploy.Report, error) {
 	r, err := NewRun(env)
 	if err != nil {
 		return nil, err
 	}
-	err = Push().Do(ctx, r)
+	err = a.Do(ctx, r)
 	r.Report.WritePlans(r.batch.Options().Out)
 	return r.Report, err
 }

@@ -17,19 +17,7 @@ var toBGP = []string{
 // pairs, replaced in order).
 func bgpSpec(t *testing.T, edits ...string) string {
 	t.Helper()
-	base, err := os.ReadFile("testdata/base.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(base)
-	edits = append(append([]string(nil), toBGP...), edits...)
-	for i := 0; i+1 < len(edits); i += 2 {
-		if !strings.Contains(text, edits[i]) {
-			t.Fatalf("the spec has no %q", edits[i])
-		}
-		text = strings.Replace(text, edits[i], edits[i+1], 1)
-	}
-	return text
+	return edited(t, toBGP, edits)
 }
 
 // mhService makes base.yaml's service one the bgp backend recommends.

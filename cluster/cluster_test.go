@@ -18,6 +18,26 @@ func parseFile(t *testing.T, name string) (*Spec, error) {
 	return Parse(data, name, dir)
 }
 
+// edited is base.yaml with pairs of old and new text applied, in order:
+// each replaces the first occurrence of old, which must be there.
+func edited(t *testing.T, edits ...[]string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/base.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	for _, e := range edits {
+		for i := 0; i+1 < len(e); i += 2 {
+			if !strings.Contains(text, e[i]) {
+				t.Fatalf("the spec has no %q", e[i])
+			}
+			text = strings.Replace(text, e[i], e[i+1], 1)
+		}
+	}
+	return text
+}
+
 func TestFullAndBaseSpecsAreValid(t *testing.T) {
 	for _, f := range []string{"base.yaml", "full.yaml"} {
 		if _, err := parseFile(t, f); err != nil {

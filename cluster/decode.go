@@ -97,11 +97,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.Struct:
 		d.decodeStruct(n, v, path)
 	case reflect.Slice:
-		if n.Tag == "!!null" {
-			return
-		}
-		if n.Kind != yaml.SequenceNode {
-			d.fail(n, path, "expected a list, got %s", kindName(n))
+		if !d.collection(n, path, yaml.SequenceNode, "a list") {
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
@@ -110,11 +106,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.Set(s)
 	case reflect.Map:
-		if n.Tag == "!!null" {
-			return
-		}
-		if n.Kind != yaml.MappingNode {
-			d.fail(n, path, "expected a mapping, got %s", kindName(n))
+		if !d.collection(n, path, yaml.MappingNode, "a mapping") {
 			return
 		}
 		m := reflect.MakeMap(v.Type())
@@ -138,12 +130,21 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	}
 }
 
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+// collection reports whether n is a node of kind (what, in an error) to
+// decode: a null leaves the value as it is, a node of another kind fails.
+func (d *decoder) collection(n *yaml.Node, path string, kind yaml.Kind, what string) bool {
 	if n.Tag == "!!null" {
-		return
+		return false
 	}
-	if n.Kind != yaml.MappingNode {
-		d.fail(n, path, "expected a mapping, got %s", kindName(n))
+	if n.Kind != kind {
+		d.fail(n, path, "expected %s, got %s", what, kindName(n))
+		return false
+	}
+	return true
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if !d.collection(n, path, yaml.MappingNode, "a mapping") {
 		return
 	}
 	t := v.Type()

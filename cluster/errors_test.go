@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"unicode"
@@ -11,10 +10,6 @@ import (
 // quote the spec print its control characters escaped, so a spec can
 // neither clear the screen (ESC [2J) nor forge a line of the report.
 func TestErrorsPrintSpecTextEscaped(t *testing.T) {
-	base, err := os.ReadFile("testdata/base.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name  string
 		edits []string // old, new pairs for base.yaml
@@ -28,8 +23,7 @@ func TestErrorsPrintSpecTextEscaped(t *testing.T) {
 		{"YAML syntax", []string{"  name: t\n", "  name: t\x1b[2J\n"}, `YAML syntax: character '\x1b' is not allowed in a YAML file: remove it`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			text := strings.NewReplacer(tc.edits...).Replace(string(base))
-			_, err := Parse([]byte(text), "c.yaml", "testdata")
+			_, err := Parse([]byte(edited(t, tc.edits)), "c.yaml", "testdata")
 			es, ok := err.(Errors)
 			if !ok {
 				t.Fatalf("want Errors, got %T %v", err, err)

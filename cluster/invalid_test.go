@@ -374,14 +374,7 @@ func TestInvalidSpecs(t *testing.T) {
 	}
 	for _, tc := range invalidOptionSpecs {
 		t.Run(tc.name, func(t *testing.T) {
-			text := string(base)
-			for i := 0; i+1 < len(tc.edits); i += 2 {
-				if !strings.Contains(text, tc.edits[i]) {
-					t.Fatalf("the spec has no %q", tc.edits[i])
-				}
-				text = strings.Replace(text, tc.edits[i], tc.edits[i+1], 1)
-			}
-			wantInvalid(t, text, tc.wantError)
+			wantInvalid(t, edited(t, tc.edits), tc.wantError)
 		})
 	}
 	if n := len(invalidSpecs) + len(invalidOptionSpecs); n < 30 {

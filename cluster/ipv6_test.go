@@ -1,8 +1,6 @@
 package cluster
 
 import (
-	"os"
-	"strings"
 	"testing"
 )
 
@@ -23,25 +21,6 @@ var ipv6Only = []string{
 	"    address: 192.168.7.10/24\n", "    address: 2001:db8:7::a/64\n",
 	"    address: 192.168.7.11/24\n", "    address: 2001:db8:7::11/64\n",
 	"    gateway: 192.168.7.254\n", "    gateway: fe80::1\n",
-}
-
-// edited applies pairs of old and new text to base.yaml, in order.
-func edited(t *testing.T, edits ...[]string) string {
-	t.Helper()
-	b, err := os.ReadFile("testdata/base.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(b)
-	for _, e := range edits {
-		for i := 0; i+1 < len(e); i += 2 {
-			if !strings.Contains(text, e[i]) {
-				t.Fatalf("the spec has no %q", e[i])
-			}
-			text = strings.Replace(text, e[i], e[i+1], 1)
-		}
-	}
-	return text
 }
 
 func TestDualStackAndIPv6OnlySpecs(t *testing.T) {

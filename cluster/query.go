@@ -69,6 +69,16 @@ func (s *Spec) Host(name string) *Host {
 	return nil
 }
 
+// Service returns the service called name, or nil.
+func (s *Spec) Service(name string) *Service {
+	for i := range s.Services {
+		if s.Services[i].Name == name {
+			return &s.Services[i]
+		}
+	}
+	return nil
+}
+
 // Prefix is the host's public address parsed; valid after validation.
 func (h *Host) Prefix() netip.Prefix {
 	p, _ := netip.ParsePrefix(h.Address)

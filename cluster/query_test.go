@@ -40,13 +40,7 @@ func TestWeightsDefaultToServing(t *testing.T) {
 		{"http", "rs1 rs2 rs3", map[string]int{"rs1": 3, "rs2": 1, "rs3": 1}},
 		{"https", "rs1 rs3", map[string]int{"rs1": 1, "rs2": 0, "rs3": 1}},
 	} {
-		var sv *Service
-		for i := range s.Services {
-			if s.Services[i].Name == tc.service {
-				sv = &s.Services[i]
-			}
-		}
-		if got := names(s.RealServers(sv)); got != tc.servers {
+		if got := names(s.RealServers(s.Service(tc.service))); got != tc.servers {
 			t.Errorf("real servers of %s: %q, want %q", tc.service, got, tc.servers)
 		}
 		for rs, w := range tc.weights {

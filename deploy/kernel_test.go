@@ -19,6 +19,7 @@ import (
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/deploy/sshtest"
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 	"github.com/lvsforge/lvsforge/roles"
 )
@@ -89,6 +90,22 @@ func kernelBuild(t *testing.T, release string) string {
 
 // grubHost gives a test host a /boot/grub, GRUB_DEFAULT=saved and the
 // stand-in update-grub.
+// runningKernel loads a kernel build named after h's uname -r: the host
+// "runs" it, as a confirm wants.
+func runningKernel(t *testing.T, h *sshtest.Host) (string, *deploy.Kernel) {
+	t.Helper()
+	running, err := h.Exec("uname", "-r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := strings.TrimSpace(string(running))
+	k, err := deploy.LoadKernel(kernelBuild(t, release))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return release, k
+}
+
 func grubHost(t *testing.T, h *sshtest.Host) {
 	t.Helper()
 	script := "mkdir -p /boot/grub /usr/local/sbin && echo GRUB_DEFAULT=saved > /etc/default/grub && " +
@@ -116,7 +133,7 @@ func TestKernelInstallActivateOnce(t *testing.T) {
 	grubHost(t, h)
 
 	// The GRUB script is the one roles renders for a real server.
-	spec := exampleSpec(t)
+	spec := clustertest.Example(t)
 	rendered, err := roles.Render(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -205,15 +222,7 @@ func TestKernelConfirm(t *testing.T) {
 	h := e.c.Hosts[0]
 	grubHost(t, h)
 	// The host "runs" the kernel being confirmed: name it after uname -r.
-	running, err := h.Exec("uname", "-r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	release := strings.TrimSpace(string(running))
-	k, err := deploy.LoadKernel(kernelBuild(t, release))
-	if err != nil {
-		t.Fatal(err)
-	}
+	release, k := runningKernel(t, h)
 	grub := install.File{Path: "/etc/grub.d/42_lvsforge", Mode: 0o755, Data: []byte(genericGrubScript)}
 	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{grub}, Kernel: k}}, e.opts)
 	mustPush(t, []deploy.Host{{Target: e.target(h), Kernel: &deploy.Kernel{Release: release, MakeDefault: true}}}, e.opts)
@@ -329,15 +338,7 @@ func TestKernelGrubLegacy(t *testing.T) {
 	}
 
 	// Confirm: the host "runs" a second kernel, named after uname -r.
-	running, err := h.Exec("uname", "-r")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rel2 := strings.TrimSpace(string(running))
-	k2, err := deploy.LoadKernel(kernelBuild(t, rel2))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel2, k2 := runningKernel(t, h)
 	mustPush(t, []deploy.Host{{Target: e.target(h), Files: []install.File{legacyStanzaFor(rel2, 30)}, Kernel: k2}}, e.opts)
 	conf = readHost(t, h, "/boot/grub/grub.conf")
 	if i, j := strings.Index(conf, "title "+release), strings.Index(conf, "title "+rel2); i < 0 || j < i {

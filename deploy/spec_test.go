@@ -10,29 +10,16 @@ import (
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/install"
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )
-
-// exampleSpec is the built-in example with a fresh authkey.
-func exampleSpec(t *testing.T) *cluster.Spec {
-	t.Helper()
-	dir := t.TempDir()
-	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
-		t.Fatal(err)
-	}
-	spec, err := cluster.Example(cluster.KernelOrgSource(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return spec
-}
 
 // exampleHosts renders the built-in example, its hosts at the given init
 // system, and returns the push inputs of the named hosts, each pointed at
 // a test host of e that takes its name (uname -n), in order.
 func exampleHosts(t *testing.T, e *env, init string, names ...string) (*cluster.Spec, []deploy.Host) {
 	t.Helper()
-	spec := exampleSpec(t)
+	spec := clustertest.Example(t)
 	var selected []*cluster.Host
 	for i, name := range names {
 		h := spec.Host(name)
@@ -151,7 +138,7 @@ func TestSysVOnSystemdHost(t *testing.T) {
 // beside the spec, where validation looked for it, not one in whatever
 // directory push runs from.
 func TestFromSpecFindsTheKeyBesideTheSpec(t *testing.T) {
-	s := exampleSpec(t)
+	s := clustertest.Example(t)
 	rs1 := s.Host("rs1")
 	rs1.SSH.Key = "keys/rs1"
 	hosts, err := deploy.FromSpec(s, []*cluster.Host{rs1}, nil)

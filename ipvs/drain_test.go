@@ -4,10 +4,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 )
 
 func TestDrains(t *testing.T) {
-	tb := Build(example(t))
+	tb := Build(clustertest.Example(t))
 	drains := Merge(nil, Drain{Host: "rs1"})
 	drains = Merge(drains, Drain{Host: "rs2", Services: []string{"http"}})
 	d := tb.Drained(drains)

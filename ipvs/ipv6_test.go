@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 )
 
 // dualStackSpec is the example with an IPv6 address on every host and
@@ -14,7 +15,7 @@ import (
 // tunnelled, a firewall-mark one, and one whose netmask is one client.
 func dualStackSpec(t *testing.T) *cluster.Spec {
 	t.Helper()
-	s := example(t)
+	s := clustertest.Example(t)
 	for i := range s.Hosts {
 		s.Hosts[i].Address6 = netip.PrefixFrom(netip.MustParseAddr("2001:db8:7::"+strings.TrimPrefix(s.Hosts[i].IP(), "192.168.7.")), 64).String()
 	}

@@ -185,18 +185,18 @@ type Table struct {
 
 // Service returns the virtual service with key k, or nil.
 func (t *Table) Service(k Key) *Service {
-	for i := range t.Services {
-		if t.Services[i].Key == k {
-			return &t.Services[i]
-		}
-	}
-	return nil
+	return t.find(func(s *Service) bool { return s.Key == k })
 }
 
 // Named returns the spec's service called name, or nil.
 func (t *Table) Named(name string) *Service {
+	return t.find(func(s *Service) bool { return s.Name == name })
+}
+
+// find returns the first virtual service that matches, or nil.
+func (t *Table) find(match func(*Service) bool) *Service {
 	for i := range t.Services {
-		if t.Services[i].Name == name {
+		if match(&t.Services[i]) {
 			return &t.Services[i]
 		}
 	}
@@ -205,14 +205,7 @@ func (t *Table) Named(name string) *Service {
 
 // Uses reports whether any real server of the table is forwarded to by m.
 func (t *Table) Uses(m Method) bool {
-	for _, s := range t.Services {
-		for _, d := range s.Dests {
-			if d.Method == m {
-				return true
-			}
-		}
-	}
-	return false
+	return t.UsesIn(m, false) || t.UsesIn(m, true)
 }
 
 // UsesIn reports whether any real server of the table's services of one

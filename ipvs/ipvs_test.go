@@ -2,30 +2,17 @@ package ipvs
 
 import (
 	"net/netip"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 )
-
-func example(t *testing.T) *cluster.Spec {
-	t.Helper()
-	dir := t.TempDir()
-	if err := cluster.EnsureAuthkey(filepath.Join(dir, "authkey")); err != nil {
-		t.Fatal(err)
-	}
-	s, err := cluster.Example(cluster.KernelOrgSource(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 // The seed's cluster: two rr services on one VIP, both real servers, weight 1.
 func TestBuildSeed(t *testing.T) {
-	tb := Build(example(t))
+	tb := Build(clustertest.Example(t))
 	want := []string{
 		"-A -t 192.168.7.110:23 -s rr",
 		"-a -t 192.168.7.110:23 -r 192.168.7.11:23 -g -w 1",
@@ -204,7 +191,7 @@ func TestDiff(t *testing.T) {
 // rules of every one must restore into the same table.
 func optionsSpec(t *testing.T) *cluster.Spec {
 	t.Helper()
-	s := example(t)
+	s := clustertest.Example(t)
 	s.HA.Backend = cluster.BackendKeepalived
 	off := cluster.Check{Type: "off", Interval: 10, Timeout: 5}
 	s.Services = append(s.Services,
@@ -347,7 +334,7 @@ func TestParseDaemons(t *testing.T) {
 // service. A backend with one active director gets neither.
 func TestBuildActiveActive(t *testing.T) {
 	base := []Sysctl{{"expire_nodest_conn", 1}, {"expire_quiescent_template", 1}, {"conn_reuse_mode", 1}}
-	s := example(t)
+	s := clustertest.Example(t)
 	if got := Build(s).Sysctls; !reflect.DeepEqual(got, base) {
 		t.Errorf("heartbeat: sysctls %+v, want %+v", got, base)
 	}

@@ -106,6 +106,17 @@ func (o *options) next() (string, bool) {
 	return o.f[o.i-1], true
 }
 
+// each calls handle with each option in turn, until one fails; handle
+// reads the option's value, where it takes one, with value.
+func (o *options) each(handle func(opt string) error) error {
+	for opt, ok := o.next(); ok; opt, ok = o.next() {
+		if err := handle(opt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // value returns the value of the option just read.
 func (o *options) value() (string, error) {
 	if o.i >= len(o.f) {
@@ -117,10 +128,9 @@ func (o *options) value() (string, error) {
 
 func (s *Service) parseOpts(f []string) error {
 	o := &options{f: f}
-	for opt, ok := o.next(); ok; opt, ok = o.next() {
-		arg := o.value
+	arg := o.value
+	err := o.each(func(opt string) (err error) {
 		var v string
-		var err error
 		switch opt {
 		case "-s", "--scheduler":
 			s.Scheduler, err = arg()
@@ -141,9 +151,10 @@ func (s *Service) parseOpts(f []string) error {
 		default:
 			return fmt.Errorf("unknown virtual service option %q", opt)
 		}
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if s.Scheduler == "" {
 		return fmt.Errorf("no scheduler (-s)")
@@ -154,10 +165,9 @@ func (s *Service) parseOpts(f []string) error {
 func parseDestRule(f []string) (Dest, error) {
 	var d Dest
 	o := &options{f: f}
-	for opt, ok := o.next(); ok; opt, ok = o.next() {
-		arg := o.value
+	arg := o.value
+	err := o.each(func(opt string) (err error) {
 		var v string
-		var err error
 		switch opt {
 		case "-r", "--real-server":
 			if v, err = arg(); err == nil {
@@ -192,11 +202,12 @@ func parseDestRule(f []string) (Dest, error) {
 		case "--tun-remcsum":
 			d.Tunnel.Csum = "remcsum"
 		default:
-			return d, fmt.Errorf("unknown real server option %q", opt)
+			return fmt.Errorf("unknown real server option %q", opt)
 		}
-		if err != nil {
-			return d, err
-		}
+		return err
+	})
+	if err != nil {
+		return d, err
 	}
 	if !d.Addr.IsValid() {
 		return d, fmt.Errorf("no real server (-r)")

@@ -43,32 +43,18 @@ protocol bgp linuxha1 {
 // script without a service withdraws its VIP and takes it off lo; a route
 // of someone else's in the table is neither announced nor removed.
 func TestBGPAnnouncementInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	testenv.LookPath(t, "flock", "util-linux")
 	bird := testenv.LookPath(t, "bird", "bird2")
 	birdc := testenv.LookPath(t, "birdc", "bird2")
 	director, router := fmt.Sprintf("lvsforge-bgpd-%d", testNonce()), fmt.Sprintf("lvsforge-bgpr-%d", testNonce())
-	for _, ns := range []string{director, router} {
-		if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-			testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-		}
-		t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
-	}
-	in := func(ns string, args ...string) string {
-		t.Helper()
-		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s: %v: %v\n%s", ns, args, err, out)
-		}
-		return string(out)
-	}
+	addNetns(t, ipTool, director)
+	addNetns(t, ipTool, router)
 	if out, err := exec.Command(ipTool, "link", "add", "eth0", "netns", director, "type", "veth", "peer", "name", "r0", "netns", router).CombinedOutput(); err != nil {
 		t.Fatalf("create veth: %v: %s", err, out)
 	}
-	in(director, "sh", "-c", "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
-	in(router, "sh", "-c", "ip link set lo up && ip addr add 192.168.7.254/24 dev r0 && ip link set r0 up")
+	in(t, ipTool, director, "sh", "-c", "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
+	in(t, ipTool, router, "sh", "-c", "ip link set lo up && ip addr add 192.168.7.254/24 dev r0 && ip link set r0 up")
 
 	dir := t.TempDir()
 	startBird := func(ns, name, conf string) *exec.Cmd {
@@ -131,11 +117,11 @@ func TestBGPAnnouncementInNetns(t *testing.T) {
 		}
 	}
 	table := func() string {
-		return in(director, ipTool, "-o", "route", "show", "table", fmt.Sprint(BGPTable))
+		return in(t, ipTool, director, ipTool, "-o", "route", "show", "table", fmt.Sprint(BGPTable))
 	}
 	onLo := func() string {
 		var got []string
-		for _, f := range strings.Fields(in(director, ipTool, "-o", "-4", "addr", "show", "dev", "lo")) {
+		for _, f := range strings.Fields(in(t, ipTool, director, ipTool, "-o", "-4", "addr", "show", "dev", "lo")) {
 			if strings.HasPrefix(f, "10.10.10.") {
 				got = append(got, f)
 			}
@@ -144,7 +130,7 @@ func TestBGPAnnouncementInNetns(t *testing.T) {
 	}
 
 	// Someone else's route in the table: never announced, never removed.
-	in(director, ipTool, "route", "add", "blackhole", "10.10.10.99", "table", fmt.Sprint(BGPTable))
+	in(t, ipTool, director, ipTool, "route", "add", "blackhole", "10.10.10.99", "table", fmt.Sprint(BGPTable))
 	lvsBGP("start")
 	lvsBGP("start")
 	if got := onLo(); got != "10.10.10.10/32 10.10.10.11/32" {

@@ -23,9 +23,7 @@ import (
 // packet reaches linuxha1 through linuxha2's handoff and is answered:
 // nothing reset. linuxha2's stop, or the grace's end, removes the handoff.
 func TestVIPHandoffInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	testenv.LookPath(t, "nft", "nftables")
 	py := testenv.LookPath(t, "python3", "python3")
 	br := fmt.Sprintf("lvsbr%d", testNonce()%100000)
@@ -39,10 +37,7 @@ func TestVIPHandoffInNetns(t *testing.T) {
 	for _, h := range []string{"a", "b", "c"} {
 		ns[h] = netnsWith(t, ipTool)
 		outer := fmt.Sprintf("lvs%s%d", h, testNonce()%100000)
-		if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns[h]).CombinedOutput(); err != nil {
-			t.Fatalf("veth: %v %s", err, out)
-		}
-		t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+		vethInto(t, ipTool, outer, ns[h])
 		exec.Command(ipTool, "link", "set", outer, "master", br, "up").Run()
 		in(t, ipTool, ns[h], "sh", "-c", "ip link set lo up && ip link set eth0 up && ip addr add "+hosts[h]+" dev eth0")
 	}

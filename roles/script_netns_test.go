@@ -19,20 +19,12 @@ import (
 // rs1's address) with a private /run: start twice is harmless, the VIP sits
 // once on lo with ARP suppressed, stop removes it and restores the sysctls.
 func TestRealServerScriptInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ns := fmt.Sprintf("lvsforge-rs-%d", testNonce())
-	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+	addNetns(t, ipTool, ns)
 	// A veth pair (this kernel may have no dummy driver) with one end as the namespace's eth0.
 	outer := fmt.Sprintf("lvsrs%d", testNonce()%100000)
-	if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
-		t.Fatalf("create veth: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+	vethInto(t, ipTool, outer, ns)
 	if out, err := exec.Command(ipTool, "link", "set", outer, "up").CombinedOutput(); err != nil {
 		t.Fatalf("set veth up: %v: %s", err, out)
 	}
@@ -84,12 +76,8 @@ func linkedNetns(t *testing.T, ipTool, name string) (host, client string, must f
 	t.Helper()
 	netnsCount++
 	host, client = fmt.Sprintf("lvsforge-%s-%d-%d", name, testNonce(), netnsCount), fmt.Sprintf("lvsforge-cl-%d-%d", testNonce(), netnsCount)
-	for _, ns := range []string{host, client} {
-		if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-			testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-		}
-		t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
-	}
+	addNetns(t, ipTool, host)
+	addNetns(t, ipTool, client)
 	if out, err := exec.Command(ipTool, "link", "add", "eth0", "netns", host, "type", "veth", "peer", "name", "c0", "netns", client).CombinedOutput(); err != nil {
 		t.Fatalf("create veth: %v: %s", err, out)
 	}
@@ -124,9 +112,7 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 			"2001:db8:7::100", "8443", "0x1bb", "-A PREROUTING -d 2001:db8:7::100/128 -p tcp -m multiport --dports 443,8443 -j MARK --set-xmark 0x1bb/0xffffffff\n"},
 	} {
 		t.Run(tc.variant, func(t *testing.T) {
-			testenv.Root(t)
-			ipTool := testenv.LookPath(t, "ip", "iproute2")
-			testenv.LookPath(t, "unshare", "util-linux")
+			ipTool := netnsTools(t)
 			testenv.LookPath(t, tc.iptables, "iptables")
 			testenv.LookPath(t, "timeout", "coreutils")
 			director, client, must := linkedNetns(t, ipTool, "dir")
@@ -145,11 +131,7 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 			runScript := func(verb string) (string, int) { return runInNetns(t, ipTool, director, state, script, verb) }
 			rules := func() string { return must(director, tc.iptables+" -t mangle -S PREROUTING") }
 
-			for i := 1; i <= 2; i++ {
-				if out, code := runScript("start"); code != 0 {
-					t.Fatalf("start %d: exit %d\n%s", i, code, out)
-				}
-			}
+			startTwice(t, runScript)
 			if got := rules(); got != "-P PREROUTING ACCEPT\n"+tc.rule {
 				t.Fatalf("after two starts, mangle PREROUTING is\n%swant the one marking rule", got)
 			}
@@ -204,27 +186,11 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 // releases the old address and takes the new one; stop releases it and
 // status says stopped with LSB's 3.
 func TestVIPResourceInNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ns := fmt.Sprintf("lvsforge-vip-%d", testNonce())
-	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
-	must := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command(ipTool, append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-		return string(out)
-	}
-	outer := fmt.Sprintf("lvsvip%d", testNonce()%100000)
-	if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
-		t.Fatalf("create veth: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+	addNetns(t, ipTool, ns)
+	must := func(args ...string) string { t.Helper(); return in(t, ipTool, ns, args...) }
+	vethInto(t, ipTool, fmt.Sprintf("lvsvip%d", testNonce()%100000), ns)
 	must("sh", "-c", "ip link set lo up && ip addr add 192.168.7.9/24 dev eth0 && ip link set eth0 up")
 
 	state := t.TempDir()
@@ -257,11 +223,7 @@ func TestVIPResourceInNetns(t *testing.T) {
 	if out, code := run(orig, "status"); code != 3 || !strings.Contains(out, "stopped") || strings.Contains(out, "running") {
 		t.Errorf("status before start: exit %d %q, want 3 and no \"running\" (ResourceManager would take it as held)", code, out)
 	}
-	for i := 1; i <= 2; i++ {
-		if out, code := run(orig, "start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
+	startTwice(t, func(verb string) (string, int) { return run(orig, verb) })
 	want("two starts", "192.168.7.9/24", "192.168.7.110/24")
 	if out, code := run(orig, "status"); code != 0 || !strings.Contains(out, "running") {
 		t.Errorf("status after start: exit %d %q, want 0 and \"running\"", code, out)
@@ -294,6 +256,32 @@ func runInNetns(t *testing.T, ipTool, ns, state, script string, args ...string) 
 		t.Fatalf("%s %s: %v", script, strings.Join(args, " "), err)
 	}
 	return string(out), code
+}
+
+// startTwice runs a script's start twice, as a second push or a restarted
+// heartbeat would: both must succeed.
+func startTwice(t *testing.T, run func(verb string) (string, int)) {
+	t.Helper()
+	for i := 1; i <= 2; i++ {
+		if out, code := run("start"); code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, code, out)
+		}
+	}
+}
+
+// stopReleases runs a script's stop, then wants where (an interface) to
+// hold none of the addresses held lists and status to say stopped (LSB's 3).
+func stopReleases(t *testing.T, run func(verb string) (string, int), where string, held func() []string) {
+	t.Helper()
+	if out, code := run("stop"); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
+	}
+	if got := held(); len(got) != 0 {
+		t.Errorf("after stop %s holds %q", where, got)
+	}
+	if out, code := run("status"); code != 3 {
+		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
+	}
 }
 
 // fakeIPVSADM stands in for ipvsadm where this machine's kernel has no
@@ -331,9 +319,7 @@ esac
 // sync ID restarts both on reload; one without sync stops them on reload;
 // stop stops the daemons it started.
 func TestDirectorScriptSyncDaemons(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ns := netnsWith(t, ipTool, "eth0", "eth1")
 	bin, state := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(bin, "ipvsadm"), []byte(fakeIPVSADM), 0o755); err != nil {
@@ -405,9 +391,7 @@ func TestDirectorScriptSyncDaemons(t *testing.T) {
 // do reach it); a packet sent as the director sends it (to the real
 // server's MAC) reaches the VIP and is answered. Stop removes the VIP.
 func TestRealServerScriptIPv6InNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	ndisc6 := testenv.LookPath(t, "ndisc6", "ndisc6")
 	testenv.LookPath(t, "timeout", "coreutils")
 	rs, client, must := linkedNetns(t, ipTool, "rs6")
@@ -436,11 +420,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 	if out, answered := solicit(vip); answered {
 		t.Fatalf("before start, %s is answered for already:\n%s", vip, out)
 	}
-	for i := 1; i <= 2; i++ {
-		if out, code := run("start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
+	startTwice(t, run)
 	if got := held(); len(got) != 1 || !strings.HasPrefix(got[0], vip+"/128 scope global deprecated") {
 		t.Errorf("after two starts lo holds %q, want the VIP once, /128 and deprecated", got)
 	}
@@ -462,15 +442,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 	if !strings.Contains(string(out), "Connection refused") {
 		t.Errorf("a packet to the VIP, sent to the real server's MAC, is not answered:\n%s", out)
 	}
-	if out, code := run("stop"); code != 0 {
-		t.Fatalf("stop: exit %d\n%s", code, out)
-	}
-	if got := held(); len(got) != 0 {
-		t.Errorf("after stop lo holds %q", got)
-	}
-	if out, code := run("status"); code != 3 {
-		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
-	}
+	stopReleases(t, run, "lo", held)
 }
 
 // TestVIPResourceIPv6InNetns runs the dual-stack director's heartbeat
@@ -482,9 +454,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 // director's MAC and the override flag (tcpdump); status answers as
 // ResourceManager reads it; stop releases every address.
 func TestVIPResourceIPv6InNetns(t *testing.T) {
-	testenv.Root(t)
-	ipTool := testenv.LookPath(t, "ip", "iproute2")
-	testenv.LookPath(t, "unshare", "util-linux")
+	ipTool := netnsTools(t)
 	testenv.LookPath(t, "send_ua", "heartbeat")
 	tcpdump := testenv.LookPath(t, "tcpdump", "tcpdump")
 	testenv.LookPath(t, "timeout", "coreutils")
@@ -532,11 +502,7 @@ func TestVIPResourceIPv6InNetns(t *testing.T) {
 	if out, code := run("status"); code != 3 || strings.Contains(out, "running") {
 		t.Errorf("status before start: exit %d %q, want 3 and no \"running\"", code, out)
 	}
-	for i := 1; i <= 2; i++ {
-		if out, code := run("start"); code != 0 {
-			t.Fatalf("start %d: exit %d\n%s", i, code, out)
-		}
-	}
+	startTwice(t, run)
 	got := addrs()
 	sort.Strings(got) // ip lists the newest IPv6 address first
 	want := []string{"10.7.0.100/24 brd 10.7.0.255 scope global secondary eth0", "2001:db8:7::100/128 scope global nodad deprecated", "2001:db8:7::101/128 scope global nodad deprecated"}
@@ -560,13 +526,5 @@ func TestVIPResourceIPv6InNetns(t *testing.T) {
 			t.Errorf("no unsolicited neighbour advertisement for %s with the director's MAC %s and the override flag:\n%s", v, mac, captured.String())
 		}
 	}
-	if out, code := run("stop"); code != 0 {
-		t.Fatalf("stop: exit %d\n%s", code, out)
-	}
-	if got := addrs(); len(got) != 0 {
-		t.Errorf("after stop eth0 holds %q", got)
-	}
-	if out, code := run("status"); code != 3 {
-		t.Errorf("status after stop: exit %d, want 3\n%s", code, out)
-	}
+	stopReleases(t, run, "eth0", addrs)
 }

@@ -135,10 +135,7 @@ func netnsWith(t *testing.T, ipTool string, ifaces ...string) string {
 	t.Helper()
 	netnsCount++
 	ns := fmt.Sprintf("lvsforge-t%d-%d", testNonce(), netnsCount)
-	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
-		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
-	}
-	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+	addNetns(t, ipTool, ns)
 	for i, iface := range ifaces {
 		if iface == "" {
 			continue
@@ -152,6 +149,36 @@ func netnsWith(t *testing.T, ipTool string, ifaces ...string) string {
 
 // netnsCount tells netnsWith's namespaces apart.
 var netnsCount int
+
+// netnsTools is what every test in network namespaces needs: root, ip
+// (returned) and unshare.
+func netnsTools(t *testing.T) (ipTool string) {
+	t.Helper()
+	testenv.Root(t)
+	ipTool = testenv.LookPath(t, "ip", "iproute2")
+	testenv.LookPath(t, "unshare", "util-linux")
+	return ipTool
+}
+
+// addNetns creates network namespace ns, removed when the test ends. A
+// kernel without network namespaces is a missing prerequisite.
+func addNetns(t *testing.T, ipTool, ns string) {
+	t.Helper()
+	if out, err := exec.Command(ipTool, "netns", "add", ns).CombinedOutput(); err != nil {
+		testenv.Missing(t, "network namespaces ("+strings.TrimSpace(string(out))+")", "run as root on a kernel with netns")
+	}
+	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", ns).Run() })
+}
+
+// vethInto creates a veth pair whose end outer stays in this namespace and
+// whose other end is ns's eth0; outer is removed when the test ends.
+func vethInto(t *testing.T, ipTool, outer, ns string) {
+	t.Helper()
+	if out, err := exec.Command(ipTool, "link", "add", outer, "type", "veth", "peer", "name", "eth0", "netns", ns).CombinedOutput(); err != nil {
+		t.Fatalf("create veth: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(ipTool, "link", "del", outer).Run() })
+}
 
 // TestLdirectordAcceptsConfig: `ldirectord CFG status` exits 3 (config good,
 // daemon stopped) and 2 on a config error.

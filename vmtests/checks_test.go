@@ -68,10 +68,7 @@ func TestExpectedSplit(t *testing.T) {
 
 func TestPlanNetworkSeed(t *testing.T) {
 	s := exampleSpec(t)
-	p, err := planNetwork(s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plannedNetwork(t, s)
 	// The article's CIP = SGW: the client is the real servers' router .254.
 	if len(p.Legs) != 1 || p.Legs[0].String() != "192.168.7.254/24" || p.Client.String() != "192.168.7.254" || p.External {
 		t.Errorf("legs %v client %v external %v", p.Legs, p.Client, p.External)
@@ -81,14 +78,8 @@ func TestPlanNetworkSeed(t *testing.T) {
 			t.Errorf("%s: gateway %v", h.Name, p.Gateway[h.Name])
 		}
 	}
-	nat, err := deriveSpec(s, natSpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	np, err := planNetwork(nat)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nat := derived(t, s, natSpec)
+	np := plannedNetwork(t, nat)
 	if !np.External || np.Client != ExternalClient.Addr() {
 		t.Errorf("NAT: client %v external %v, want the external address", np.Client, np.External)
 	}
@@ -112,10 +103,7 @@ func TestPlanNetworkOtherSubnet(t *testing.T) {
 			{Name: "web2", Role: cluster.RoleRealServer, Address: "10.2.0.22/24", Gateway: "10.2.0.1"},
 		},
 	}
-	p, err := planNetwork(s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := plannedNetwork(t, s)
 	var legs []string
 	for _, l := range p.Legs {
 		legs = append(legs, l.String())
@@ -256,10 +244,7 @@ func TestScenarioChecksHaveRoom(t *testing.T) {
 func TestSysVRealServer(t *testing.T) {
 	base := exampleSpec(t)
 	for _, sc := range []*Scenario{keepalivedScenario, connSyncScenario} {
-		s, err := deriveSpec(base, sc.Spec)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := derived(t, base, sc.Spec)
 		var inits []string
 		for _, h := range s.Hosts {
 			inits = append(inits, h.Name+"="+h.Init)
@@ -268,20 +253,14 @@ func TestSysVRealServer(t *testing.T) {
 			t.Errorf("%s: %s", sc.Name, got)
 		}
 	}
-	ka, err := deriveSpec(base, keepalivedSpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := planNetwork(ka)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ka := derived(t, base, keepalivedSpec)
+	plan := plannedNetwork(t, ka)
 	c := &Cluster{Spec: ka, plan: plan}
-	cs, _ := deriveSpec(base, connSyncScenario.Spec)
+	cs := derived(t, base, connSyncScenario.Spec)
 	if !c.compatible(cs) {
 		t.Error("conn-sync does not reuse the keepalived cluster")
 	}
-	systemd, _ := deriveSpec(ka, func(s *cluster.Spec) error { s.Host("rs2").Init = cluster.InitSystemd; return nil })
+	systemd := derived(t, ka, func(s *cluster.Spec) error { s.Host("rs2").Init = cluster.InitSystemd; return nil })
 	if c.compatible(systemd) {
 		t.Error("a spec with rs2 at init: systemd runs on the cluster that booted rs2 with sysvinit")
 	}

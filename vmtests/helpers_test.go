@@ -113,3 +113,23 @@ func testArtifacts(t testing.TB) *build.SpecArtifacts {
 	}
 	return artifacts.art
 }
+
+// derived is deriveSpec for a test: base edited by f, or the test fails.
+func derived(t testing.TB, base *cluster.Spec, f func(*cluster.Spec) error) *cluster.Spec {
+	t.Helper()
+	s, err := deriveSpec(base, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// plannedNetwork is planNetwork for a test: s's network, or the test fails.
+func plannedNetwork(t testing.TB, s *cluster.Spec) *netPlan {
+	t.Helper()
+	p, err := planNetwork(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -18,11 +18,7 @@ func virtualOf(spec *cluster.Spec, sv *cluster.Service) *ipvs.Service {
 func servicesOf(spec *cluster.Spec, h *cluster.Host) []*cluster.Service {
 	var out []*cluster.Service
 	for _, vs := range ipvs.Build(spec).ServicesOf(h.Name) {
-		for i := range spec.Services {
-			if spec.Services[i].Name == vs.Name {
-				out = append(out, &spec.Services[i])
-			}
-		}
+		out = append(out, spec.Service(vs.Name))
 	}
 	return out
 }

@@ -432,12 +432,7 @@ func (c *Cluster) waitHolds(ctx context.Context, vip, host string, limit time.Du
 }
 
 func runConnSync(ctx context.Context, r *Run) error {
-	var sv *cluster.Service
-	for i := range r.Spec.Services {
-		if r.Spec.Services[i].Name == "echo" {
-			sv = &r.Spec.Services[i]
-		}
-	}
+	sv := r.Spec.Service("echo")
 	primary, backup := primaryAndBackup(r.Spec)
 	if backup == "" {
 		r.Logf("one director: nothing to fail over to")
