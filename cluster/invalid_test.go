@@ -174,6 +174,8 @@ var invalidSpecs = []struct {
 		"c.yaml:33:13: ha.authkey.env: the secret in $LVSFORGE_TEST_SPACE is not valid: expected 8-256 printable ASCII characters without spaces"},
 	{"authkey file others can read", "  authkey: {file: authkey}", "  authkey: {file: authkey-open}",
 		"c.yaml:33:13: ha.authkey.file: authkey file testdata/authkey-open can be read or written by group or other (mode 0644): a heartbeat secret must be private, as heartbeat demands of its authkeys file; chmod 600 testdata/authkey-open"},
+	{"authkey file the group can read", "  authkey: {file: authkey}", "  authkey: {file: authkey-group}",
+		"c.yaml:33:13: ha.authkey.file: authkey file testdata/authkey-group can be read or written by group or other (mode 0640): a heartbeat secret must be private, as heartbeat demands of its authkeys file; chmod 600 testdata/authkey-group"},
 	// The other files a spec names on this machine.
 	{"kernel tarball missing", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: linux-6.1.999.tar.xz, sha256: " + strings.Repeat("a", 64) + "}",
 		"c.yaml:7:27: kernel.source.path: kernel tarball testdata/linux-6.1.999.tar.xz does not exist: copy the tarball there, or give its url instead"},
@@ -222,6 +224,12 @@ var invalidSpecs = []struct {
 			"c.yaml:30:3: ha.initdead: the keepalived backend does not use ha.initdead: remove it, or set ha.backend to heartbeat\n" +
 			"c.yaml:31:3: ha.media: the keepalived backend does not use ha.media: remove it, or set ha.backend to heartbeat\n" +
 			"c.yaml:33:3: ha.authkey: the keepalived backend does not use ha.authkey: remove it, or set ha.backend to heartbeat"},
+	{"more heartbeat fields with keepalived", "  backend: heartbeat\n  keepalive: 2\n  deadtime: 30\n  initdead: 120\n  media:\n    - {type: bcast, interface: eth1}\n  authkey: {file: authkey}\n",
+		"  backend: keepalived\n  warntime: 10\n  udpPort: 694\n  baud: 19200\n  ping: [192.168.7.254]\n",
+		"c.yaml:28:3: ha.warntime: the keepalived backend does not use ha.warntime: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:29:3: ha.udpPort: the keepalived backend does not use ha.udpPort: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:30:3: ha.baud: the keepalived backend does not use ha.baud: remove it, or set ha.backend to heartbeat\n" +
+			"c.yaml:31:3: ha.ping: the keepalived backend does not use ha.ping: remove it, or set ha.backend to heartbeat"},
 	{"keepalived fields with heartbeat", "  initdead: 120\n", "  initdead: 120\n  keepalived: {virtualRouterID: 7, unicast: true}\n",
 		"c.yaml:31:3: ha.keepalived: the heartbeat backend does not use ha.keepalived: remove it, or set ha.backend to keepalived"},
 	// Interfaces every director must have.

@@ -16,7 +16,8 @@ func TestHostCommandsNeverUseTheExample(t *testing.T) {
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	t.Setenv(specEnv, "")
 	t.Chdir(t.TempDir())
-	hostCmds := [][]string{{"push", "--dry-run"}, {"kernel", "status"}, {"kernel", "confirm"}}
+	hostCmds := [][]string{{"push", "--dry-run"}, {"kernel", "status"}, {"kernel", "confirm"},
+		{"status"}, {"drain", "rs1"}, {"undrain", "rs1"}, {"upgrade", "--dry-run"}}
 	for _, args := range hostCmds {
 		code, out, errOut := run(t, args...)
 		if code != ExitUsage || !strings.Contains(errOut, "never uses the built-in example: name the spec") || !strings.Contains(errOut, "./cluster.yaml or $LVSFORGE_SPEC") {
@@ -25,6 +26,9 @@ func TestHostCommandsNeverUseTheExample(t *testing.T) {
 	}
 	if code, out, errOut := run(t, "validate"); code != 0 || !strings.Contains(errOut, "using the built-in example") || !strings.Contains(out, `cluster "seed" is valid`) {
 		t.Errorf("validate without a spec: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run(t, "render", "-o", filepath.Join(t.TempDir(), "out")); code != 0 || !strings.Contains(errOut, "using the built-in example") {
+		t.Errorf("render without a spec: exit %d\n%s%s", code, out, errOut)
 	}
 
 	// $LVSFORGE_SPEC, here one that does not validate: its errors show it is the one read.
