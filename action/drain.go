@@ -101,13 +101,7 @@ func drainVerb(req DrainRequest) string {
 
 // RunDrain runs Drain(req) on env.
 func RunDrain(ctx context.Context, env *Env, req DrainRequest) (*deploy.Report, error) {
-	r, err := NewRun(env)
-	if err != nil {
-		return nil, err
-	}
-	err = Drain(req).Do(ctx, r)
-	r.Report.WritePlans(r.batch.Options().Out)
-	return r.Report, err
+	return runReported(ctx, env, Drain(req))
 }
 
 func checkDrain(r *Run, req DrainRequest) error {

@@ -223,7 +223,7 @@ func (r *Run) waitAnswers(ctx context.Context, h *cluster.Host) error {
 	for _, s := range ipvs.Build(r.Spec).ServicesOf(h.Name) {
 		d := s.DestOf(h.Name)
 		port := d.Port
-		if sv := r.specService(s.Name); sv != nil && sv.Check.Port != 0 {
+		if sv := r.Spec.Service(s.Name); sv != nil && sv.Check.Port != 0 {
 			port = uint16(sv.Check.Port)
 		}
 		if s.Mark == 0 && s.Proto != ipvs.TCP || port == 0 {
@@ -248,15 +248,6 @@ func (r *Run) waitAnswers(ctx context.Context, h *cluster.Host) error {
 		}
 		return true, ""
 	})
-}
-
-func (r *Run) specService(name string) *cluster.Service {
-	for i := range r.Spec.Services {
-		if r.Spec.Services[i].Name == name {
-			return &r.Spec.Services[i]
-		}
-	}
-	return nil
 }
 
 // waitWeights waits until the active director's live table gives h the

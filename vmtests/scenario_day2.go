@@ -205,12 +205,7 @@ func (r *Run) echoServer(ctx context.Context, sv *cluster.Service, active string
 }
 
 func runDrain(ctx context.Context, r *Run) error {
-	var echo *cluster.Service
-	for i := range r.Spec.Services {
-		if r.Spec.Services[i].Name == "echo" {
-			echo = &r.Spec.Services[i]
-		}
-	}
+	echo := r.Spec.Service("echo")
 	vs := virtualOf(r.Spec, echo)
 	target := vs.Dests[0].Host
 	// The echo server replaces the banner service StartServices put
