@@ -66,13 +66,8 @@ var (
 	connSyncScenario = &Scenario{
 		Name: "conn-sync",
 		Doc:  "with IPVS connection synchronisation (keepalived's lvs_sync_daemon), a long-lived TCP connection through the VIP survives the master director's power-off",
-		Spec: func(s *cluster.Spec) error {
-			if err := keepalivedSpec(s); err != nil {
-				return err
-			}
-			return withConnSync(s)
-		},
-		Run: runConnSync,
+		Spec: keepalivedWith(withConnSync),
+		Run:  runConnSync,
 	}
 	connSyncHeartbeatScenario = &Scenario{
 		Name: "conn-sync-heartbeat",
@@ -141,6 +136,17 @@ func keepalivedSpec(s *cluster.Spec) error {
 		s.Services[i].Check.Receive = ""
 	}
 	return nil
+}
+
+// keepalivedWith is keepalivedSpec, then f: a scenario of the keepalived
+// cluster.
+func keepalivedWith(f func(*cluster.Spec) error) func(*cluster.Spec) error {
+	return func(s *cluster.Spec) error {
+		if err := keepalivedSpec(s); err != nil {
+			return err
+		}
+		return f(s)
+	}
 }
 
 // primaryAndBackup are the director that holds the VIPs when all are up

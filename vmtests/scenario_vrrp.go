@@ -17,27 +17,21 @@ var (
 	unicastVRRPScenario = &Scenario{
 		Name: "unicast-vrrp",
 		Doc:  "keepalived with unicast VRRP peers on a LAN whose switch drops multicast: the adverts cross as unicast, exactly one director holds the VIP, and the power-off failover works",
-		Spec: func(s *cluster.Spec) error {
-			if err := keepalivedSpec(s); err != nil {
-				return err
-			}
+		Spec: keepalivedWith(func(s *cluster.Spec) error {
 			s.HA.Keepalived.Unicast = true
 			return nil
-		},
+		}),
 		Run: runUnicastVRRP,
 	}
 	trackScenario = &Scenario{
 		Name: "track",
 		Doc:  "a keepalived track_script that fails on the master (a lock it takes is held) moves the VIP to the backup; once it passes again, the VIP goes where preemption says",
-		Spec: func(s *cluster.Spec) error {
-			if err := keepalivedSpec(s); err != nil {
-				return err
-			}
-			// flock -n fails while another process holds the lock: the
-			// scenario holds it on the master to make the check fail.
+		// flock -n fails while another process holds the lock: the
+		// scenario holds it on the master to make the check fail.
+		Spec: keepalivedWith(func(s *cluster.Spec) error {
 			s.HA.Keepalived.TrackScript = &cluster.TrackScript{Command: "/usr/bin/flock -n " + trackLock + " /bin/true", Interval: 1, Fall: 2, Rise: 2}
 			return nil
-		},
+		}),
 		Run: runTrack,
 	}
 )
