@@ -19,17 +19,24 @@ type Conn struct {
 	Client, Virtual, Dest netip.AddrPort
 }
 
-// closedStates are the states of a connection whose real server has
-// nothing left to do for it: a drain need not wait for them. UDP entries
-// are only a timer (no end is ever seen); NONE is a persistence template,
-// not a connection.
-var closedStates = map[string]bool{"TIME_WAIT": true, "CLOSE": true, "CLOSED": true, "NONE": true, "UDP": true}
+// openStates are the states of a connection a drain waits for: set up or
+// being set up. IPVS's state of a DR or TUN connection follows the
+// client's packets only (the replies go straight to the client), so once
+// the client has sent its FIN the entry sits in FIN_WAIT for the whole
+// fin_wait timeout (2 minutes) whatever the real server does: the client
+// is done, and counting it would make every drain wait two minutes after
+// the last request. ipvsadm -L -n counts only ESTABLISHED as active; a
+// connection still being set up (SYN_RECV) is a request on its way, which
+// a restart of its real server would reset: it is waited for too. UDP
+// entries are only timers, NONE a persistence template.
+var openStates = map[string]bool{
+	"ESTABLISHED": true, "SYN_RECV": true, "SYN_SENT": true, "SYNACK": true,
+	// SCTP's association set-up.
+	"INIT1": true, "INIT": true, "COOKIE_SENT": true, "COOKIE_REPLIED": true, "COOKIE_WAIT": true, "COOKIE_ECHOED": true,
+}
 
-// Open reports whether the connection may still carry data: established,
-// or begun and not ended. A drain waits for these, not only for the
-// ESTABLISHED ones ipvsadm -L counts as active: a SYN_RECV connection is
-// a request on its way, and restarting its real server would reset it.
-func (c Conn) Open() bool { return !closedStates[c.State] }
+// Open reports whether a drain waits for the connection (openStates).
+func (c Conn) Open() bool { return openStates[c.State] }
 
 // ParseConns reads `ipvsadm -L -n -c` output.
 func ParseConns(text string) ([]Conn, error) {

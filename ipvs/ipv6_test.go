@@ -69,9 +69,10 @@ func TestBuildDualStack(t *testing.T) {
 
 // TestOpenConnsDualStack: a drained dual-stack real server's open
 // connections are counted in every family it serves, at its address of
-// each; a connection begun but not yet established counts, a closed one, a
-// UDP timer or a persistence template does not; a firewall-mark service's
-// connections are known by its VIP.
+// each; a connection begun but not yet established counts; one the client
+// has closed (FIN_WAIT: a DR director sees only the client's side), a
+// closed one, a UDP timer or a persistence template does not; a
+// firewall-mark service's connections are known by its VIP and ports.
 func TestOpenConnsDualStack(t *testing.T) {
 	want := Build(dualStackSpec(t))
 	conns, err := ParseConns(`IPVS connection entries
@@ -83,6 +84,7 @@ TCP 00:10  CLOSE       192.168.7.1:41003  192.168.7.110:80   192.168.7.11:80
 TCP 14:59  ESTABLISHED 192.168.7.1:41004  192.168.7.110:80   192.168.7.12:80
 TCP 14:59  ESTABLISHED 192.168.7.1:41005  192.168.7.110:23   192.168.7.12:23
 TCP 01:00  FIN_WAIT    [2001:db8:7::1]:41006 [2001:db8:7::110]:80 [2001:db8:7::11]:80
+TCP 14:59  ESTABLISHED [2001:db8:7::1]:41009 [2001:db8:7::110]:80 [2001:db8:7::11]:80
 TCP 04:59  NONE        [2001:db8:7::]:0   [2001:db8:7::110]:80 [2001:db8:7::11]:80
 TCP 14:59  ESTABLISHED [2001:db8:7::1]:41007 [2001:db8:7::110]:443 [2001:db8:7::11]:443
 UDP 04:59  UDP         [2001:db8:7::1]:41008 [2001:db8:7::111]:53 [2001:db8:7::11]:53
@@ -90,7 +92,7 @@ UDP 04:59  UDP         [2001:db8:7::1]:41008 [2001:db8:7::111]:53 [2001:db8:7::1
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(conns) != 10 || conns[7].State != "NONE" || conns[6].Client != netip.MustParseAddrPort("[2001:db8:7::1]:41006") || conns[9].Proto != UDP {
+	if len(conns) != 11 || conns[8].State != "NONE" || conns[6].Client != netip.MustParseAddrPort("[2001:db8:7::1]:41006") || conns[10].Proto != UDP {
 		t.Fatalf("parsed %+v", conns)
 	}
 	for _, c := range []struct {
