@@ -2,6 +2,7 @@ package vmtests
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -304,5 +305,20 @@ func TestRCLinkProblems(t *testing.T) {
 	}
 	if p := rcLinkProblems("", links("S2"), "lvs-realserver"); len(p) == 0 || !strings.Contains(p[0], "no runlevel") {
 		t.Errorf("a script without a header: %q", p)
+	}
+}
+
+// TestProbeLines: each request's start, server (or failure) and time
+// taken; a line cut mid-write is skipped.
+func TestProbeLines(t *testing.T) {
+	got := probeLines("12.50 rs1 12.61\n12.60 - 22.60\n12.70 rs2\n12.80 rs2 14.30\n")
+	want := []ProbeLine{{T: 12.5, Server: "rs1", Took: 0.11}, {T: 12.6, Took: 10}, {T: 12.8, Server: "rs2", Took: 1.5}}
+	if len(got) != len(want) {
+		t.Fatalf("probeLines = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].T != want[i].T || got[i].Server != want[i].Server || math.Abs(got[i].Took-want[i].Took) > 1e-9 {
+			t.Errorf("line %d: %+v, want %+v", i, got[i], want[i])
+		}
 	}
 }

@@ -260,23 +260,29 @@ func otherDirector(s *cluster.Spec, name string) string {
 
 // Probe is a background request loop on the client: a request to one
 // service started every 100 ms, whether or not the one before has ended
-// (each gives up after a second), each line "UPTIME NAME" or "UPTIME -" for
-// a failure, UPTIME when it started; and an ARP request for the VIP every
-// half second, whose answers the switch records.
+// (each gives up after its timeout), each line "UPTIME NAME END" or
+// "UPTIME - END" for a failure, UPTIME when it started and END when it
+// ended; and an ARP request for the VIP every half second, whose answers
+// the switch records.
 type Probe struct {
-	c    *Cluster
-	sv   *cluster.Service
-	file string
-	mark int
+	c       *Cluster
+	sv      *cluster.Service
+	file    string
+	mark    int
+	timeout int
 }
 
-// StartProbe starts the client's probe loops for sv.
-func (c *Cluster) StartProbe(ctx context.Context, sv *cluster.Service) (*Probe, error) {
-	p := &Probe{c: c, sv: sv, file: "/tmp/probe-" + sv.Name, mark: c.LAN.Mark()}
+// StartProbe starts the client's probe loops for sv, each request given
+// timeout seconds: one where the gap in service is measured (a failover),
+// requestTimeout where a request counts as failed only if it never ends
+// (a rolling change, where one that waits for a retransmitted SYN under an
+// emulated CPU still serves its client).
+func (c *Cluster) StartProbe(ctx context.Context, sv *cluster.Service, timeout int) (*Probe, error) {
+	p := &Probe{c: c, sv: sv, file: "/tmp/probe-" + sv.Name, mark: c.LAN.Mark(), timeout: timeout}
 	// Each loop is a script of its own, started in the background with
 	// its pid kept, so Stop can end it.
 	loops := map[string]string{
-		"req": fmt.Sprintf(`while :; do (read -r t _ </proc/uptime; r=$(%s); echo "$t ${r:--}") & sleep 0.1; done`, requestCmd(sv, 1)),
+		"req": fmt.Sprintf(`while :; do (read -r t _ </proc/uptime; r=$(%s); read -r e _ </proc/uptime; echo "$t ${r:--} $e") & sleep 0.1; done`, requestCmd(sv, timeout)),
 		"arp": fmt.Sprintf(`while :; do arping -q -c 1 -w 1 -I eth0 %s; sleep 0.5; done`, sv.VIP),
 	}
 	for _, name := range []string{"req", "arp"} {
@@ -310,29 +316,47 @@ func (p *Probe) Now(ctx context.Context) (float64, error) {
 type ProbeLine struct {
 	T      float64
 	Server string // "" for a failed request
+	// Took is how long the request took, in seconds.
+	Took float64
 }
 
 // Stop ends the loops and returns the requests made.
 func (p *Probe) Stop(ctx context.Context) ([]ProbeLine, error) {
-	// The requests under way end within their second.
-	if _, err := p.c.ClientRun(ctx, "kill $(cat /tmp/probe-req.sh.pid /tmp/probe-arp.sh.pid) 2>/dev/null; sleep 1.5; true"); err != nil {
+	// The requests under way end within their timeout.
+	if _, err := p.c.ClientRun(ctx, fmt.Sprintf("kill $(cat /tmp/probe-req.sh.pid /tmp/probe-arp.sh.pid) 2>/dev/null; sleep %d.5; true", p.timeout)); err != nil {
 		return nil, err
 	}
 	out, err := p.c.ClientRun(ctx, "cat "+p.file)
 	if err != nil {
 		return nil, err
 	}
-	var lines []ProbeLine
-	for _, s := range stampedLines(out, 0) {
-		pl := ProbeLine{T: s.t}
-		if s.other != "-" {
-			pl.Server = s.other
-		}
-		lines = append(lines, pl)
-	}
+	lines := probeLines(out)
 	// A line is written when its request ends: in the order they started.
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].T < lines[j].T })
 	return lines, nil
+}
+
+// probeLines parses the probe's "START SERVER END" lines (SERVER "-" for
+// a failure); other lines (a loop cut mid-write) are skipped.
+func probeLines(out string) []ProbeLine {
+	var lines []ProbeLine
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		t, err1 := strconv.ParseFloat(f[0], 64)
+		e, err2 := strconv.ParseFloat(f[2], 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		pl := ProbeLine{T: t, Took: e - t}
+		if f[1] != "-" {
+			pl.Server = f[1]
+		}
+		lines = append(lines, pl)
+	}
+	return lines
 }
 
 // stamped is a two-field line of a client loop's log: a time (the

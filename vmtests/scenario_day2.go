@@ -331,7 +331,7 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	if err != nil {
 		return err
 	}
-	p, err := r.C.StartProbe(ctx, sv)
+	p, err := r.C.StartProbe(ctx, sv, requestTimeout)
 	if err != nil {
 		return err
 	}
@@ -388,14 +388,20 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	if err != nil {
 		return err
 	}
-	failed := 0
+	failed, slow, slowest := 0, 0, 0.0
 	for _, l := range lines {
 		if l.Server == "" {
 			failed++
 		}
+		if l.Took > 1 {
+			slow++
+		}
+		slowest = max(slowest, l.Took)
 	}
 	r.Figure("requests", float64(len(lines)), "")
 	r.Figure("failed requests", float64(failed), "")
+	r.Figure("requests that took over 1 s", float64(slow), "")
+	r.Figure("slowest request", slowest, "s")
 	if failed > 0 || len(lines) == 0 {
 		r.Errorf("%d of %d requests failed while the changes were pushed", failed, len(lines))
 	}

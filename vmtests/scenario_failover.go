@@ -177,7 +177,7 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 	if err := r.C.holdOn(ctx, spec, primary); err != nil {
 		return fmt.Errorf("before the power-off: %w", err)
 	}
-	probe, err := r.C.StartProbe(ctx, sv)
+	probe, err := r.C.StartProbe(ctx, sv, 1)
 	if err != nil {
 		return err
 	}
