@@ -170,7 +170,8 @@ func TestScenariosShareBoots(t *testing.T) {
 	want := []string{
 		"seed-dr arp rs-script status drain wrr realserver-down live-change heartbeat-links failover tun conn-sync-heartbeat",
 		"nat",
-		"keepalived unicast-vrrp track gue live-change-keepalived conn-sync",
+		"keepalived track gue live-change-keepalived conn-sync",
+		"unicast-vrrp",
 		"kernel-fallback",
 	}
 	if !reflect.DeepEqual(got, want) {
