@@ -168,7 +168,7 @@ func TestScenariosShareBoots(t *testing.T) {
 		got = append(got, strings.Join(g, " "))
 	}
 	want := []string{
-		"seed-dr arp rs-script status drain wrr realserver-down live-change heartbeat-links failover tun conn-sync-heartbeat",
+		"seed-dr arp rs-script status drain wrr realserver-down heartbeat-links failover tun conn-sync-heartbeat",
 		"nat",
 		"keepalived track gue live-change-keepalived conn-sync",
 		"unicast-vrrp",

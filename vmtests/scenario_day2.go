@@ -373,9 +373,12 @@ func runLiveChange(ctx context.Context, r *Run) error {
 		}
 		r.Logf("push: %s", step.name)
 		start := time.Now()
+		from, _ := p.Now(ctx)
 		if _, err := r.C.Push(ctx, next); err != nil {
 			return err
 		}
+		to, _ := p.Now(ctx)
+		r.Logf("push of %s: client uptime %.2f to %.2f", step.name, from, to)
 		r.Figure("push of "+step.name, time.Since(start).Seconds(), "s")
 		if err := r.C.waitRules(ctx, next, checkLimit(next)); err != nil {
 			return err
@@ -392,6 +395,7 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	for _, l := range lines {
 		if l.Server == "" {
 			failed++
+			r.Logf("request at client uptime %.2f failed after %.2f s", l.T, l.Took)
 		}
 		if l.Took > 1 {
 			slow++
