@@ -390,6 +390,14 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		if err := mk.run(ctx, logPath, "make", append(append([]string{"O=" + outDir, "INSTALL_MOD_PATH=" + stage}, makeVars...), "modules_install")...); err != nil {
 			return nil, fmt.Errorf("install %s modules: %w", role, err)
 		}
+		// modules_install links build and source to this machine's work
+		// tree: they dangle on every host the modules go to, and would make
+		// two builds of one kernel differ by where their cache is.
+		for _, link := range []string{"build", "source"} {
+			if err := os.Remove(filepath.Join(stage, "lib", "modules", release, link)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("pack %s modules: %w", role, err)
+			}
+		}
 		if err := writeTarGz(filepath.Join(tmpArt, "modules.tar.gz"), stage, date); err != nil {
 			return nil, fmt.Errorf("pack %s modules: %w", role, err)
 		}
