@@ -35,7 +35,8 @@ type Builder struct {
 	Jobs int
 	// SystemXZ lets extraction use the system's xz.
 	SystemXZ bool
-	// NoCCache disables ccache even when it is installed.
+	// NoCCache disables ccache even when it is installed (a build on a
+	// farm never uses it; see makeEnv).
 	NoCCache bool
 	// Status, when set, receives each step as it starts ("extract",
 	// "patch", "configure", "compile", ...) and, under the same step name,
@@ -128,6 +129,7 @@ type Manifest struct {
 	Toolchain    map[string]string  `json:"toolchain"`
 	Timings      map[string]float64 `json:"timingsSeconds"`
 	CCache       *CCacheStats       `json:"ccache,omitempty"`
+	Farm         *FarmStats         `json:"farm,omitempty"`
 	Built        time.Time          `json:"built"`
 }
 
@@ -135,6 +137,15 @@ type Manifest struct {
 type CCacheStats struct {
 	Hits   int `json:"hits"`
 	Misses int `json:"misses"`
+}
+
+// FarmStats is what a build farm was asked to do in one build.
+type FarmStats struct {
+	Engine string   `json:"engine"`
+	Hosts  []string `json:"hosts"`
+	// LocalFallbacks are the compiles distcc ran here after failing to
+	// hand them to a host (their warnings are in build.log).
+	LocalFallbacks int `json:"localFallbacks"`
 }
 
 // kernelKey is hashed into the cache key; changing any field rebuilds.
@@ -270,6 +281,9 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		b.status("cached", "%s kernel %s: cached (%s)", in.Role, m.Release, dir)
 		return kernelArtifacts(dir, m, true), nil
 	}
+	if err := b.checkFarm(ctx, in); err != nil {
+		return nil, err
+	}
 	timings := map[string]float64{}
 	lap := func(name string, since time.Time) { timings[name] = time.Since(since).Seconds() }
 
@@ -347,13 +361,16 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 	if modules {
 		targets = append(targets, "modules")
 	}
-	objects := 0
+	objects, fallbacks := 0, 0
 	mk.line = func(l string) {
 		if strings.HasPrefix(l, "  CC ") || strings.HasPrefix(l, "  AS ") {
 			objects++
 			if objects%50 == 0 {
 				b.status("compile", "%s: %d objects compiled", role, objects)
 			}
+		}
+		if distccFallback(l) {
+			fallbacks++
 		}
 	}
 	jobs := b.jobs(in)
@@ -390,6 +407,14 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 		if err := mk.run(ctx, logPath, "make", append(append([]string{"O=" + outDir, "INSTALL_MOD_PATH=" + stage}, makeVars...), "modules_install")...); err != nil {
 			return nil, fmt.Errorf("install %s modules: %w", role, err)
 		}
+		// modules_install links build and source to this machine's work
+		// tree: they dangle on every host the modules go to, and would make
+		// two builds of one kernel differ by where their cache is.
+		for _, link := range []string{"build", "source"} {
+			if err := os.Remove(filepath.Join(stage, "lib", "modules", release, link)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("pack %s modules: %w", role, err)
+			}
+		}
 		if err := writeTarGz(filepath.Join(tmpArt, "modules.tar.gz"), stage, date); err != nil {
 			return nil, fmt.Errorf("pack %s modules: %w", role, err)
 		}
@@ -424,6 +449,12 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 	if ccache != "" {
 		after := ccacheStats(ccache)
 		m.CCache = &CCacheStats{Hits: after.Hits - before.Hits, Misses: after.Misses - before.Misses}
+	}
+	if f := in.BuildFarm; f.Engine != "" {
+		m.Farm = &FarmStats{Engine: f.Engine, Hosts: f.Hosts, LocalFallbacks: fallbacks}
+		if fallbacks > 0 {
+			b.status("farm", "%s: %d compiles ran here, not on the build farm (distcc's warnings are in %s)", role, fallbacks, filepath.Join(st.Dir, "build.log"))
+		}
 	}
 	timings["total"] = time.Since(start).Seconds()
 	if err := st.commit(m); err != nil {
@@ -494,9 +525,8 @@ func (b *Builder) prepareSource(ctx context.Context, in KernelInputs, srcRoot st
 }
 
 // makeEnv returns the environment and make variables of a reproducible
-// build, and the ccache binary in use ("" when none). A build farm the spec
-// names must be installed: a build that silently ran on one machine would
-// not be what was asked for.
+// build, and the ccache binary in use ("" when none, and always on a build
+// farm).
 func (b *Builder) makeEnv(src string, date time.Time, in KernelInputs) (env, vars []string, ccache string, err error) {
 	// The work directory's name must not leak into the image. The user's
 	// own KCFLAGS stay (they are part of the cache key).
@@ -512,14 +542,18 @@ func (b *Builder) makeEnv(src string, date time.Time, in KernelInputs) (env, var
 		"KBUILD_BUILD_VERSION=1",
 		"KCFLAGS="+kcflags,
 	)
-	var farm string
-	if e := in.BuildFarm.Engine; e != "" {
-		p, lerr := exec.LookPath(e)
-		if lerr != nil {
-			return nil, nil, "", fmt.Errorf("build kernel: the spec's build farm uses %s, which is not installed (apt-get install %s)", e, e)
-		}
-		farm = p
+	farm, err := farmEngine(in.BuildFarm)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if farm != "" {
+		// No ccache on a farm: its hits would hide a farm that compiles
+		// nothing, and on a miss it runs the preprocessor here once more
+		// before distcc runs it again, on the machine that preprocesses
+		// for every host and is a farm's bottleneck. Unchanged inputs are
+		// still answered by the artifact cache and the kept O= directory.
 		env = append(env, FarmEnv(in.BuildFarm)...)
+		return env, []string{"CC=" + farm + " " + farmCompiler}, "", nil
 	}
 	if !b.NoCCache {
 		if p, err := exec.LookPath("ccache"); err == nil {
@@ -527,14 +561,8 @@ func (b *Builder) makeEnv(src string, date time.Time, in KernelInputs) (env, var
 			// Paths under the cache differ per source key; relative paths
 			// let ccache hit across them.
 			env = append(env, "CCACHE_BASEDIR="+filepath.Join(b.Cache.Dir, "work"))
-			if farm != "" {
-				env = append(env, "CCACHE_PREFIX="+farm)
-			}
 			return env, []string{"CC=" + ccache + " gcc"}, ccache, nil
 		}
-	}
-	if farm != "" {
-		return env, []string{"CC=" + farm + " gcc"}, "", nil
 	}
 	return env, nil, "", nil
 }

@@ -346,12 +346,16 @@ func TestBuildFarmJobsAndEnv(t *testing.T) {
 		env  []string
 	}{
 		{cluster.BuildFarm{Engine: "distcc", Hosts: []string{"builder1:3632/8", "builder2/6", "builder3"}}, 2 + 8 + 6 + 4,
-			[]string{"DISTCC_HOSTS=builder1:3632/8 builder2/6 builder3"}},
+			[]string{"DISTCC_HOSTS=builder1:3632/8 builder2/6 builder3", "DISTCC_NO_REWRITE_CROSS=1"}},
+		// ,lzo is distcc's: after the jobs, not part of them.
+		{cluster.BuildFarm{Engine: "distcc", Hosts: []string{"builder1:3632/8,lzo", "builder2,lzo"}}, 2 + 8 + 4,
+			[]string{"DISTCC_HOSTS=builder1:3632/8,lzo builder2,lzo", "DISTCC_NO_REWRITE_CROSS=1"}},
 		{cluster.BuildFarm{Engine: "icecc", Hosts: []string{"sched.example.org:8765/16", "10.0.0.2/4"}}, 2 + 16 + 4,
 			[]string{"ICECC_SCHEDULER_HOST=sched.example.org"}},
 		{cluster.BuildFarm{Engine: "icecc", Hosts: []string{"sched"}}, 2 + 4, []string{"ICECC_SCHEDULER_HOST=sched"}},
+		{cluster.BuildFarm{Engine: "icecc", Hosts: []string{"sched/8,lzo"}}, 2 + 8, []string{"ICECC_SCHEDULER_HOST=sched"}},
 		// localhost is this machine, already counted.
-		{cluster.BuildFarm{Engine: "distcc", Hosts: []string{"localhost/2", "b:3632"}}, 2 + 4, []string{"DISTCC_HOSTS=localhost/2 b:3632"}},
+		{cluster.BuildFarm{Engine: "distcc", Hosts: []string{"localhost/2", "b:3632"}}, 2 + 4, []string{"DISTCC_HOSTS=localhost/2 b:3632", "DISTCC_NO_REWRITE_CROSS=1"}},
 	}
 	for _, tc := range cases {
 		if got := FarmJobs(tc.farm, 2); got != tc.jobs {

@@ -134,6 +134,8 @@ var invalidSpecs = []struct {
 		`c.yaml:10:111: patchSets[0].patches[0].roles[0]: invalid value "backend": expected one of director, realserver`},
 	{"tar.sign on a pinned tarball", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  source: {type: tarball, path: linux-6.1.192.tar.xz, sha256: " + strings.Repeat("a", 64) + ", verifyTarSign: true}",
 		`c.yaml:7:129: kernel.source.verifyTarSign: only a kernel.org source has a .tar.sign to verify; a tarball source is trusted by its pinned sha256`},
+	{"build farm host in pump mode", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  buildFarm: {engine: distcc, hosts: [\"b1:3632/8,lzo\", \"b2/4,cpp,lzo\"]}",
+		`c.yaml:7:56: kernel.buildFarm.hosts[1]: invalid value "b2/4,cpp,lzo": host[:port][/jobs][,lzo], e.g. builder1:3632/8,lzo (no ,cpp: lvsforge runs distcc without pump mode)`},
 	{"unknown patch set", `  version: "6.1.192"`, "  version: \"6.1.192\"\n  realserver: {patchSets: [hidden]}",
 		`c.yaml:7:28: kernel.realserver.patchSets[0]: unknown patch set "hidden": define it under patchSets`},
 	{"fwmark service with a port", "    port: 80\n", "    port: 80\n    fwmark: 5\n",

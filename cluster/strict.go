@@ -31,7 +31,7 @@ var (
 	reHTTPPath  = regexp.MustCompile(`^[A-Za-z0-9._,=:/+%?~-]*$`) // no space: keepalived splits `path /a b`
 	reOption    = regexp.MustCompile(`^CONFIG_[A-Z0-9_]+=(y|m|n|-?[0-9]+|0x[0-9a-fA-F]+|"[A-Za-z0-9 ._,/:+=-]*")$`)
 	reJump      = regexp.MustCompile(`^([a-z_][a-z0-9_-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?$`)
-	reFarmHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[0-9]{1,3})?$`)
+	reFarmHost  = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})(:[0-9]{1,5})?(/[0-9]{1,3})?(,lzo)?$`)
 	reConfigRef = regexp.MustCompile(`^(tinyconfig|defconfig|allnoconfig)$`)
 	reURLChars  = regexp.MustCompile(`^[A-Za-z0-9:/._~%+=-]+$`)
 	reWord      = regexp.MustCompile(`^[A-Za-z0-9._,=:/+-]+$`)

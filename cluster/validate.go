@@ -223,7 +223,7 @@ func (v *validator) kernel() {
 	if f := k.BuildFarm; f.Engine != "" || len(f.Hosts) > 0 {
 		v.enum("kernel.buildFarm.engine", f.Engine, "distcc", "icecc")
 		for i, h := range f.Hosts {
-			v.match(fmt.Sprintf("kernel.buildFarm.hosts[%d]", i), h, reFarmHost.MatchString(h), "host[:port][/jobs]")
+			v.match(fmt.Sprintf("kernel.buildFarm.hosts[%d]", i), h, reFarmHost.MatchString(h), "host[:port][/jobs][,lzo], e.g. builder1:3632/8,lzo (no ,cpp: lvsforge runs distcc without pump mode)")
 		}
 	}
 }

@@ -13,7 +13,7 @@ func init() {
 	register(func(a *App) *cli.Command {
 		common := []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag, ipvsadmFileFlag, buildJSONFlag,
 			jobsFlag(),
-			&cli.BoolFlag{Name: "no-ccache", Usage: "do not use ccache even when it is installed"},
+			&cli.BoolFlag{Name: "no-ccache", Usage: "do not use ccache even when it is installed (a spec's build farm never does)"},
 		}
 		kernelFlags := []cli.Flag{
 			&cli.BoolFlag{Name: "vm", Value: true, Usage: "add the QEMU guest fragment (virtio, serial console, ACPI); --vm=false for hardware-only kernels"},

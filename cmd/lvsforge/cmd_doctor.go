@@ -91,6 +91,8 @@ var hostTools = []hostTool{
 	{"xz", "xz-utils", "build: fast tarball extraction (else a slower decoder in Go)", testOnly, uses(useBuild, useVMTest), onPath("xz")},
 	{"make", "make", "build: kernel", buildNeeds, nil, onPath("make")},
 	{"ccache", "ccache", "build: kernel rebuilds (objects cached across roles and options)", testOnly, uses(useBuild, useVMTest), onPath("ccache")},
+	{"distcc", "distcc", "build: a spec's kernel.buildFarm with engine distcc", testOnly, uses(useBuild), onPath("distcc")},
+	{"distccd", "distcc", "tests: distccd build farm hosts in network namespaces", testOnly, nil, onPath("distccd")},
 	{"gcc", "gcc", "build: kernel, ipvsadm", buildNeeds, nil, onPath("gcc")},
 	{"flex", "flex", "build: kernel", buildNeeds, nil, onPath("flex")},
 	{"bison", "bison", "build: kernel", buildNeeds, nil, onPath("bison")},

@@ -29,6 +29,9 @@ func TestDoctorForUse(t *testing.T) {
 		{"", []string{"make", "shellcheck", "qemu-system-x86_64"}, []string{"rpmbuild"}, nil},
 		// BIRD's checker and daemon, for the bgp backend's tests.
 		{useTest, []string{"bird"}, nil, nil},
+		// distcc for a spec's build farm; distccd for the farm test's hosts.
+		{useBuild, nil, []string{"distcc"}, []string{"distccd"}},
+		{useTest, []string{"distcc", "distccd"}, nil, nil},
 	} {
 		r := forUse(none, tc.use)
 		listed := map[string]toolCheck{}
