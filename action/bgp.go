@@ -29,7 +29,7 @@ func oneHolder(spec *cluster.Spec, verb string) error {
 // live bgp cluster (a director's keepalived runs) at once: lvsforge cannot
 // yet drain a real server on every director nor wait for a director's
 // routes to come back. One host per push (--hosts) is the user's call.
-func (r *Run) bgpRollout(ctx context.Context, ro *rollout) error {
+func (r *Run) bgpRollout(ctx context.Context) error {
 	if r.Spec.HA.Backend != cluster.BackendBGP {
 		return nil
 	}

@@ -122,7 +122,7 @@ func (r *Run) healthTimeout() time.Duration {
 // does not come back healthy, and says which hosts were left untouched.
 func (r *Run) applyRollout(ctx context.Context) error {
 	ro := r.planRollout(ctx)
-	if err := r.bgpRollout(ctx, ro); err != nil {
+	if err := r.bgpRollout(ctx); err != nil {
 		return err
 	}
 	steps := ro.describe(r, ctx)
