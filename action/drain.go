@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/ha"
+	"github.com/lvsforge/lvsforge/internal/shell"
 	"github.com/lvsforge/lvsforge/ipvs"
 )
 
@@ -78,7 +80,10 @@ func Drain(req DrainRequest) *Action {
 			// The checker takes its new configuration when it reloads, a
 			// moment after the apply: until then it may still send new
 			// connections to a server being drained.
-			return r.waitWeights(ctx, r.Spec.Host(req.Host), r.push().drains)
+			if req.Undrain {
+				return r.waitWeights(ctx, r.Spec.Host(req.Host), r.push().drains)
+			}
+			return r.waitOut(ctx, ipvs.Drain{Host: req.Host, Services: req.Services})
 		}},
 		{Title: "wait for its connections to end", Skip: func(r *Run) string {
 			switch {
@@ -165,7 +170,7 @@ func openConns(ctx context.Context, r *Run, want *ipvs.Table, d ipvs.Drain) (int
 	if err != nil {
 		return 0, "", err
 	}
-	out, err := r.session(ctx, active).Query(ctx, "ipvsadm -L -n -c")
+	out, err := r.session(ctx, active).Query(ctx, connsOf(want, d.Host))
 	if err != nil {
 		return 0, active.Name, err
 	}
@@ -174,6 +179,22 @@ func openConns(ctx context.Context, r *Run, want *ipvs.Table, d ipvs.Drain) (int
 		return 0, active.Name, fmt.Errorf("read %s's connections: %w", active.Name, err)
 	}
 	return want.OpenConns(conns, d), active.Name, nil
+}
+
+// connsOf is the command that lists the director's connections to host:
+// `ipvsadm -L -n -c` filtered on the director to those whose destination
+// is one of host's addresses, so that a busy director's whole table does
+// not cross SSH every second of a drain.
+func connsOf(want *ipvs.Table, host string) string {
+	var prefixes []string
+	for _, s := range want.ServicesOf(host) {
+		p := strings.TrimSuffix(netip.AddrPortFrom(s.DestOf(host).Addr, 0).String(), "0")
+		if !slices.Contains(prefixes, p) {
+			prefixes = append(prefixes, p)
+		}
+	}
+	prog := `BEGIN { n = split(a, p, " ") } { for (i = 1; i <= n; i++) if (index($6, p[i]) == 1) { print; next } }`
+	return "ipvsadm -L -n -c | awk -v a=" + shell.Quote(strings.Join(prefixes, " ")) + " " + shell.Quote(prog)
 }
 
 // activeDirector is the director that holds the first VIP.

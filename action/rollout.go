@@ -170,12 +170,11 @@ func (r *Run) applyRollout(ctx context.Context) error {
 func (r *Run) rollRealServer(ctx context.Context, h *cluster.Host, drains []ipvs.Drain) error {
 	start := r.now()
 	r.logf("  %s: drain", h.Name)
-	drained := ipvs.Merge(drains, ipvs.Drain{Host: h.Name})
-	if err := r.setDrains(ctx, drained); err != nil {
+	if err := r.setDrains(ctx, ipvs.Merge(drains, ipvs.Drain{Host: h.Name})); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
 	// Until the checker has reloaded, new connections may still reach h.
-	if err := r.waitWeights(ctx, h, drained); err != nil {
+	if err := r.waitOut(ctx, ipvs.Drain{Host: h.Name}); err != nil {
 		return fmt.Errorf("drain: %w (it stays drained: lvsforge undrain %s when it is safe)", err, h.Name)
 	}
 	if err := waitDrained(ctx, r, DrainRequest{Host: h.Name, Timeout: r.drainTimeout()}); err != nil {
@@ -254,7 +253,50 @@ func (r *Run) waitAnswers(ctx context.Context, h *cluster.Host) error {
 // weights the spec (with drains) gives it: the checker has put it back.
 func (r *Run) waitWeights(ctx context.Context, h *cluster.Host, drains []ipvs.Drain) error {
 	want := ipvs.Build(r.Spec).Drained(drains)
-	return r.poll(ctx, h.Name+" back in the active director's table", func(ctx context.Context) (bool, string) {
+	return r.pollLive(ctx, h.Name+" back in the active director's table", func(live *ipvs.Table, d string) (bool, string) {
+		for _, s := range want.ServicesOf(h.Name) {
+			wd := s.DestOf(h.Name)
+			ls := live.Service(s.Key)
+			if ls == nil {
+				return false, s.Key.String() + " missing on " + d
+			}
+			ld := ls.Dest(wd.Addr, wd.Port)
+			if ld == nil || ld.Weight != wd.Weight {
+				return false, fmt.Sprintf("%s: %s has another weight than %d on %s", s.Key, wd.AddrPort(), wd.Weight, d)
+			}
+		}
+		return true, ""
+	})
+}
+
+// waitOut waits until the active director's live table sends no new
+// connection to the real server of drain dr: for each service the drain
+// covers, the server is at weight 0 or not in the table at all (a checker
+// without quiescent takes a failing server out). The services the drain
+// does not cover are not looked at: a server is often drained because one
+// of them fails its check.
+func (r *Run) waitOut(ctx context.Context, dr ipvs.Drain) error {
+	want := ipvs.Build(r.Spec)
+	return r.pollLive(ctx, dr.Host+" drained in the active director's table", func(live *ipvs.Table, d string) (bool, string) {
+		for _, s := range want.ServicesOf(dr.Host) {
+			if !dr.Covers(s.Name) {
+				continue
+			}
+			wd := s.DestOf(dr.Host)
+			if ls := live.Service(s.Key); ls != nil {
+				if ld := ls.Dest(wd.Addr, wd.Port); ld != nil && ld.Weight > 0 {
+					return false, fmt.Sprintf("%s: %s still at weight %d on %s", s.Key, wd.AddrPort(), ld.Weight, d)
+				}
+			}
+		}
+		return true, ""
+	})
+}
+
+// pollLive polls the active director's live table (ipvsadm -S -n) until ok
+// says so; see poll.
+func (r *Run) pollLive(ctx context.Context, what string, ok func(live *ipvs.Table, director string) (bool, string)) error {
+	return r.poll(ctx, what, func(ctx context.Context) (bool, string) {
 		d, err := r.activeDirector(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -267,18 +309,7 @@ func (r *Run) waitWeights(ctx context.Context, h *cluster.Host, drains []ipvs.Dr
 		if err != nil {
 			return false, err.Error()
 		}
-		for _, s := range want.ServicesOf(h.Name) {
-			wd := s.DestOf(h.Name)
-			ls := live.Service(s.Key)
-			if ls == nil {
-				return false, s.Key.String() + " missing on " + d.Name
-			}
-			ld := ls.Dest(wd.Addr, wd.Port)
-			if ld == nil || ld.Weight != wd.Weight {
-				return false, fmt.Sprintf("%s: %s has another weight than %d on %s", s.Key, wd.AddrPort(), wd.Weight, d.Name)
-			}
-		}
-		return true, ""
+		return ok(live, d.Name)
 	})
 }
 

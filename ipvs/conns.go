@@ -23,9 +23,11 @@ type Conn struct {
 // being set up. IPVS's state of a DR or TUN connection follows the
 // client's packets only (the replies go straight to the client), so once
 // the client has sent its FIN the entry sits in FIN_WAIT for the whole
-// fin_wait timeout (2 minutes) whatever the real server does: the client
-// is done, and counting it would make every drain wait two minutes after
-// the last request. ipvsadm -L -n counts only ESTABLISHED as active; a
+// fin_wait timeout (2 minutes) whatever the real server does. Counting
+// those would make every drain wait two minutes after the last request;
+// the price is a half-closed connection (a client that shut down its
+// sending side and still reads a long answer), which a drain does not
+// wait for. ipvsadm -L -n counts only ESTABLISHED as active; a
 // connection still being set up (SYN_RECV) is a request on its way, which
 // a restart of its real server would reset: it is waited for too. UDP
 // entries are only timers, NONE a persistence template.
@@ -38,12 +40,22 @@ var openStates = map[string]bool{
 // Open reports whether a drain waits for the connection (openStates).
 func (c Conn) Open() bool { return openStates[c.State] }
 
-// ParseConns reads `ipvsadm -L -n -c` output.
+// knownProto are the protocol names ipvsadm -L -c prints for lvsforge's
+// services; "IP" is a firewall-mark service's persistence template.
+var knownProto = map[string]bool{"TCP": true, "UDP": true, "SCTP": true, "IP": true}
+
+// ParseConns reads `ipvsadm -L -n -c` output (or the lines of it a
+// filter kept: the headers are optional).
 func ParseConns(text string) ([]Conn, error) {
 	var out []Conn
 	for i, line := range strings.Split(text, "\n") {
 		f := strings.Fields(line)
 		if len(f) == 0 || strings.HasPrefix(line, "IPVS connection entries") || f[0] == "pro" {
+			continue
+		}
+		if !knownProto[f[0]] {
+			// Another protocol's entry (ipvsadm prints IP_50 for ESP): it
+			// belongs to no service lvsforge renders.
 			continue
 		}
 		c, err := parseConn(f)
@@ -60,12 +72,8 @@ func parseConn(f []string) (Conn, error) {
 	if len(f) < 6 {
 		return c, fmt.Errorf("want PROTOCOL EXPIRE STATE SOURCE VIRTUAL DESTINATION")
 	}
-	switch f[0] {
-	case "TCP", "UDP", "SCTP":
+	if f[0] != "IP" {
 		c.Proto = Protocol(strings.ToLower(f[0]))
-	case "IP":
-	default:
-		return c, fmt.Errorf("unknown protocol %q", f[0])
 	}
 	c.State = f[2]
 	for i, dst := range []*netip.AddrPort{&c.Client, &c.Virtual, &c.Dest} {
@@ -91,7 +99,7 @@ func (t *Table) OpenConns(conns []Conn, d Drain) int {
 			continue
 		}
 		for _, s := range t.ServicesOf(d.Host) {
-			if d.covers(s.Name) && s.carries(c, s.DestOf(d.Host)) {
+			if d.Covers(s.Name) && s.carries(c, s.DestOf(d.Host)) {
 				n++
 				break
 			}

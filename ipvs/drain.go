@@ -19,7 +19,8 @@ type Drain struct {
 // All reports whether the drain covers every service of its host.
 func (d Drain) All() bool { return len(d.Services) == 0 }
 
-func (d Drain) covers(service string) bool { return d.All() || slices.Contains(d.Services, service) }
+// Covers reports whether the drain takes its host out of service.
+func (d Drain) Covers(service string) bool { return d.All() || slices.Contains(d.Services, service) }
 
 // Drained returns a copy of t with the drained real servers at weight 0.
 func (t *Table) Drained(drains []Drain) *Table {
@@ -29,7 +30,7 @@ func (t *Table) Drained(drains []Drain) *Table {
 		s.Dests = slices.Clone(s.Dests)
 		for j := range s.Dests {
 			for _, d := range drains {
-				if s.Dests[j].Host == d.Host && d.covers(s.Name) {
+				if s.Dests[j].Host == d.Host && d.Covers(s.Name) {
 					s.Dests[j].Weight = 0
 				}
 			}

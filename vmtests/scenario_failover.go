@@ -76,8 +76,10 @@ var (
 		Run: func(ctx context.Context, r *Run) error {
 			primary, _ := primaryAndBackup(r.Spec)
 			err := runConnSync(ctx, r)
-			if perr := r.C.PowerOn(ctx, primary); err == nil {
-				err = perr
+			if n := r.C.Nodes[primary]; n != nil && n.off() {
+				if perr := r.C.PowerOn(ctx, primary); err == nil {
+					err = perr
+				}
 			}
 			return err
 		},

@@ -31,8 +31,10 @@ func (a *App) drainCommand(undrain bool) *cli.Command {
 		cmd.Usage = "take a real server out of service on every director: weight 0, established connections finish"
 		cmd.Description = "The drain is recorded on every director and rendered into the health checker's configuration\n" +
 			"(ldirectord.cf or keepalived.conf: weight 0), which is reloaded: the checker keeps it at 0, and a later\n" +
-			"push keeps the drain until `lvsforge undrain`. --wait returns when the real server has no active\n" +
-			"connection left on the active director, or exits 1 at --timeout."
+			"push keeps the drain until `lvsforge undrain`. drain returns once the active director's table sends it\n" +
+			"no new connection (weight 0); --wait then returns when it has no open connection (established or being\n" +
+			"set up) left on the active director, or exits 1 at --timeout. undrain returns once the checker has\n" +
+			"given the weights back (exit 1 if the server does not pass its check within 3 minutes)."
 		cmd.Flags = append(cmd.Flags,
 			&cli.BoolFlag{Name: "wait", Usage: "wait until its open connections (established or being set up) reach 0"},
 			positiveDuration("timeout", 10*time.Minute, "`DURATION` --wait waits at most"),

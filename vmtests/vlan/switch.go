@@ -354,7 +354,8 @@ func (s *Switch) sendLocked(out *port, data []byte) {
 // SetMulticast lets multicast frames through (on, a plain switch's way)
 // or drops them at ingress (off), as the networks that filter multicast do:
 // VRRP's adverts to 224.0.0.18 then reach no one, while broadcast (ARP) and
-// unicast still cross. A dropped frame is recorded as Dropped.
+// unicast still cross. IPv6's neighbour discovery is multicast too: an
+// IPv6 LAN stops working. A dropped frame is recorded as Dropped.
 func (s *Switch) SetMulticast(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
