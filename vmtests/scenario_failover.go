@@ -446,7 +446,9 @@ func runConnSync(ctx context.Context, r *Run) error {
 		r.Logf("one director: nothing to fail over to")
 		return nil
 	}
-	if _, err := r.C.WaitHolder(ctx, sv.VIP, primary, takeoverLimit(r.Spec)); err != nil {
+	// failover's second half leaves the VIPs on the backup (auto_failback
+	// off): heartbeat's hb_takeover brings them to the primary.
+	if err := r.C.holdOn(ctx, r.Spec, primary); err != nil {
 		return err
 	}
 	// The echo server replaces the banner service StartServices put there.
