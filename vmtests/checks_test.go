@@ -150,7 +150,7 @@ func TestScenariosShareBoots(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", sc.Name, err)
 		}
-		if sc.Standalone || cur == nil || !cur.compatible(s) {
+		if !cur.runs(sc, s) {
 			groups = append(groups, nil)
 			cur = nil
 			if !sc.Standalone {

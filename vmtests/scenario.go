@@ -164,7 +164,7 @@ func (s *Suite) Run(ctx context.Context, sc *Scenario) (*Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	if s.c != nil && (sc.Standalone || !s.c.compatible(spec)) {
+	if s.c != nil && !s.c.runs(sc, spec) {
 		s.c.Close()
 		s.c = nil
 	}
@@ -261,6 +261,12 @@ func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec,
 		return nil, fmt.Errorf("derive the scenario's spec: %w", err)
 	}
 	return &s, nil
+}
+
+// runs says whether scenario sc, with its derived spec, runs on the
+// running cluster c (nil: none) after a push, rather than on a new one.
+func (c *Cluster) runs(sc *Scenario, spec *cluster.Spec) bool {
+	return c != nil && !sc.Standalone && c.compatible(spec)
 }
 
 // compatible says whether spec can run on c by a push: same hosts with the
