@@ -11,10 +11,10 @@ import (
 	"github.com/lvsforge/lvsforge/ipvs"
 )
 
-// heldAddrs lists a director's addresses but lo's: both directors keep
-// the VIPs on lo (hot standby); the one holding them has them on its
-// public interface.
-const heldAddrs = "ip -4 -o addr show | { grep -v '^[0-9]*: lo ' || true; }"
+// heldAddrs lists a director's addresses, of both families, but lo's:
+// both directors keep the VIPs on lo (hot standby); the one holding them
+// has them on its public interface.
+const heldAddrs = "ip -o addr show | { grep -v '^[0-9]*: lo ' || true; }"
 
 // ActiveDirector returns the director that holds the service's VIP, and
 // fails if none or more than one does.
@@ -187,7 +187,7 @@ func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
 		if c.Nodes[d.Name].off() {
 			continue
 		}
-		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -4 -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; %s",
+		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; %s",
 			sv.VIP, sv.VIP, virtualOf(c.Spec, sv).Rule(), logs))
 		if err != nil {
 			out += "\n" + err.Error()

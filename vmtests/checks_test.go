@@ -117,6 +117,30 @@ func TestPlanNetworkOtherSubnet(t *testing.T) {
 	}
 }
 
+// TestPlanNetworkDualStack: the ipv6 scenario's hosts keep the seed's IPv4
+// plan, so it runs on the seed's cluster; the client gets an IPv6 leg,
+// ::fe of their subnet, which setIPv6 adds to the running client.
+func TestPlanNetworkDualStack(t *testing.T) {
+	seed := exampleSpec(t)
+	s := derived(t, seed, dualStack)
+	if h := s.Host("rs1"); h.Address6 != "2001:db8:7::11/64" {
+		t.Errorf("rs1's address6 %q", h.Address6)
+	}
+	p := plannedNetwork(t, s)
+	if len(p.Legs6) != 1 || p.Legs6[0].String() != "2001:db8:7::fe/64" {
+		t.Errorf("IPv6 legs %v, want [2001:db8:7::fe/64]", p.Legs6)
+	}
+	c := &Cluster{Spec: seed, plan: plannedNetwork(t, seed)}
+	if !c.compatible(s) {
+		t.Errorf("the dual-stack spec does not run on the seed's cluster")
+	}
+	for _, cmd := range p.clientSetup(s, "eth0") {
+		if strings.Contains(cmd, net6) {
+			t.Errorf("the client's boot setup has an IPv6 command %q: its legs come later", cmd)
+		}
+	}
+}
+
 // TestScenarioSpecsValidate derives every scenario's spec from the example:
 // each must pass the same validation as a spec file.
 func TestScenarioSpecsValidate(t *testing.T) {
@@ -168,7 +192,7 @@ func TestScenariosShareBoots(t *testing.T) {
 		got = append(got, strings.Join(g, " "))
 	}
 	want := []string{
-		"seed-dr arp rs-script status drain wrr realserver-down heartbeat-links failover tun conn-sync-heartbeat",
+		"seed-dr arp rs-script status drain wrr realserver-down heartbeat-links failover tun conn-sync-heartbeat ipv6",
 		"nat",
 		"keepalived track gue live-change-keepalived conn-sync",
 		"unicast-vrrp",

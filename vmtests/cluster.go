@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,9 +65,10 @@ type Node struct {
 	// What start needs to boot the node again after a power-off.
 	accel   qemu.Accel
 	opts    []qemu.Option
-	mgmt    bool // has the management NIC with sshd forwarded
-	boots   int  // QEMU processes started
-	reboots int  // restarts by Cluster.reboot and the guest's own resets
+	net6    []string // the boot arguments of its address6 and gateway6 (setIPv6)
+	mgmt    bool     // has the management NIC with sshd forwarded
+	boots   int      // QEMU processes started
+	reboots int      // restarts by Cluster.reboot and the guest's own resets
 }
 
 // Cluster is a spec's hosts booted as VMs from lvsforge's own kernels, with
@@ -127,6 +129,13 @@ func newCluster(s *cluster.Spec, o Options, plan *netPlan) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "lvsvm")
 	if err != nil {
 		return nil, err
+	}
+	// The VMs boot without IPv6 legs and host addresses: Converge's
+	// setIPv6 adds them, on a new cluster as on a running one.
+	if plan != nil {
+		p := *plan
+		p.Legs6 = nil
+		plan = &p
 	}
 	return &Cluster{Spec: s, Nodes: map[string]*Node{}, opts: o, plan: plan, dir: dir, Started: time.Now(), Timings: map[string]time.Duration{}}, nil
 }
@@ -495,6 +504,9 @@ func (c *Cluster) start(ctx context.Context, n *Node) error {
 		qemu.WithDir(c.dir),
 		qemu.WithTimeout(vmLifetime),
 	}, n.opts...)
+	if len(n.net6) > 0 {
+		all = append(all, qemu.WithAppend(n.net6...))
+	}
 	if n.mgmt {
 		all = append(all, qemu.WithHostForward(n.SSHPort, 22))
 	}
@@ -731,4 +743,62 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// setIPv6 gives each host of spec its address6 and gateway6, and the
+// client a leg on each of their subnets, on the running VMs and for their
+// next boots: a dual-stack spec runs on a cluster booted for an IPv4 one,
+// as a site adds IPv6 to hosts it has. What an earlier spec added and this
+// one has not is taken away.
+func (c *Cluster) setIPv6(ctx context.Context, spec *cluster.Spec, plan *netPlan) error {
+	for i := range spec.Hosts {
+		h := &spec.Hosts[i]
+		n := c.Nodes[h.Name]
+		var want []string
+		if h.Address6 != "" {
+			want = append(want, "lvs.ip="+h.Interfaces.Public+","+h.Address6)
+		}
+		if h.Gateway6 != "" {
+			want = append(want, "lvs.gw6="+h.Gateway6)
+		}
+		if slices.Equal(want, n.net6) {
+			continue
+		}
+		var cmds []string
+		for _, a := range n.net6 {
+			if v, ok := strings.CutPrefix(a, "lvs.ip="); ok {
+				dev, addr, _ := strings.Cut(v, ",")
+				cmds = append(cmds, "ip addr del "+addr+" dev "+dev)
+			} else {
+				cmds = append(cmds, "ip -6 route del default")
+			}
+		}
+		if h.Address6 != "" {
+			cmds = append(cmds, "ip addr add "+h.Address6+" dev "+h.Interfaces.Public+" nodad")
+		}
+		if h.Gateway6 != "" {
+			cmds = append(cmds, "ip -6 route replace default via "+h.Gateway6)
+		}
+		if _, err := c.Exec(ctx, h.Name, strings.Join(cmds, "; ")+"; true"); err != nil {
+			return fmt.Errorf("set %s's IPv6 address: %w", h.Name, err)
+		}
+		n.net6 = want
+	}
+	if slices.Equal(plan.Legs6, c.plan.Legs6) {
+		return nil
+	}
+	// busybox's ip has no nodad: the client skips duplicate address
+	// detection for every address instead.
+	cmds := []string{"echo 0 > /proc/sys/net/ipv6/conf/eth0/accept_dad"}
+	for _, l := range c.plan.Legs6 {
+		cmds = append(cmds, "ip addr del "+l.String()+" dev eth0")
+	}
+	for _, l := range plan.Legs6 {
+		cmds = append(cmds, "ip addr add "+l.String()+" dev eth0")
+	}
+	if _, err := c.ClientRun(ctx, strings.Join(cmds, "; ")+"; true"); err != nil {
+		return fmt.Errorf("set the client's IPv6 legs: %w", err)
+	}
+	c.plan.Legs6 = plan.Legs6
+	return nil
 }

@@ -87,7 +87,7 @@ func TestTwoVMsOnTheSwitch(t *testing.T) {
 		if !asked {
 			t.Errorf("no ARP request from ha1 for %s crossed the switch", ip2)
 		}
-		if got := sw.ARPRepliers(mark, ip2); len(got) != 1 || got[0].String() != mac2 {
+		if got := sw.Repliers(mark, ip2); len(got) != 1 || got[0].String() != mac2 {
 			t.Errorf("ARP replies for %s came from %v, want only %s", ip2, got, mac2)
 		}
 		reqs, reps := sw.ICMPEchoes(mark, ip1, ip2)

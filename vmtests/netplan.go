@@ -35,8 +35,12 @@ type netPlan struct {
 	// Gateway is each host's default route: the spec's, or the router leg
 	// of its subnet for hosts that have none.
 	Gateway map[string]netip.Addr
-	// Legs are the router's addresses, with their prefix lengths.
-	Legs []netip.Prefix
+	// Legs are the router's addresses, with their prefix lengths, on the
+	// subnets of the hosts' addresses (set up when the client boots);
+	// Legs6 those on the subnets of dual-stack hosts' address6, which
+	// Converge adds to a running cluster (see netState).
+	Legs  []netip.Prefix
+	Legs6 []netip.Prefix
 	// Client is the source address of the client's requests; External says
 	// it is ExternalClient rather than a router leg.
 	Client   netip.Addr
@@ -48,6 +52,9 @@ func planNetwork(s *cluster.Spec) (*netPlan, error) {
 	taken := map[netip.Addr]bool{}
 	for _, h := range s.Hosts {
 		taken[h.Prefix().Addr()] = true
+		if h.Address6 != "" {
+			taken[netip.MustParsePrefix(h.Address6).Addr()] = true
+		}
 		if h.Interfaces.HeartbeatAddress != "" {
 			taken[netip.MustParsePrefix(h.Interfaces.HeartbeatAddress).Addr()] = true
 		}
@@ -59,35 +66,45 @@ func planNetwork(s *cluster.Spec) (*netPlan, error) {
 		taken[netip.MustParsePrefix(s.HA.FloatingGateway).Addr()] = true
 	}
 
-	// One leg per subnet the hosts are on, in spec order.
-	var subnets []netip.Prefix
-	seen := map[netip.Prefix]bool{}
-	for _, h := range s.Hosts {
-		p := h.Prefix().Masked()
-		if !seen[p] {
-			seen[p] = true
-			subnets = append(subnets, p)
+	// One leg per subnet the hosts are on, in spec order: the hosts' own
+	// gateway where the spec names one there, else a free address.
+	legOf := map[netip.Prefix]netip.Addr{}
+	legs := func(addr func(h *cluster.Host) string, gateway func(h *cluster.Host) string) ([]netip.Prefix, error) {
+		var out []netip.Prefix
+		for i := range s.Hosts {
+			a, err := netip.ParsePrefix(addr(&s.Hosts[i]))
+			if err != nil {
+				continue
+			}
+			p := a.Masked()
+			if _, ok := legOf[p]; ok {
+				continue
+			}
+			var leg netip.Addr
+			for j := range s.Hosts {
+				if gw, err := netip.ParseAddr(gateway(&s.Hosts[j])); err == nil && p.Contains(gw) && !taken[gw] {
+					leg = gw
+					break
+				}
+			}
+			if !leg.IsValid() {
+				if leg, err = freeAddr(p, taken); err != nil {
+					return nil, err
+				}
+			}
+			taken[leg] = true
+			legOf[p] = leg
+			out = append(out, netip.PrefixFrom(leg, p.Bits()))
 		}
+		return out, nil
 	}
 	plan := &netPlan{Gateway: map[string]netip.Addr{}}
-	legOf := map[netip.Prefix]netip.Addr{}
-	for _, p := range subnets {
-		var leg netip.Addr
-		for _, h := range s.Hosts {
-			if gw, err := netip.ParseAddr(h.Gateway); err == nil && p.Contains(gw) && !taken[gw] {
-				leg = gw
-				break
-			}
-		}
-		if !leg.IsValid() {
-			var err error
-			if leg, err = freeAddr(p, taken); err != nil {
-				return nil, err
-			}
-		}
-		taken[leg] = true
-		legOf[p] = leg
-		plan.Legs = append(plan.Legs, netip.PrefixFrom(leg, p.Bits()))
+	var err error
+	if plan.Legs, err = legs(func(h *cluster.Host) string { return h.Address }, func(h *cluster.Host) string { return h.Gateway }); err != nil {
+		return nil, err
+	}
+	if plan.Legs6, err = legs(func(h *cluster.Host) string { return h.Address6 }, func(h *cluster.Host) string { return h.Gateway6 }); err != nil {
+		return nil, err
 	}
 	for _, h := range s.Hosts {
 		if gw, err := netip.ParseAddr(h.Gateway); err == nil {
@@ -111,8 +128,17 @@ func planNetwork(s *cluster.Spec) (*netPlan, error) {
 }
 
 // freeAddr returns the highest host address of p that is not taken: .254
-// on a /24, where routers usually sit.
+// on a /24, where routers usually sit; ::fe or below on an IPv6 subnet.
 func freeAddr(p netip.Prefix, taken map[netip.Addr]bool) (netip.Addr, error) {
+	if p.Addr().Is6() && p.Bits() <= 120 {
+		b := p.Masked().Addr().As16()
+		for last := 0xfe; last >= 1; last-- {
+			b[15] = byte(last)
+			if a := netip.AddrFrom16(b); !taken[a] {
+				return a, nil
+			}
+		}
+	}
 	if !p.Addr().Is4() || p.Bits() > 30 {
 		return netip.Addr{}, fmt.Errorf("plan the VM network: subnet %s has no room for a router address", p)
 	}
@@ -145,7 +171,11 @@ func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 		cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
 	}
 	for _, v := range s.VIPs() {
-		cmds = append(cmds, p.vipRoute(v, dev, p.Client))
+		// An IPv6 VIP is on the link through its leg's prefix (Legs6,
+		// which come later).
+		if netip.MustParseAddr(v).Is4() {
+			cmds = append(cmds, p.vipRoute(v, dev, p.Client))
+		}
 	}
 	return cmds
 }

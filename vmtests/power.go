@@ -262,8 +262,8 @@ func otherDirector(s *cluster.Spec, name string) string {
 // service started every 100 ms, whether or not the one before has ended
 // (each gives up after its timeout), each line "UPTIME NAME END" or
 // "UPTIME - END" for a failure, UPTIME when it started and END when it
-// ended; and an ARP request for the VIP every half second, whose answers
-// the switch records.
+// ended; and an ARP request (IPv6: a neighbour solicitation) for the VIP
+// every half second, whose answers the switch records.
 type Probe struct {
 	c       *Cluster
 	sv      *cluster.Service
@@ -284,6 +284,11 @@ func (c *Cluster) StartProbe(ctx context.Context, sv *cluster.Service, timeout i
 	loops := map[string]string{
 		"req": fmt.Sprintf(`while :; do (read -r t _ </proc/uptime; r=$(%s); read -r e _ </proc/uptime; echo "$t ${r:--} $e") & sleep 0.1; done`, requestCmd(sv, timeout)),
 		"arp": fmt.Sprintf(`while :; do arping -q -c 1 -w 1 -I eth0 %s; sleep 0.5; done`, sv.VIP),
+	}
+	if netip.MustParseAddr(sv.VIP).Is6() {
+		// IPv6 has no arping: forgetting the neighbour makes the next
+		// packet ask anew (a multicast solicitation).
+		loops["arp"] = fmt.Sprintf(`while :; do ip -6 neigh flush to %s dev eth0; ping6 -q -c 1 -W 1 %s; sleep 0.5; done`, sv.VIP, sv.VIP)
 	}
 	for _, name := range []string{"req", "arp"} {
 		script := "/tmp/probe-" + name + ".sh"
@@ -432,17 +437,16 @@ func DoubleHolders(sw *vlan.Switch, mark int, ip netip.Addr) []string {
 		macs = map[string]bool{}
 	}
 	for _, f := range sw.FramesSince(mark) {
-		a, ok := f.ARP()
-		if !ok || f.Dropped {
+		n, ok := f.Neighbour()
+		if !ok || f.Dropped || n.IP != ip || n.Announce {
 			continue
 		}
-		switch {
-		case a.Op == vlan.ARPRequest && a.TargetIP == ip && !a.Gratuitous():
+		if n.Answer {
+			macs[n.MAC.String()] = true
+		} else {
 			flush()
 			fr := f
 			req = &fr
-		case a.Op == vlan.ARPReply && a.SenderIP == ip && !a.Gratuitous():
-			macs[a.SenderMAC.String()] = true
 		}
 	}
 	flush()

@@ -113,7 +113,7 @@ func (s *Suite) Close() error {
 // to), then the other forwarding methods and backends.
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario,
-	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, natScenario,
+	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, ipv6Scenario, natScenario,
 	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, kernelFallback,
 }
 
@@ -291,8 +291,15 @@ func (c *Cluster) compatible(spec *cluster.Spec) bool {
 			return false
 		}
 	}
+	// IPv6 host addresses and the client's legs for them are set on a
+	// running cluster (setIPv6): the rest of the plan must be the same.
 	plan, err := planNetwork(spec)
-	if err != nil || !reflect.DeepEqual(plan, c.plan) {
+	if err != nil {
+		return false
+	}
+	a, b := *plan, *c.plan
+	a.Legs6, b.Legs6 = nil, nil
+	if !reflect.DeepEqual(a, b) {
 		return false
 	}
 	ns := (&Cluster{Spec: spec}).serialDevice()
@@ -320,6 +327,13 @@ func ServiceTimeout(s *cluster.Spec) time.Duration {
 // comes before the push has started ldirectord (seconds of Perl on an
 // emulated CPU).
 func (c *Cluster) Converge(ctx context.Context, spec *cluster.Spec) (time.Time, error) {
+	plan, err := planNetwork(spec)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if err := c.setIPv6(ctx, spec, plan); err != nil {
+		return time.Time{}, err
+	}
 	svcs := checkedServices(spec)
 	t := time.Now()
 	wctx, cancel := context.WithCancel(ctx)

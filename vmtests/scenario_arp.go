@@ -42,7 +42,7 @@ func runARP(ctx context.Context, r *Run) error {
 				break
 			}
 		}
-		repliers := r.C.LAN.ARPRepliers(0, netip.MustParseAddr(vip))
+		repliers := r.C.LAN.Repliers(0, netip.MustParseAddr(vip))
 		var names []string
 		for _, m := range repliers {
 			if rs, ok := rss[m.String()]; ok {

@@ -19,7 +19,7 @@ var (
 		Name: "failover",
 		Doc:  "a request every 100 ms while the primary director is powered off: the backup takes the VIP and announces it by gratuitous ARP; outage and failed requests are measured; the primary comes back and takes the VIP back (auto_failback on) or stays backup (off, the second half); never do both directors answer ARP for the VIP",
 		Run: func(ctx context.Context, r *Run) error {
-			if err := failoverCycle(ctx, r, r.Spec, ""); err != nil {
+			if err := failoverCycle(ctx, r, r.Spec, checkedServices(r.Spec)[0], ""); err != nil {
 				return err
 			}
 			// The other auto_failback setting, on the same cluster. Where a
@@ -40,7 +40,7 @@ var (
 			if _, err := r.C.Converge(ctx, flipped); err != nil {
 				return err
 			}
-			return failoverCycle(ctx, r, flipped, "auto_failback "+onOff(*flipped.HA.AutoFailback)+", deadtime "+flipped.HA.Deadtime.HeartbeatString()+": ")
+			return failoverCycle(ctx, r, flipped, checkedServices(flipped)[0], "auto_failback "+onOff(*flipped.HA.AutoFailback)+", deadtime "+flipped.HA.Deadtime.HeartbeatString()+": ")
 		},
 	}
 	linksScenario = &Scenario{
@@ -57,7 +57,7 @@ var (
 			if err := runSysVHosts(ctx, r); err != nil {
 				return err
 			}
-			if err := failoverCycle(ctx, r, r.Spec, ""); err != nil {
+			if err := failoverCycle(ctx, r, r.Spec, checkedServices(r.Spec)[0], ""); err != nil {
 				return err
 			}
 			return runRealServerDown(ctx, r)
@@ -170,11 +170,16 @@ func takeoverLimit(s *cluster.Spec) time.Duration {
 	return time.Duration(s.HA.Deadtime) + 90*time.Second
 }
 
-// failoverCycle powers the primary off under a request every 100 ms,
-// measures the outage, powers it on again and checks where the VIP goes.
-func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string) error {
-	sv := checkedServices(spec)[0]
+// failoverCycle powers the primary off under a request to sv every 100
+// ms, measures the outage, powers it on again and checks where sv's VIP
+// goes.
+func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, sv *cluster.Service, label string) error {
 	vip := sv.VIP
+	vipAddr := netip.MustParseAddr(vip)
+	announcement := "gratuitous ARP"
+	if vipAddr.Is6() {
+		announcement = "unsolicited neighbour advertisement"
+	}
 	primary, backup := primaryAndBackup(spec)
 	if err := r.C.holdOn(ctx, spec, primary); err != nil {
 		return fmt.Errorf("before the power-off: %w", err)
@@ -218,22 +223,22 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 	backupMAC := r.C.Nodes[backup].MAC
 	gctx, cancel := context.WithTimeout(ctx, garpLimit)
 	_, err = r.C.LAN.Wait(gctx, mark, func(f vlan.Frame) bool {
-		a, ok := f.ARP()
-		return ok && a.Gratuitous() && a.SenderIP == netip.MustParseAddr(vip) && f.Src().String() == backupMAC
+		n, ok := f.Neighbour()
+		return ok && n.Announce && n.IP == vipAddr && f.Src().String() == backupMAC
 	})
 	cancel()
 	if err != nil {
-		r.Errorf("%s%s took %s over without a gratuitous ARP on the switch within %s", label, backup, vip, garpLimit)
+		r.Errorf("%s%s took %s over without a %s on the switch within %s", label, backup, vip, announcement, garpLimit)
 	}
 	// Let a few requests through the backup before the primary returns.
 	time.Sleep(5 * time.Second)
 	var garp int
-	for _, f := range r.C.LAN.GratuitousARPs(mark, netip.MustParseAddr(vip)) {
+	for _, f := range r.C.LAN.Announcements(mark, vipAddr) {
 		if f.Src().String() == backupMAC {
 			garp++
 		}
 	}
-	r.Figure(label+"gratuitous ARPs from "+backup, float64(garp), "")
+	r.Figure(label+announcement+"s from "+backup, float64(garp), "")
 
 	r.Logf("%spowering the primary %s on again", label, primary)
 	if err := r.C.PowerOn(ctx, primary); err != nil {
@@ -269,8 +274,8 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, label string
 	r.Figure(label+"outage", first-last, "s")
 	r.Figure(label+"failed requests", float64(failed), "")
 	r.Figure(label+"requests", float64(len(lines)), "")
-	if d := DoubleHolders(r.C.LAN, probe.mark, netip.MustParseAddr(vip)); len(d) > 0 {
-		r.Errorf("%sboth directors answered ARP for %s at once: %s", label, vip, strings.Join(d, "; "))
+	if d := DoubleHolders(r.C.LAN, probe.mark, vipAddr); len(d) > 0 {
+		r.Errorf("%sboth directors answered for %s at once: %s", label, vip, strings.Join(d, "; "))
 	}
 	return nil
 }
@@ -373,7 +378,7 @@ func runHeartbeatLinks(ctx context.Context, r *Run) error {
 	} else if len(h) != 1 || h[0] != primary {
 		r.Errorf("with only the Ethernet link cut, %s is held by %v, want %s alone", vip, h, primary)
 	}
-	for _, f := range r.C.LAN.GratuitousARPs(mark, netip.MustParseAddr(vip)) {
+	for _, f := range r.C.LAN.Announcements(mark, netip.MustParseAddr(vip)) {
 		if f.Src().String() == r.C.Nodes[backup].MAC {
 			r.Errorf("with only the Ethernet link cut, %s announced %s: %s", backup, vip, f)
 		}

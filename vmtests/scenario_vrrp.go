@@ -73,7 +73,7 @@ func runUnicastVRRP(ctx context.Context, r *Run) error {
 	if unicast == 0 || multicast > 0 {
 		r.Errorf("VRRP adverts on the LAN: %d unicast, %d multicast (dropped); want unicast only", unicast, multicast)
 	}
-	return failoverCycle(ctx, r, r.Spec, "unicast, no multicast: ")
+	return failoverCycle(ctx, r, r.Spec, checkedServices(r.Spec)[0], "unicast, no multicast: ")
 }
 
 // vrrpAdverts counts the VRRP packets among frames: to a director's own

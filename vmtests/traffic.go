@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -136,7 +137,7 @@ func (t Tally) Sequence() string { return strings.Join(t.Seq, " ") }
 // requestCmd is the client's shell command for one request to sv, printing
 // the answering host's name, or nothing when the request fails.
 func requestCmd(sv *cluster.Service, timeout int) string {
-	addr := sv.VIP + ":" + strconv.Itoa(sv.Port)
+	addr := net.JoinHostPort(sv.VIP, strconv.Itoa(sv.Port)) // [2001:db8:7::110]:80
 	if kindOf(sv) == kindHTTP {
 		// Not wget -T: Debian 12's busybox-static wget segfaults with it.
 		return fmt.Sprintf("timeout %d wget -q -O - http://%s/ 2>/dev/null", timeout, addr)
@@ -155,6 +156,9 @@ func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src 
 		return Tally{}, fmt.Errorf("requests to %s: %s services are not checked", sv.Name, sv.Protocol)
 	}
 	if src.IsValid() {
+		if netip.MustParseAddr(sv.VIP).Is6() {
+			return Tally{}, fmt.Errorf("requests to %s: the client has one IPv6 source address", sv.Name)
+		}
 		if _, err := c.ClientRun(ctx, c.plan.vipRoute(sv.VIP, "eth0", src)); err != nil {
 			return Tally{}, err
 		}

@@ -70,6 +70,10 @@ var ClusterPackages = []string{
 	// debootstrap's resolver ignores virtual packages: ldirectord's perl SSL
 	// modules need perl-openssl-abi-3, which only this package provides.
 	"perl-openssl-defaults",
+	// ldirectord's HTTP checks of IPv6 real servers load Net::INET6Glue,
+	// which Debian's ldirectord does not depend on: without it ldirectord
+	// dies at its first such check (the ipv6 scenario).
+	"libnet-inet6glue-perl",
 }
 
 // DefaultSpec is the bookworm cluster guest.

@@ -8,6 +8,7 @@
 #   lvs.ifname=MAC,NAME        name the NIC with this MAC as the spec does (repeatable)
 #   lvs.ip=IFACE,ADDR/PREFIX   an address (repeatable)
 #   lvs.gw=ADDR                default gateway
+#   lvs.gw6=ADDR               IPv6 default gateway
 #   lvs.sshkey=BASE64          a root authorized_keys line, base64 (repeatable)
 #
 # It runs at every boot of five VMs sharing two emulated cores: the ip(8)
@@ -89,12 +90,24 @@ for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
 		dev="${v%%,*}"
 		wait_iface "$dev"
 		echo "link set dev $dev up" >>"$BATCH"
-		# brd +: heartbeat's bcast medium sends to the interface's broadcast
-		# address, which ip(8) leaves unset otherwise.
-		echo "addr add ${v#*,} brd + dev $dev" >>"$BATCH"
+		case "${v#*,}" in
+		*:*)
+			# IPv6: usable at once, without duplicate address detection's
+			# second (the harness gave every address once).
+			echo "addr add ${v#*,} dev $dev nodad" >>"$BATCH"
+			;;
+		*)
+			# brd +: heartbeat's bcast medium sends to the interface's
+			# broadcast address, which ip(8) leaves unset otherwise.
+			echo "addr add ${v#*,} brd + dev $dev" >>"$BATCH"
+			;;
+		esac
 		;;
 	lvs.gw=*)
 		gw="${arg#lvs.gw=}"
+		;;
+	lvs.gw6=*)
+		gw6="${arg#lvs.gw6=}"
 		;;
 	lvs.sshkey=*)
 		[ -d /root/.ssh ] || mkdir -m 700 /root/.ssh
@@ -109,5 +122,8 @@ done
 # The route needs its interface's address first, whatever the argument order.
 if [ -n "$gw" ]; then
 	echo "route add default via $gw" >>"$BATCH"
+fi
+if [ -n "$gw6" ]; then
+	echo "route add ::/0 via $gw6" >>"$BATCH"
 fi
 run_ip

@@ -12,6 +12,7 @@ import (
 const (
 	EtherTypeIPv4 = 0x0800
 	EtherTypeARP  = 0x0806
+	EtherTypeIPv6 = 0x86dd
 )
 
 // ARP operations.
@@ -22,9 +23,16 @@ const (
 
 // IP protocol numbers the queries decode.
 const (
-	ProtoICMP = 1
-	ProtoTCP  = 6
-	ProtoUDP  = 17
+	ProtoICMP   = 1
+	ProtoTCP    = 6
+	ProtoUDP    = 17
+	ProtoICMPv6 = 58
+)
+
+// ICMPv6 types of neighbour discovery (RFC 4861), IPv6's ARP.
+const (
+	NDPSolicitation  = 135
+	NDPAdvertisement = 136
 )
 
 // ICMP types of an echo exchange.
@@ -161,10 +169,138 @@ func (f Frame) ICMP() (ICMP, bool) {
 	return ICMP{Src: ip.Src, Dst: ip.Dst, Type: ip.Payload[0], Code: ip.Payload[1]}, true
 }
 
+// IPv6 is the part of an IPv6 packet the queries need.
+type IPv6 struct {
+	Src, Dst netip.Addr
+	// NextHeader is the fixed header's: the queries read packets without
+	// extension headers (neighbour discovery has none).
+	NextHeader uint8
+	Payload    []byte
+}
+
+// IPv6 decodes the frame as an IPv6 packet.
+func (f Frame) IPv6() (IPv6, bool) {
+	if f.EtherType() != EtherTypeIPv6 || len(f.Data) < 14+40 {
+		return IPv6{}, false
+	}
+	p := f.Data[14:]
+	if p[0]>>4 != 6 {
+		return IPv6{}, false
+	}
+	// The payload length field bounds the payload, as IPv4's total length.
+	end := 40 + int(binary.BigEndian.Uint16(p[4:6]))
+	if end > len(p) {
+		end = len(p)
+	}
+	return IPv6{
+		Src:        netip.AddrFrom16([16]byte(p[8:24])),
+		Dst:        netip.AddrFrom16([16]byte(p[24:40])),
+		NextHeader: p[6],
+		Payload:    p[40:end],
+	}, true
+}
+
+// NDP is a decoded neighbour solicitation or advertisement.
+type NDP struct {
+	Type     uint8 // NDPSolicitation or NDPAdvertisement
+	Src, Dst netip.Addr
+	// Target is the address asked about or answered for.
+	Target netip.Addr
+	// An advertisement's flags: Solicited is set on an answer to a
+	// solicitation and clear on an announcement (a takeover's
+	// unsolicited advertisement); Override replaces a cached entry.
+	Router, Solicited, Override bool
+	// LinkAddr is the link-layer address option: the sender's on a
+	// solicitation, the target's on an advertisement; nil without one.
+	LinkAddr net.HardwareAddr
+}
+
+func (n NDP) String() string {
+	if n.Type == NDPSolicitation {
+		return fmt.Sprintf("ndp who-has %s from %s (%s)", n.Target, n.Src, n.LinkAddr)
+	}
+	flags := ""
+	for _, f := range []struct {
+		on bool
+		c  string
+	}{{n.Router, "R"}, {n.Solicited, "S"}, {n.Override, "O"}} {
+		if f.on {
+			flags += f.c
+		}
+	}
+	return fmt.Sprintf("ndp %s is-at %s [%s] -> %s", n.Target, n.LinkAddr, flags, n.Dst)
+}
+
+// NDP decodes the frame as a neighbour solicitation or advertisement.
+func (f Frame) NDP() (NDP, bool) {
+	ip, ok := f.IPv6()
+	if !ok || ip.NextHeader != ProtoICMPv6 || len(ip.Payload) < 24 {
+		return NDP{}, false
+	}
+	p := ip.Payload
+	n := NDP{Type: p[0], Src: ip.Src, Dst: ip.Dst, Target: netip.AddrFrom16([16]byte(p[8:24]))}
+	if n.Type != NDPSolicitation && n.Type != NDPAdvertisement {
+		return NDP{}, false
+	}
+	if n.Type == NDPAdvertisement {
+		n.Router, n.Solicited, n.Override = p[4]&0x80 != 0, p[4]&0x40 != 0, p[4]&0x20 != 0
+	}
+	// Options: type, length in units of 8 bytes, value. Source (1) and
+	// target (2) link-layer addresses carry a MAC.
+	for o := p[24:]; len(o) >= 8 && o[1] != 0 && len(o) >= int(o[1])*8; o = o[int(o[1])*8:] {
+		if o[0] == 1 || o[0] == 2 {
+			n.LinkAddr = net.HardwareAddr(o[2:8])
+		}
+	}
+	return n, true
+}
+
+// Neighbour is address resolution in either family: an ARP request or
+// reply, a neighbour solicitation or advertisement.
+type Neighbour struct {
+	// Answer is set on an ARP reply or an advertisement; a question is an
+	// ARP request or a solicitation.
+	Answer bool
+	// IP is the address asked about or answered for.
+	IP netip.Addr
+	// MAC is the link address an answer gives for IP: ARP's sender's, an
+	// advertisement's target link-layer option or else the frame's source.
+	MAC net.HardwareAddr
+	// Announce marks a holder telling everyone unasked, as a director
+	// that took a VIP over does: a gratuitous ARP (request or reply) or an
+	// advertisement without the solicited flag.
+	Announce bool
+}
+
+// Neighbour decodes the frame as address resolution of either family.
+func (f Frame) Neighbour() (Neighbour, bool) {
+	if a, ok := f.ARP(); ok {
+		n := Neighbour{Answer: a.Op == ARPReply, IP: a.TargetIP, Announce: a.Gratuitous()}
+		if n.Answer || n.Announce {
+			n.IP, n.MAC = a.SenderIP, a.SenderMAC
+		}
+		return n, true
+	}
+	nd, ok := f.NDP()
+	if !ok {
+		return Neighbour{}, false
+	}
+	n := Neighbour{Answer: nd.Type == NDPAdvertisement, IP: nd.Target}
+	if n.Answer {
+		n.MAC, n.Announce = nd.LinkAddr, !nd.Solicited
+		if n.MAC == nil {
+			n.MAC = f.Src()
+		}
+	}
+	return n, true
+}
+
 func (f Frame) String() string {
 	s := fmt.Sprintf("#%d %s %s > %s", f.Seq, f.Port, f.Src(), f.Dst())
 	if a, ok := f.ARP(); ok {
 		s += " " + a.String()
+	} else if n, ok := f.NDP(); ok {
+		s += " " + n.String()
 	} else if ic, ok := f.ICMP(); ok {
 		s += fmt.Sprintf(" icmp %s > %s type %d", ic.Src, ic.Dst, ic.Type)
 	} else if ip, ok := f.IPv4(); ok {

@@ -505,31 +505,34 @@ func (s *Switch) Wait(ctx context.Context, mark int, match func(Frame) bool) (Fr
 	}
 }
 
-// ARPRepliers returns the distinct sender MACs of ARP replies for ip that
-// crossed the switch since mark: on an LVS-DR LAN exactly one MAC, the active
-// director's, may ever answer for the VIP.
-func (s *Switch) ARPRepliers(mark int, ip netip.Addr) []net.HardwareAddr {
+// Repliers returns the distinct MACs that answered for ip (ARP replies
+// for an IPv4 address, neighbour advertisements for an IPv6 one) and
+// crossed the switch since mark: on an LVS-DR LAN only the active
+// director's, and after a takeover its successor's, may ever answer for
+// the VIP.
+func (s *Switch) Repliers(mark int, ip netip.Addr) []net.HardwareAddr {
 	seen := map[string]bool{}
 	var macs []net.HardwareAddr
 	for _, f := range s.FramesSince(mark) {
-		a, ok := f.ARP()
-		if !ok || f.Dropped || a.Op != ARPReply || a.SenderIP != ip {
+		n, ok := f.Neighbour()
+		if !ok || f.Dropped || !n.Answer || n.IP != ip {
 			continue
 		}
-		if !seen[a.SenderMAC.String()] {
-			seen[a.SenderMAC.String()] = true
-			macs = append(macs, a.SenderMAC)
+		if !seen[n.MAC.String()] {
+			seen[n.MAC.String()] = true
+			macs = append(macs, n.MAC)
 		}
 	}
 	return macs
 }
 
-// GratuitousARPs returns the gratuitous ARP frames (requests or replies) that
-// announced ip since mark, as heartbeat's IPaddr and keepalived send on takeover.
-func (s *Switch) GratuitousARPs(mark int, ip netip.Addr) []Frame {
+// Announcements returns the frames that announced ip unasked since mark
+// (gratuitous ARPs; unsolicited neighbour advertisements), as heartbeat's
+// lvs-vip and keepalived send on takeover.
+func (s *Switch) Announcements(mark int, ip netip.Addr) []Frame {
 	var out []Frame
 	for _, f := range s.FramesSince(mark) {
-		if a, ok := f.ARP(); ok && !f.Dropped && a.Gratuitous() && a.SenderIP == ip {
+		if n, ok := f.Neighbour(); ok && !f.Dropped && n.Announce && n.IP == ip {
 			out = append(out, f)
 		}
 	}

@@ -201,8 +201,8 @@ func TestFloodLearnAndUnicast(t *testing.T) {
 	c.nextIs(t, marker)
 	a.nextIs(t, marker)
 
-	if got := s.ARPRepliers(0, ipB); len(got) != 1 || got[0].String() != macB.String() {
-		t.Errorf("ARPRepliers(%s) = %v, want [%s]", ipB, got, macB)
+	if got := s.Repliers(0, ipB); len(got) != 1 || got[0].String() != macB.String() {
+		t.Errorf("Repliers(%s) = %v, want [%s]", ipB, got, macB)
 	}
 	reqs, reps := s.ICMPEchoes(0, ipA, ipB)
 	if len(reqs) != 1 || len(reps) != 0 {
@@ -347,9 +347,9 @@ func TestGratuitousARPAndPcap(t *testing.T) {
 	b.send(notGarp)
 	a.nextIs(t, notGarp)
 
-	g := s.GratuitousARPs(0, vip)
+	g := s.Announcements(0, vip)
 	if len(g) != 1 || g[0].Port != "linuxha1" {
-		t.Fatalf("GratuitousARPs = %v, want one from linuxha1", g)
+		t.Fatalf("Announcements = %v, want one from linuxha1", g)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -416,4 +416,63 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// ndp is an Ethernet frame holding a neighbour solicitation (from src for
+// target) or advertisement (flags: its R, S and O bits) with a link-layer
+// address option for mac.
+func ndp(typ byte, mac net.HardwareAddr, src, dst, target netip.Addr, flags byte) []byte {
+	p := make([]byte, 40+24+8)
+	p[0] = 0x60
+	binary.BigEndian.PutUint16(p[4:], uint16(len(p)-40))
+	p[6], p[7] = ProtoICMPv6, 255
+	copy(p[8:], src.AsSlice())
+	copy(p[24:], dst.AsSlice())
+	m := p[40:]
+	m[0], m[4] = typ, flags
+	copy(m[8:], target.AsSlice())
+	m[24], m[25] = 1, 1 // source link-layer address
+	if typ == NDPAdvertisement {
+		m[24] = 2 // target link-layer address
+	}
+	copy(m[26:], mac)
+	// The solicited-node or all-nodes multicast MAC: the test reads, it
+	// does not route.
+	return eth(net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, mac, EtherTypeIPv6, p)
+}
+
+func TestNeighbourDiscovery(t *testing.T) {
+	s := newSwitch(t)
+	a, b := addPort(t, s, "linuxha1"), addPort(t, s, "client")
+	vip6 := netip.MustParseAddr("2001:db8:7::110")
+	client6, dir6 := netip.MustParseAddr("2001:db8:7::fe"), netip.MustParseAddr("2001:db8:7::9")
+	allNodes := netip.MustParseAddr("ff02::1")
+
+	ns := ndp(NDPSolicitation, macB, client6, netip.MustParseAddr("ff02::1:ff00:110"), vip6, 0)
+	b.send(ns)
+	a.nextIs(t, ns)
+	na := ndp(NDPAdvertisement, macA, vip6, client6, vip6, 0x40|0x20)
+	a.send(na)
+	b.nextIs(t, na)
+	una := ndp(NDPAdvertisement, macA, dir6, allNodes, vip6, 0x20)
+	a.send(una)
+	b.nextIs(t, una)
+
+	frames := s.Frames()
+	q, ok := frames[0].Neighbour()
+	if !ok || q.Answer || q.Announce || q.IP != vip6 {
+		t.Errorf("solicitation decodes as %+v, want a question for %s", q, vip6)
+	}
+	if n, ok := frames[1].NDP(); !ok || !n.Solicited || !n.Override || n.Router || n.Target != vip6 || n.LinkAddr.String() != macA.String() {
+		t.Errorf("advertisement decodes as %s, want a solicited override for %s at %s", n, vip6, macA)
+	}
+	if got := s.Repliers(0, vip6); len(got) != 1 || got[0].String() != macA.String() {
+		t.Errorf("Repliers(%s) = %v, want [%s]", vip6, got, macA)
+	}
+	if got := s.Announcements(0, vip6); len(got) != 1 || got[0].Seq != frames[2].Seq {
+		t.Errorf("Announcements(%s) = %v, want the unsolicited advertisement", vip6, got)
+	}
+	if got := s.Repliers(0, dir6); len(got) != 0 {
+		t.Errorf("Repliers(%s) = %v, want none: no advertisement was for it", dir6, got)
+	}
 }
