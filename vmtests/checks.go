@@ -147,11 +147,18 @@ func checkedServices(spec *cluster.Spec) []*cluster.Service {
 	return out
 }
 
+// httpFirst orders svcs HTTP services first, keeping the spec's order
+// within each kind: the checks that send the most requests send them to
+// the first.
+func httpFirst(svcs []*cluster.Service) {
+	sort.SliceStable(svcs, func(i, j int) bool { return kindOf(svcs[i]) == kindHTTP && kindOf(svcs[j]) != kindHTTP })
+}
+
 // trafficCheck sends n requests to the first HTTP service (or the first
 // service), at most 20 to each other one, and checks each split.
 func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
 	svcs := checkedServices(r.Spec)
-	sort.SliceStable(svcs, func(i, j int) bool { return kindOf(svcs[i]) == kindHTTP && kindOf(svcs[j]) != kindHTTP })
+	httpFirst(svcs)
 	for i, sv := range svcs {
 		count := n
 		if i > 0 {

@@ -99,6 +99,8 @@ func runIPv6(ctx context.Context, r *Run) error {
 			return err
 		}
 	}
+	// The probe asks an IPv4 HTTP service where there is one.
+	httpFirst(v4)
 	probe, err := r.C.StartProbe(ctx, v4[0], requestTimeout)
 	if err != nil {
 		return err
