@@ -287,14 +287,15 @@ func stopReleases(t *testing.T, run func(verb string) (string, int), where strin
 // fakeIPVSADM stands in for ipvsadm where this machine's kernel has no
 // IPVS (the VM scenarios run the real one): it logs each command that
 // changes something to $FAKE/log and keeps the sync daemons in $FAKE/daemons,
-// listed as ipvsadm 1.31 lists them on a kernel since 4.3.
+// listed as ipvsadm 1.31 lists them on a kernel since 4.3; -S lists
+// $FAKE/table, and -R appends what it restores to $FAKE/restored.
 const fakeIPVSADM = `#!/bin/bash
 FAKE=/run/fake-ipvsadm
 mkdir -p "$FAKE"
 touch "$FAKE/daemons"
 case "$*" in
-"-S -n") ;;
-"-R") cat >/dev/null ;;
+"-S -n") cat "$FAKE/table" 2>/dev/null || true ;;
+"-R") cat >>"$FAKE/restored" ;;
 "-L --daemon") cat "$FAKE/daemons" ;;
 "-L -n") ;;
 --start-daemon*)
@@ -310,6 +311,92 @@ case "$*" in
 *) echo "$*" >>"$FAKE/log" ;;
 esac
 `
+
+// fakeIPVSRunner runs a director script's verb in network namespace ns
+// with state as its /run and bin, holding the stand-in ipvsadm, as its
+// /usr/local/sbin (the script's PATH starts there).
+func fakeIPVSRunner(t *testing.T, ipTool, ns, state, bin string) func(script, verb string) string {
+	return func(script, verb string) string {
+		t.Helper()
+		cmd := exec.Command(ipTool, "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
+			"sh", "-c", `mount --bind "$1" /run && mount --bind "$2" /usr/local/sbin && exec "$3" "$4"`, "sh", state, bin, script, verb)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(script), verb, err, out)
+		}
+		return string(out)
+	}
+}
+
+// TestDirectorScriptLoadsNewVirtuals runs the seed director's lvs-director
+// over the stand-in ipvsadm: a reload whose rules have a virtual service
+// the live table lacks (a push that adds a VIP or a port) loads that one,
+// with its real servers, and leaves the live ones as they are (a real
+// server ldirectord quiesced stays at 0). Without it ldirectord's restart
+// took the shared real servers of the live service down for a second
+// (the quarantined live-change scenario's refused requests).
+func TestDirectorScriptLoadsNewVirtuals(t *testing.T) {
+	ipTool := netnsTools(t)
+	ns := netnsWith(t, ipTool, "eth0")
+	bin, state, dir := t.TempDir(), t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(bin, "ipvsadm"), []byte(fakeIPVSADM), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(renderTree(t, "seed"), "linuxha1")
+	rules, err := os.ReadFile(filepath.Join(tree, "etc", "ipvsadm.rules"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(tree, "usr", "local", "sbin", "lvs-director"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The script reads the rules at their path on a host: here, the test's.
+	script, rulesFile := filepath.Join(dir, "lvs-director"), filepath.Join(dir, "ipvsadm.rules")
+	b = bytes.Replace(b, []byte("RULES=/etc/ipvsadm.rules\n"), []byte("RULES="+rulesFile+"\n"), 1)
+	for f, data := range map[string][]byte{script: b, rulesFile: rules} {
+		if err := os.WriteFile(f, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake := filepath.Join(state, "fake-ipvsadm")
+	if err := os.MkdirAll(fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The live table: the telnet service only, rs1 quiesced by its check.
+	live := "-A -t 192.168.7.110:23 -s rr\n-a -t 192.168.7.110:23 -r 192.168.7.11:23 -g -w 0\n-a -t 192.168.7.110:23 -r 192.168.7.12:23 -g -w 1\n"
+	if err := os.WriteFile(filepath.Join(fake, "table"), []byte(live), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restored := func() string {
+		b, _ := os.ReadFile(filepath.Join(fake, "restored"))
+		os.Remove(filepath.Join(fake, "restored"))
+		return string(b)
+	}
+	run := fakeIPVSRunner(t, ipTool, ns, state, bin)
+	run(script, "start")
+	if got := restored(); got != "" {
+		t.Fatalf("start over a live table restored\n%swant nothing", got)
+	}
+	run(script, "reload")
+	var want string
+	for _, l := range strings.SplitAfter(string(rules), "\n") {
+		if strings.Contains(l, "192.168.7.110:80 ") {
+			want += l
+		}
+	}
+	if got := restored(); got != want || want == "" {
+		t.Errorf("reload restored\n%swant the http service the live table lacks:\n%s", got, want)
+	}
+	// Once the table has every service, a reload loads nothing.
+	if err := os.WriteFile(filepath.Join(fake, "table"), rules, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(script, "reload")
+	if got := restored(); got != "" {
+		t.Errorf("a reload with every service live restored\n%swant nothing", got)
+	}
+}
 
 // TestDirectorScriptSyncDaemons runs the heartbeat-sync variant's
 // lvs-director, as root in a network namespace with a private /run, over
@@ -337,17 +424,7 @@ func TestDirectorScriptSyncDaemons(t *testing.T) {
 		t.Fatal(err)
 	}
 	unsynced := filepath.Join(renderTree(t, "seed"), "linuxha1", "usr", "local", "sbin", "lvs-director")
-	// The script's PATH starts with /usr/local/sbin: the stand-in goes there.
-	run := func(script, verb string) string {
-		t.Helper()
-		cmd := exec.Command(ipTool, "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
-			"sh", "-c", `mount --bind "$1" /run && mount --bind "$2" /usr/local/sbin && exec "$3" "$4"`, "sh", state, bin, script, verb)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %s: %v\n%s", filepath.Base(script), verb, err, out)
-		}
-		return string(out)
-	}
+	run := fakeIPVSRunner(t, ipTool, ns, state, bin)
 	logged := func() string {
 		b, _ := os.ReadFile(filepath.Join(state, "fake-ipvsadm", "log"))
 		os.Remove(filepath.Join(state, "fake-ipvsadm", "log"))

@@ -407,7 +407,9 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	r.Figure("requests that took over 1 s", float64(slow), "")
 	r.Figure("slowest request", slowest, "s")
 	if failed > 0 || len(lines) == 0 {
-		r.Errorf("%d of %d requests failed while the changes were pushed", failed, len(lines))
+		// What the checker did is the first suspect: its log, with the
+		// guest's wall clock, next to the failed requests' client uptimes.
+		r.Errorf("%d of %d requests failed while the changes were pushed\n%s", failed, len(lines), r.C.checkerLog(ctx, spec, active))
 	}
 	holder, err := r.C.ActiveDirector(ctx, sv.VIP)
 	if err != nil {

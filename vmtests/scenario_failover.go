@@ -294,6 +294,20 @@ func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) 
 	return host + ":\n\t" + strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t")
 }
 
+// checkerLog is the health checker's log on a director this boot, with
+// precise times: ldirectord's (heartbeat) or keepalived's.
+func (c *Cluster) checkerLog(ctx context.Context, spec *cluster.Spec, host string) string {
+	what := "-t ldirectord"
+	if spec.HA.Backend == cluster.BackendKeepalived {
+		what = "-u keepalived"
+	}
+	out, err := c.Exec(ctx, host, "date -u '+now %H:%M:%S.%N'; journalctl --no-pager -b -o short-precise "+what+" | tail -150")
+	if err != nil {
+		out += "\n" + err.Error()
+	}
+	return host + "'s checker log:\n\t" + strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t")
+}
+
 // waitRejoined waits until a director that came back has joined its peer
 // again (heartbeat reports the peer active; keepalived runs and has seen
 // a few adverts), so that where the VIP is then is where it stays.
