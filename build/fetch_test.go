@@ -184,10 +184,7 @@ func (m *mirror) serve(w http.ResponseWriter, r *http.Request) {
 func (m *mirror) url(p string) string { return m.srv.URL + p }
 
 func newTestFetcher(t *testing.T) *Fetcher {
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	return &Fetcher{Cache: c, Backoff: 10 * time.Millisecond, Rounds: 3}
 }
 
@@ -390,10 +387,7 @@ func TestFetch404FallsBackAndSeveralAtOnce(t *testing.T) {
 }
 
 func TestImportNeedsPin(t *testing.T) {
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	p := filepath.Join(t.TempDir(), "local.tar.xz")
 	data := payload(5000)
 	os.WriteFile(p, data, 0o644)
@@ -416,10 +410,7 @@ func TestImportNeedsPin(t *testing.T) {
 // is read, one that grows past it (here an endless device) once the cap is
 // read; nothing is left in the cache.
 func TestImportSizeCap(t *testing.T) {
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	cases := []struct {
 		kind Kind
 		path string // "": a sparse file one byte over the cap

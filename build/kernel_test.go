@@ -405,10 +405,7 @@ func TestSourceDateIgnoresPatchedMakefile(t *testing.T) {
 	patch := filepath.Join(dir, "version.patch")
 	os.WriteFile(patch, []byte(diff), 0o644)
 
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	b := &Builder{Cache: c, NoCCache: true}
 	in := KernelInputs{Version: "1.0", Tarball: tarball, Patches: []PatchInput{{Patch: patches.Patch{Name: "v/version.patch", Path: patch, Strip: 1}, SHA256: sha([]byte(diff))}}}
 	srcRoot := filepath.Join(c.Dir, "work", "src-test")
