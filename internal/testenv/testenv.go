@@ -40,6 +40,20 @@ func LookPath(t testing.TB, tool, debianPackage string) string {
 	return ""
 }
 
+// IpvsadmBuild skips the test, or fails it in CI, unless ipvsadm can be
+// built here: a C compiler, pkg-config, and the libnl-genl-3 and popt
+// development files it links with.
+func IpvsadmBuild(t testing.TB) {
+	t.Helper()
+	LookPath(t, "gcc", "build-essential")
+	LookPath(t, "pkg-config", "pkg-config")
+	for _, pc := range []string{"libnl-genl-3.0", "popt"} {
+		if exec.Command("pkg-config", "--exists", pc).Run() != nil {
+			Missing(t, pc, "apt-get install -y libnl-3-dev libnl-genl-3-dev libpopt-dev")
+		}
+	}
+}
+
 // Root skips the test, or fails it in CI, unless it runs as root.
 func Root(t testing.TB) {
 	t.Helper()
