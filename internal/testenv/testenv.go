@@ -1,9 +1,11 @@
 // Package testenv decides what a test does when a prerequisite (a host tool,
 // root, a kernel tarball) is missing: skip on a developer's machine, fail in
 // CI (CI=true), so that a green CI run never hides a missing install step.
+// It also runs the helper processes a test needs for as long as it lasts.
 package testenv
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,4 +77,21 @@ func CacheDir(t testing.TB) string {
 		t.Fatalf("find the cache directory: %v", err)
 	}
 	return filepath.Join(d, "lvsforge")
+}
+
+// Start starts cmd, a process the test needs running (an agent, a server),
+// kills it when the test ends, and returns its standard output, from which
+// the test reads the line the process prints once it is ready. Whatever
+// else the caller wants of cmd (its stdin) it sets up before.
+func Start(t testing.TB, cmd *exec.Cmd) *bufio.Reader {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return bufio.NewReader(out)
 }
