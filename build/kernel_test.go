@@ -295,18 +295,7 @@ func listTarGz(t *testing.T, path string) string {
 // BenchmarkNoopKernelBuild measures a build whose inputs are unchanged (the
 // cache answers). Run TestBuildDirectorKernel first, on the same cache.
 func BenchmarkNoopKernelBuild(b *testing.B) {
-	c, err := NewCache(testenv.CacheDir(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum, err := FileSHA256(debianKernelTarball)
-	if err != nil {
-		b.Fatal(err)
-	}
-	director, _ := BuiltinFragment(FragmentDirector)
-	vm, _ := BuiltinFragment(FragmentVM)
-	in := KernelInputs{Role: "director", Version: "6.1", Tarball: c.BlobPath(sum), TarballSHA256: sum,
-		Base: "tinyconfig", Fragments: []Fragment{director, vm}, IPVSSchedulers: true, LocalVersion: "-lvs"}
+	c, in := directorInputs(b)
 	bl := &Builder{Cache: c}
 	for b.Loop() {
 		art, err := bl.Kernel(context.Background(), in)
@@ -543,12 +532,11 @@ CONFIG_SYSTEM_REVOCATION_KEYS="debian/certs/debian-uefi-certs.pem"
 	}
 }
 
-// kernelBuildPrereqs skips (or fails in CI) a test that builds a kernel
-// when the tarball or a tool is missing, without extracting anything.
 // directorInputs are the test cache and the inputs of the director kernel
-// the build tests build: Debian's 6.1 tarball (imported into the cache by
-// its sha256), tinyconfig, the director and vm fragments, every scheduler.
-func directorInputs(t *testing.T) (*Cache, KernelInputs) {
+// the build tests build (and the no-op benchmark finds cached): Debian's
+// 6.1 tarball (imported into the cache by its sha256), tinyconfig, the
+// director and vm fragments, every scheduler.
+func directorInputs(t testing.TB) (*Cache, KernelInputs) {
 	t.Helper()
 	c, err := NewCache(testenv.CacheDir(t))
 	if err != nil {
@@ -571,6 +559,8 @@ func directorInputs(t *testing.T) (*Cache, KernelInputs) {
 	}
 }
 
+// kernelBuildPrereqs skips (or fails in CI) a test that builds a kernel
+// when the tarball or a tool is missing, without extracting anything.
 func kernelBuildPrereqs(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
