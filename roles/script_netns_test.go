@@ -255,16 +255,8 @@ func TestVIPResourceInNetns(t *testing.T) {
 // returns its output and exit status.
 func runInNetns(t *testing.T, ipTool, ns, state, script string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(ipTool, append([]string{"netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
-		"sh", "-c", `mount --bind "$1" /run && shift 2 && exec "$0" "$@"`, script, state, "--"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %s: %v", script, strings.Join(args, " "), err)
-	}
-	return string(out), code
+	return outputAndExit(t, exec.Command(ipTool, append([]string{"netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", `mount --bind "$1" /run && shift 2 && exec "$0" "$@"`, script, state, "--"}, args...)...))
 }
 
 // startTwice runs a script's start twice, as a second push or a restarted
