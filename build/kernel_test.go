@@ -44,9 +44,7 @@ func kernelTree(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("short: needs the kernel tarball")
 	}
-	if _, err := os.Stat(debianKernelTarball); err != nil {
-		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
-	}
+	needKernelTarball(t)
 	for _, tool := range []string{"make", "gcc", "flex", "bison"} {
 		testenv.LookPath(t, tool, "build-essential flex bison")
 	}
@@ -566,9 +564,7 @@ func kernelBuildPrereqs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short: builds a kernel")
 	}
-	if _, err := os.Stat(debianKernelTarball); err != nil {
-		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
-	}
+	needKernelTarball(t)
 	for _, tool := range []string{"make", "gcc", "flex", "bison", "bc", "depmod"} {
 		testenv.LookPath(t, tool, "build-essential flex bison bc kmod")
 	}
