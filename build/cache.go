@@ -1,8 +1,6 @@
 package build
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 )
 
 // ErrChecksum reports content whose sha256 is not the pinned one.
@@ -63,16 +63,11 @@ func ValidSHA256(s string) bool { return sha256Re.MatchString(strings.ToLower(s)
 
 // FileSHA256 hashes a file.
 func FileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+	sum, err := fsutil.FileSHA256(path)
 	if err != nil {
 		return "", fmt.Errorf("hash file: %w", err)
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sum, nil
 }
 
 // commit hashes the file at tmp and, only if it matches want, renames it into
@@ -105,23 +100,7 @@ func (c *Cache) writeFile(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return fsutil.WriteFileAtomic(path, data, 0o644)
 }
 
 // Import copies a local file into the cache if, and only if, its sha256 is

@@ -272,15 +272,22 @@ func TestExtractTruncatedArchive(t *testing.T) {
 
 const debianKernelTarball = "/usr/src/linux-source-6.1.tar.xz"
 
+// needKernelTarball skips the test, or fails it in CI, unless Debian's
+// kernel tarball is installed.
+func needKernelTarball(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(debianKernelTarball); err != nil {
+		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
+	}
+}
+
 // TestExtractKernelSystemXZIdentical extracts the real kernel tarball through
 // both decoders and compares the trees.
 func TestExtractKernelSystemXZIdentical(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	if _, err := os.Stat(debianKernelTarball); err != nil {
-		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
-	}
+	needKernelTarball(t)
 	testenv.LookPath(t, "xz", "xz-utils")
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "go"), filepath.Join(dir, "sys")

@@ -184,10 +184,7 @@ func (m *mirror) serve(w http.ResponseWriter, r *http.Request) {
 func (m *mirror) url(p string) string { return m.srv.URL + p }
 
 func newTestFetcher(t *testing.T) *Fetcher {
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	return &Fetcher{Cache: c, Backoff: 10 * time.Millisecond, Rounds: 3}
 }
 
@@ -333,25 +330,6 @@ func TestFetchCorruptedByte(t *testing.T) {
 	}
 }
 
-func TestFetchResumesAfterCut(t *testing.T) {
-	data := payload(4 << 20)
-	m := newMirror(t)
-	m.files["/big.tar.xz"] = data
-	m.cutOnce["/big.tar.xz"] = true
-	f := newTestFetcher(t)
-	p, err := f.Fetch(context.Background(), Source{Name: "big.tar.xz", URLs: []string{m.url("/big.tar.xz")}, SHA256: sha(data)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
-		t.Fatal("resumed file differs")
-	}
-	want := fmt.Sprintf("bytes=%d-", len(data)/2)
-	if len(m.ranges) != 1 || m.ranges[0] != want {
-		t.Errorf("Range requests = %q, want one %q (a resume, not a restart)", m.ranges, want)
-	}
-}
-
 func TestFetch404FallsBackAndSeveralAtOnce(t *testing.T) {
 	m1, m2 := newMirror(t), newMirror(t)
 	var srcs []Source
@@ -390,10 +368,7 @@ func TestFetch404FallsBackAndSeveralAtOnce(t *testing.T) {
 }
 
 func TestImportNeedsPin(t *testing.T) {
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	p := filepath.Join(t.TempDir(), "local.tar.xz")
 	data := payload(5000)
 	os.WriteFile(p, data, 0o644)
@@ -416,10 +391,7 @@ func TestImportNeedsPin(t *testing.T) {
 // is read, one that grows past it (here an endless device) once the cap is
 // read; nothing is left in the cache.
 func TestImportSizeCap(t *testing.T) {
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	cases := []struct {
 		kind Kind
 		path string // "": a sparse file one byte over the cap
@@ -528,34 +500,50 @@ func failedAttempts(f *Fetcher) func() []Progress {
 	}
 }
 
-// TestFetchStalledDownloadRetried: a mirror sends half the file and then
-// nothing, keeping the connection open. The attempt is abandoned after the
-// idle timeout and the next one resumes where the data stopped.
-func TestFetchStalledDownloadRetried(t *testing.T) {
-	data := payload(2 << 20)
-	m := newMirror(t)
-	m.files["/slow.tar.xz"] = data
-	m.stallOnce["/slow.tar.xz"] = true
-	f := newTestFetcher(t)
-	// Long enough that a loaded machine never stalls the healthy retry.
-	f.IdleTimeout = 2 * time.Second
-	failures := failedAttempts(f)
-	// Without the idle timeout the first attempt never ends; the deadline
-	// turns that hang into a failure.
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	p, err := f.Fetch(ctx, Source{Name: "slow.tar.xz", URLs: []string{m.url("/slow.tar.xz")}, SHA256: sha(data)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
-		t.Fatal("cached file differs")
-	}
-	if fails := failures(); len(fails) != 1 || !errors.Is(fails[0].Err, ErrStalled) {
-		t.Errorf("failed attempts %v, want one ErrStalled", fails)
-	}
-	if want := fmt.Sprintf("bytes=%d-", len(data)/2); len(m.ranges) != 1 || m.ranges[0] != want {
-		t.Errorf("Range requests %q, want one %q: the retry must resume", m.ranges, want)
+// TestFetchResumesInterrupted: a mirror sends half the file and then drops
+// the connection (cut), or sends nothing more and keeps it open (stalled:
+// the attempt is abandoned after the idle timeout, as ErrStalled). Either
+// way one attempt fails and the next resumes where the data stopped: one
+// Range request from the half, not a restart.
+func TestFetchResumesInterrupted(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		size    int
+		setup   func(m *mirror, f *Fetcher)
+		stalled bool // the failed attempt is ErrStalled
+	}{
+		{"cut", 4 << 20, func(m *mirror, f *Fetcher) { m.cutOnce["/f"] = true }, false},
+		{"stalled", 2 << 20, func(m *mirror, f *Fetcher) {
+			m.stallOnce["/f"] = true
+			// Long enough that a loaded machine never stalls the healthy retry.
+			f.IdleTimeout = 2 * time.Second
+		}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := payload(c.size)
+			m := newMirror(t)
+			m.files["/f"] = data
+			f := newTestFetcher(t)
+			c.setup(m, f)
+			failures := failedAttempts(f)
+			// Without the idle timeout a stalled attempt never ends; the
+			// deadline turns that hang into a failure.
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			p, err := f.Fetch(ctx, Source{Name: "f.tar.xz", URLs: []string{m.url("/f")}, SHA256: sha(data)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := os.ReadFile(p[0]); !bytes.Equal(got, data) {
+				t.Fatal("cached file differs")
+			}
+			if fails := failures(); len(fails) != 1 || errors.Is(fails[0].Err, ErrStalled) != c.stalled {
+				t.Errorf("failed attempts %v, want one (ErrStalled: %v)", fails, c.stalled)
+			}
+			if want := fmt.Sprintf("bytes=%d-", len(data)/2); len(m.ranges) != 1 || m.ranges[0] != want {
+				t.Errorf("Range requests %q, want one %q: the retry must resume, not restart", m.ranges, want)
+			}
+		})
 	}
 }
 

@@ -64,17 +64,9 @@ func (b *Builder) Ipvsadm(ctx context.Context, in IpvsadmInputs) (*IpvsadmArtifa
 	if err := os.MkdirAll(filepath.Join(b.Cache.Dir, "work"), 0o755); err != nil {
 		return nil, fmt.Errorf("build ipvsadm: %w", err)
 	}
-	unlock, err := lock(filepath.Join(b.Cache.Dir, "work", "ipvsadm-"+key[:16]+".lock"))
-	if err != nil {
-		return nil, fmt.Errorf("lock build: %w", err)
-	}
-	defer unlock()
-	if dir, m, ok := b.cachedArtifacts("ipvsadm", key); ok { // built by another process while we waited
-		return ipvsadmArtifacts(dir, m, true), nil
-	}
-	st, err := b.beginStore("ipvsadm", key)
-	if err != nil {
-		return nil, err
+	st, cached, err := lockedStore(b, filepath.Join(b.Cache.Dir, "work", "ipvsadm-"+key[:16]+".lock"), "ipvsadm", key, ipvsadmArtifacts)
+	if err != nil || cached != nil {
+		return cached, err
 	}
 	defer st.close()
 	work, err := os.MkdirTemp(filepath.Join(b.Cache.Dir, "work"), "ipvsadm-")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -23,13 +22,7 @@ func TestBuildIpvsadm(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	testenv.LookPath(t, "gcc", "build-essential")
-	testenv.LookPath(t, "pkg-config", "pkg-config")
-	for _, pc := range []string{"libnl-genl-3.0", "popt"} {
-		if exec.Command("pkg-config", "--exists", pc).Run() != nil {
-			testenv.Missing(t, pc, "apt-get install -y libnl-3-dev libnl-genl-3-dev libpopt-dev")
-		}
-	}
+	testenv.IpvsadmBuild(t)
 	data, err := os.ReadFile(ipvsadmTarball)
 	if err != nil {
 		t.Fatal(err)

@@ -308,17 +308,9 @@ func (b *Builder) Kernel(ctx context.Context, in KernelInputs) (*KernelArtifacts
 	}
 	outDir := filepath.Join(b.Cache.Dir, "work", "out-"+srcKey+"-"+role)
 	// One build at a time per O= directory, across processes.
-	unlock, err := lock(outDir + ".lock")
-	if err != nil {
-		return nil, fmt.Errorf("lock build: %w", err)
-	}
-	defer unlock()
-	if dir, m, ok := b.cachedArtifacts("kernel", key); ok { // built by another process while we waited
-		return kernelArtifacts(dir, m, true), nil
-	}
-	st, err := b.beginStore("kernel", key)
-	if err != nil {
-		return nil, err
+	st, cached, err := lockedStore(b, outDir+".lock", "kernel", key, kernelArtifacts)
+	if err != nil || cached != nil {
+		return cached, err
 	}
 	defer st.close()
 	tmpArt, logPath := st.Tmp, st.LogPath

@@ -44,9 +44,7 @@ func kernelTree(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("short: needs the kernel tarball")
 	}
-	if _, err := os.Stat(debianKernelTarball); err != nil {
-		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
-	}
+	needKernelTarball(t)
 	for _, tool := range []string{"make", "gcc", "flex", "bison"} {
 		testenv.LookPath(t, tool, "build-essential flex bison")
 	}
@@ -295,18 +293,7 @@ func listTarGz(t *testing.T, path string) string {
 // BenchmarkNoopKernelBuild measures a build whose inputs are unchanged (the
 // cache answers). Run TestBuildDirectorKernel first, on the same cache.
 func BenchmarkNoopKernelBuild(b *testing.B) {
-	c, err := NewCache(testenv.CacheDir(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum, err := FileSHA256(debianKernelTarball)
-	if err != nil {
-		b.Fatal(err)
-	}
-	director, _ := BuiltinFragment(FragmentDirector)
-	vm, _ := BuiltinFragment(FragmentVM)
-	in := KernelInputs{Role: "director", Version: "6.1", Tarball: c.BlobPath(sum), TarballSHA256: sum,
-		Base: "tinyconfig", Fragments: []Fragment{director, vm}, IPVSSchedulers: true, LocalVersion: "-lvs"}
+	c, in := directorInputs(b)
 	bl := &Builder{Cache: c}
 	for b.Loop() {
 		art, err := bl.Kernel(context.Background(), in)
@@ -405,10 +392,7 @@ func TestSourceDateIgnoresPatchedMakefile(t *testing.T) {
 	patch := filepath.Join(dir, "version.patch")
 	os.WriteFile(patch, []byte(diff), 0o644)
 
-	c, err := NewCache(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := emptyCache(t)
 	b := &Builder{Cache: c, NoCCache: true}
 	in := KernelInputs{Version: "1.0", Tarball: tarball, Patches: []PatchInput{{Patch: patches.Patch{Name: "v/version.patch", Path: patch, Strip: 1}, SHA256: sha([]byte(diff))}}}
 	srcRoot := filepath.Join(c.Dir, "work", "src-test")
@@ -546,12 +530,11 @@ CONFIG_SYSTEM_REVOCATION_KEYS="debian/certs/debian-uefi-certs.pem"
 	}
 }
 
-// kernelBuildPrereqs skips (or fails in CI) a test that builds a kernel
-// when the tarball or a tool is missing, without extracting anything.
 // directorInputs are the test cache and the inputs of the director kernel
-// the build tests build: Debian's 6.1 tarball (imported into the cache by
-// its sha256), tinyconfig, the director and vm fragments, every scheduler.
-func directorInputs(t *testing.T) (*Cache, KernelInputs) {
+// the build tests build (and the no-op benchmark finds cached): Debian's
+// 6.1 tarball (imported into the cache by its sha256), tinyconfig, the
+// director and vm fragments, every scheduler.
+func directorInputs(t testing.TB) (*Cache, KernelInputs) {
 	t.Helper()
 	c, err := NewCache(testenv.CacheDir(t))
 	if err != nil {
@@ -574,14 +557,14 @@ func directorInputs(t *testing.T) (*Cache, KernelInputs) {
 	}
 }
 
+// kernelBuildPrereqs skips (or fails in CI) a test that builds a kernel
+// when the tarball or a tool is missing, without extracting anything.
 func kernelBuildPrereqs(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("short: builds a kernel")
 	}
-	if _, err := os.Stat(debianKernelTarball); err != nil {
-		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
-	}
+	needKernelTarball(t)
 	for _, tool := range []string{"make", "gcc", "flex", "bison", "bc", "depmod"} {
 		testenv.LookPath(t, tool, "build-essential flex bison bc kmod")
 	}

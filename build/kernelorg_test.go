@@ -15,7 +15,6 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/lvsforge/lvsforge/cluster"
-	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
 // kernelOrgSpec is a spec whose kernel comes from kernel.org mirrors.
@@ -203,9 +202,7 @@ func TestFetchSpecRealSources(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short: moves 130 MB per case")
 	}
-	if _, err := os.Stat(debianKernelTarball); err != nil {
-		testenv.Missing(t, debianKernelTarball, "apt-get install -y linux-source-6.1")
-	}
+	needKernelTarball(t)
 	kernel, err := os.ReadFile(debianKernelTarball)
 	if err != nil {
 		t.Fatal(err)

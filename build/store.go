@@ -23,6 +23,9 @@ type store struct {
 	LogPath string
 	logs    string
 	done    bool
+	// unlock releases the lock that serialises identical builds, when the
+	// store took it (lockedStore).
+	unlock func()
 }
 
 // cachedArtifacts returns the manifest of the finished build of kind with
@@ -31,6 +34,28 @@ func (b *Builder) cachedArtifacts(kind, key string) (string, Manifest, bool) {
 	dir := filepath.Join(b.Cache.Dir, "artifacts", kind, key)
 	m, ok := loadManifest(dir)
 	return dir, m, ok
+}
+
+// lockedStore takes the lock at lockPath that serialises identical builds
+// of kind with key, then looks in the cache again: another process may have
+// finished the build while this one waited for the lock. If it did, it
+// returns that build's artifacts and no store; otherwise the store, which
+// holds the lock until it is closed.
+func lockedStore[A any](b *Builder, lockPath, kind, key string, artifacts func(dir string, m Manifest, cached bool) A) (st *store, cached A, err error) {
+	unlock, err := lock(lockPath)
+	if err != nil {
+		return nil, cached, fmt.Errorf("lock build: %w", err)
+	}
+	if dir, m, ok := b.cachedArtifacts(kind, key); ok {
+		unlock()
+		return nil, artifacts(dir, m, true), nil
+	}
+	if st, err = b.beginStore(kind, key); err != nil {
+		unlock()
+		return nil, cached, err
+	}
+	st.unlock = unlock
+	return st, cached, nil
 }
 
 // beginStore opens the build of kind with key. The caller holds the lock
@@ -57,6 +82,9 @@ func (b *Builder) beginStore(kind, key string) (*store, error) {
 // close ends the build: after a commit nothing is left to do; otherwise
 // the log is kept where the user can read it and the rest removed.
 func (s *store) close() {
+	if s.unlock != nil {
+		defer s.unlock()
+	}
 	s.Log.Close()
 	if s.done {
 		return

@@ -3,7 +3,6 @@ package cluster
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -16,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 )
 
 //go:embed example.yaml
@@ -69,9 +70,9 @@ func DetectSource(srcDir string) (ExampleSource, error) {
 		if m == nil {
 			continue
 		}
-		sum, err := fileSHA256(matches[i])
+		sum, err := fsutil.FileSHA256(matches[i])
 		if err != nil {
-			return ExampleSource{}, err
+			return ExampleSource{}, fmt.Errorf("hash kernel tarball: %w", err)
 		}
 		return DistroSource(distroVersion(m[1]), matches[i], sum), nil
 	}
@@ -89,19 +90,6 @@ func distroVersion(series string) string {
 		}
 	}
 	return series
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("hash kernel tarball: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hash kernel tarball: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // ExampleYAML is the seed's cluster as a commented spec.

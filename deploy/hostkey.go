@@ -82,13 +82,7 @@ type HostKeys struct {
 }
 
 // DefaultKnownHosts is ~/.ssh/known_hosts.
-func DefaultKnownHosts() string {
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ""
-	}
-	return filepath.Join(home, ".ssh", "known_hosts")
-}
+func DefaultKnownHosts() string { return userSSHFile("known_hosts") }
 
 // db parses the files afresh, so keys another connection appended are seen.
 // Files that do not exist yet are skipped: accept-new creates the first one.

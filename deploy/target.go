@@ -66,12 +66,16 @@ func LoadSSHConfig(path string) (*SSHConfig, error) {
 }
 
 // DefaultSSHConfigPath is ~/.ssh/config of the invoking user.
-func DefaultSSHConfigPath() string {
+func DefaultSSHConfigPath() string { return userSSHFile("config") }
+
+// userSSHFile is the file name in the invoking user's ~/.ssh, or "" when
+// the user has no home directory.
+func userSSHFile(name string) string {
 	home, err := os.UserHomeDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(home, ".ssh", "config")
+	return filepath.Join(home, ".ssh", name)
 }
 
 func (c *SSHConfig) get(alias, key string) string {

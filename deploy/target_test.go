@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -110,17 +109,9 @@ func startAgent(t *testing.T, keyFile string) string {
 	agentBin := testenv.LookPath(t, "ssh-agent", "openssh-client")
 	addBin := testenv.LookPath(t, "ssh-add", "openssh-client")
 	sock := filepath.Join(t.TempDir(), "agent.sock")
-	agent := exec.Command(agentBin, "-D", "-a", sock)
-	stdout, err := agent.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := agent.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { agent.Process.Kill(); agent.Wait() })
+	stdout := testenv.Start(t, exec.Command(agentBin, "-D", "-a", sock))
 	// ssh-agent prints its environment once the socket listens.
-	if _, err := bufio.NewReader(stdout).ReadString('\n'); err != nil {
+	if _, err := stdout.ReadString('\n'); err != nil {
 		t.Fatalf("ssh-agent did not start: %v", err)
 	}
 	add := exec.Command(addBin, keyFile)

@@ -27,10 +27,7 @@ func dualStackSpec(t *testing.T) *cluster.Spec {
 		cluster.Service{Name: "web6", VIP: "2001:db8:7::110", FWMark: 6, FWMarkPorts: []int{443}, Protocol: "tcp", Scheduler: "rr", Forwarding: cluster.ForwardDR,
 			Check: cluster.Check{Type: "connect", Port: 443, Interval: 10, Timeout: 5}},
 	)
-	if err := cluster.Validate(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return clustertest.Valid(t, s)
 }
 
 // TestBuildDualStack: each virtual service gets the real servers'

@@ -207,10 +207,7 @@ func optionsSpec(t *testing.T) *cluster.Spec {
 	yes, mode := true, 2
 	s.IPVS = cluster.IPVS{Timeouts: cluster.Timeouts{TCP: 3600, UDP: 60}, ExpireNodestConn: &yes, ExpireQuiescentTemplate: &yes, ConnReuseMode: &mode}
 	s.HA.Sync = cluster.Sync{Enabled: true, Interface: "eth1", SyncID: 9}
-	if err := cluster.Validate(s); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return clustertest.Valid(t, s)
 }
 
 // TestBuildOptions: the spec's IPVS options reach the model, and the

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/internal/clustertest"
 	"github.com/lvsforge/lvsforge/internal/testenv"
 )
 
@@ -175,10 +175,7 @@ func TestBGPAnnouncementInNetns(t *testing.T) {
 	newer := filepath.Join(t.TempDir(), "lvs-bgp")
 	s := loadVariant(t, "bgp")
 	s.Services = s.Services[:2]
-	if err := cluster.Validate(s); err != nil {
-		t.Fatal(err)
-	}
-	hosts, err := Render(s)
+	hosts, err := Render(clustertest.Valid(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -107,14 +106,7 @@ func TestHaresourcesIdenticalOnDirectors(t *testing.T) {
 // check guesses of the secret.
 func TestManifestRecordsNoSecretHash(t *testing.T) {
 	out := renderTree(t, "seed")
-	b, err := os.ReadFile(filepath.Join(out, ManifestName))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatal(err)
-	}
+	m, b := readManifestFile(t, out)
 	secrets := 0
 	for _, h := range m.Hosts {
 		for _, f := range h.Files {

@@ -1,7 +1,6 @@
 package roles
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -52,15 +51,7 @@ for _ in range(2):
     c.sendall(b"linuxha1 got " + c.recv(100))
 c.recv(100)
 `)
-	out, err := server.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { server.Process.Kill(); server.Wait() })
-	if ready, err := bufio.NewReader(out).ReadString('\n'); err != nil || ready != "ready\n" {
+	if ready, err := testenv.Start(t, server).ReadString('\n'); err != nil || ready != "ready\n" {
 		t.Fatalf("server: %q %v", ready, err)
 	}
 
@@ -100,12 +91,7 @@ for line in sys.stdin:
     s.sendall(line.strip().encode()); print(s.recv(100).decode(), flush=True)
 `)
 	stdin, _ := client.StdinPipe()
-	pipe, _ := client.StdoutPipe()
-	stdout := bufio.NewReader(pipe)
-	if err := client.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Process.Kill(); client.Wait() })
+	stdout := testenv.Start(t, client)
 	ask := func(what string) string {
 		t.Helper()
 		fmt.Fprintln(stdin, what)

@@ -70,9 +70,11 @@ echo "== stopped"; show "$1"
 
 // linkedNetns creates two network namespaces joined by a veth pair, eth0
 // in the first and c0 in the second (a host and its client on one LAN),
-// removed when the test ends; it returns them and a function that runs a
-// bash script in one of them and fails the test if it fails.
-func linkedNetns(t *testing.T, ipTool, name string) (host, client string, must func(ns, script string, args ...string) string) {
+// removed when the test ends. It brings up each one's lo and its end of the
+// pair, then runs its set-up script (addresses, routes), if any. It returns
+// them and a function that runs a bash script in one of them and fails the
+// test if it fails.
+func linkedNetns(t *testing.T, ipTool, name, hostSetup, clientSetup string) (host, client string, must func(ns, script string, args ...string) string) {
 	t.Helper()
 	netnsCount++
 	host, client = fmt.Sprintf("lvsforge-%s-%d-%d", name, testNonce(), netnsCount), fmt.Sprintf("lvsforge-cl-%d-%d", testNonce(), netnsCount)
@@ -89,6 +91,15 @@ func linkedNetns(t *testing.T, ipTool, name string) (host, client string, must f
 		}
 		return string(out)
 	}
+	up := func(ns, link, setup string) {
+		script := "ip link set lo up && ip link set " + link + " up"
+		if setup != "" {
+			script += " && " + setup
+		}
+		must(ns, script)
+	}
+	up(host, "eth0", hostSetup)
+	up(client, "c0", clientSetup)
 	return host, client, must
 }
 
@@ -115,12 +126,10 @@ func TestDirectorScriptMarksInNetns(t *testing.T) {
 			ipTool := netnsTools(t)
 			testenv.LookPath(t, tc.iptables, "iptables")
 			testenv.LookPath(t, "timeout", "coreutils")
-			director, client, must := linkedNetns(t, ipTool, "dir")
+			director, client, must := linkedNetns(t, ipTool, "dir", tc.director, tc.client)
 			sh := func(ns, script string, args ...string) {
 				exec.Command(ipTool, append([]string{"netns", "exec", ns, "bash", "-c", script, "sh"}, args...)...).Run()
 			}
-			must(director, "ip link set lo up && ip link set eth0 up && "+tc.director)
-			must(client, "ip link set lo up && ip link set c0 up && "+tc.client)
 
 			// The script's lock lives in /run: give it a private one that lasts across the steps.
 			state := t.TempDir()
@@ -246,16 +255,8 @@ func TestVIPResourceInNetns(t *testing.T) {
 // returns its output and exit status.
 func runInNetns(t *testing.T, ipTool, ns, state, script string, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(ipTool, append([]string{"netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
-		"sh", "-c", `mount --bind "$1" /run && shift 2 && exec "$0" "$@"`, script, state, "--"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("%s %s: %v", script, strings.Join(args, " "), err)
-	}
-	return string(out), code
+	return outputAndExit(t, exec.Command(ipTool, append([]string{"netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
+		"sh", "-c", `mount --bind "$1" /run && shift 2 && exec "$0" "$@"`, script, state, "--"}, args...)...))
 }
 
 // startTwice runs a script's start twice, as a second push or a restarted
@@ -471,9 +472,7 @@ func TestRealServerScriptIPv6InNetns(t *testing.T) {
 	ipTool := netnsTools(t)
 	ndisc6 := testenv.LookPath(t, "ndisc6", "ndisc6")
 	testenv.LookPath(t, "timeout", "coreutils")
-	rs, client, must := linkedNetns(t, ipTool, "rs6")
-	must(rs, "ip link set lo up && ip link set eth0 up && ip addr add 10.7.0.21/24 dev eth0 && ip addr add 2001:db8:7::21/64 dev eth0 nodad")
-	must(client, "ip link set lo up && ip link set c0 up && ip addr add 2001:db8:7::200/64 dev c0 nodad")
+	rs, client, must := linkedNetns(t, ipTool, "rs6", "ip addr add 10.7.0.21/24 dev eth0 && ip addr add 2001:db8:7::21/64 dev eth0 nodad", "ip addr add 2001:db8:7::200/64 dev c0 nodad")
 	mac := strings.TrimSpace(must(rs, "cat /sys/class/net/eth0/address"))
 
 	state := t.TempDir()
@@ -535,9 +534,7 @@ func TestVIPResourceIPv6InNetns(t *testing.T) {
 	testenv.LookPath(t, "send_ua", "heartbeat")
 	tcpdump := testenv.LookPath(t, "tcpdump", "tcpdump")
 	testenv.LookPath(t, "timeout", "coreutils")
-	director, client, must := linkedNetns(t, ipTool, "vip6")
-	must(director, "ip link set lo up && ip link set eth0 up && ip addr add 10.7.0.2/24 dev eth0 && ip addr add 2001:db8:7::2/64 dev eth0 nodad")
-	must(client, "ip link set lo up && ip link set c0 up")
+	director, client, must := linkedNetns(t, ipTool, "vip6", "ip addr add 10.7.0.2/24 dev eth0 && ip addr add 2001:db8:7::2/64 dev eth0 nodad", "")
 	mac := strings.TrimSpace(must(director, "cat /sys/class/net/eth0/address"))
 
 	// Capture the neighbour advertisements (ICMPv6 type 136) the client

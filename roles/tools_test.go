@@ -34,16 +34,23 @@ func isScript(_ string, data []byte) bool { return strings.HasPrefix(string(data
 
 func run(t *testing.T, name string, wantExit int, cmd *exec.Cmd) {
 	t.Helper()
+	if out, code := outputAndExit(t, cmd); code != wantExit {
+		t.Errorf("%s: %s exited %d, want %d:\n%s", name, strings.Join(cmd.Args, " "), code, wantExit, out)
+	}
+}
+
+// outputAndExit runs cmd and returns its output and exit status; a command
+// that cannot run at all fails the test.
+func outputAndExit(t *testing.T, cmd *exec.Cmd) (string, int) {
+	t.Helper()
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("%s: %v", name, err)
+		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
 	}
-	if code != wantExit {
-		t.Errorf("%s: %s exited %d, want %d:\n%s", name, strings.Join(cmd.Args, " "), code, wantExit, out)
-	}
+	return string(out), code
 }
 
 // TestScriptsPassShellcheck runs bash -n (or sh -n) and shellcheck on every rendered script.

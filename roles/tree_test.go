@@ -83,7 +83,7 @@ func TestWriteTreeReplacesOnlyItsOwnRender(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if m := readManifestFile(t, out); m.Cluster != s.Metadata.Name || m.Format != ManifestFormat {
+				if m, _ := readManifestFile(t, out); m.Cluster != s.Metadata.Name || m.Format != ManifestFormat {
 					t.Errorf("manifest %+v", m)
 				}
 				return
@@ -127,7 +127,7 @@ func TestWriteTreeIntoSymlink(t *testing.T) {
 	if st, err := os.Lstat(link); err != nil || st.Mode()&fs.ModeSymlink == 0 {
 		t.Fatalf("the symlink was replaced: %v %v", st, err)
 	}
-	if m := readManifestFile(t, target); m.Cluster != s.Metadata.Name {
+	if m, _ := readManifestFile(t, target); m.Cluster != s.Metadata.Name {
 		t.Errorf("the render did not go into the link's directory: %+v", m)
 	}
 
@@ -149,7 +149,9 @@ func TestWriteTreeIntoSymlink(t *testing.T) {
 	}
 }
 
-func readManifestFile(t *testing.T, out string) Manifest {
+// readManifestFile reads the manifest WriteTree left in out, decoded and
+// as the bytes it wrote.
+func readManifestFile(t *testing.T, out string) (Manifest, []byte) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(out, ManifestName))
 	if err != nil {
@@ -159,7 +161,7 @@ func readManifestFile(t *testing.T, out string) Manifest {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatal(err)
 	}
-	return m
+	return m, b
 }
 
 // snapshot is every file and directory under root (or root itself), with

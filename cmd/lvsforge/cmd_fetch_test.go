@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -195,13 +194,7 @@ func TestBuildIpvsadmCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	testenv.LookPath(t, "gcc", "build-essential")
-	testenv.LookPath(t, "pkg-config", "pkg-config")
-	for _, pc := range []string{"libnl-genl-3.0", "popt"} {
-		if exec.Command("pkg-config", "--exists", pc).Run() != nil {
-			testenv.Missing(t, pc, "apt-get install -y libnl-3-dev libnl-genl-3-dev libpopt-dev")
-		}
-	}
+	testenv.IpvsadmBuild(t)
 	cache := t.TempDir()
 	args := []string{"build", "ipvsadm", "--cache-dir", cache, "--ipvsadm-tarball", ipvsadmTestTarball, "--static"}
 	code, out, errOut := run(t, args...)

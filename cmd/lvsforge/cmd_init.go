@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/internal/fsutil"
 )
 
 func init() {
@@ -58,7 +59,7 @@ func (a *App) initCluster(dir, srcDir string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, data, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(path, data, 0o644); err != nil {
 		return fmt.Errorf("write spec: %w", err)
 	}
 	if _, err := cluster.Load(path); err != nil {
@@ -83,26 +84,4 @@ func sourceName(src cluster.ExampleSource) string {
 		return "kernel.org"
 	}
 	return "the installed distro tarball"
-}
-
-// writeFileAtomic writes through a temp file in the same directory, so a
-// crash leaves the old file or the new one, never a part.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

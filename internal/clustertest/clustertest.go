@@ -23,3 +23,13 @@ func Example(t testing.TB) *cluster.Spec {
 	}
 	return s
 }
+
+// Valid fails the test unless s, a fixture the test has edited, is still a
+// valid spec, and returns it.
+func Valid(t testing.TB, s *cluster.Spec) *cluster.Spec {
+	t.Helper()
+	if err := cluster.Validate(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}

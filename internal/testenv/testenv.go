@@ -1,9 +1,11 @@
 // Package testenv decides what a test does when a prerequisite (a host tool,
 // root, a kernel tarball) is missing: skip on a developer's machine, fail in
 // CI (CI=true), so that a green CI run never hides a missing install step.
+// It also runs the helper processes a test needs for as long as it lasts.
 package testenv
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,20 @@ func LookPath(t testing.TB, tool, debianPackage string) string {
 	return ""
 }
 
+// IpvsadmBuild skips the test, or fails it in CI, unless ipvsadm can be
+// built here: a C compiler, pkg-config, and the libnl-genl-3 and popt
+// development files it links with.
+func IpvsadmBuild(t testing.TB) {
+	t.Helper()
+	LookPath(t, "gcc", "build-essential")
+	LookPath(t, "pkg-config", "pkg-config")
+	for _, pc := range []string{"libnl-genl-3.0", "popt"} {
+		if exec.Command("pkg-config", "--exists", pc).Run() != nil {
+			Missing(t, pc, "apt-get install -y libnl-3-dev libnl-genl-3-dev libpopt-dev")
+		}
+	}
+}
+
 // Root skips the test, or fails it in CI, unless it runs as root.
 func Root(t testing.TB) {
 	t.Helper()
@@ -61,4 +77,21 @@ func CacheDir(t testing.TB) string {
 		t.Fatalf("find the cache directory: %v", err)
 	}
 	return filepath.Join(d, "lvsforge")
+}
+
+// Start starts cmd, a process the test needs running (an agent, a server),
+// kills it when the test ends, and returns its standard output, from which
+// the test reads the line the process prints once it is ready. Whatever
+// else the caller wants of cmd (its stdin) it sets up before.
+func Start(t testing.TB, cmd *exec.Cmd) *bufio.Reader {
+	t.Helper()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return bufio.NewReader(out)
 }
