@@ -335,7 +335,7 @@ func fakeIPVSRunner(t *testing.T, ipTool, ns, state, bin string) func(script, ve
 // with its real servers, and leaves the live ones as they are (a real
 // server ldirectord quiesced stays at 0). Without it ldirectord's restart
 // took the shared real servers of the live service down for a second
-// (the quarantined live-change scenario's refused requests).
+// (live-change's refused requests, seen in ldirectord's log).
 func TestDirectorScriptLoadsNewVirtuals(t *testing.T) {
 	ipTool := netnsTools(t)
 	ns := netnsWith(t, ipTool, "eth0")

@@ -192,7 +192,7 @@ func TestScenariosShareBoots(t *testing.T) {
 		got = append(got, strings.Join(g, " "))
 	}
 	want := []string{
-		"seed-dr arp rs-script status drain wrr realserver-down heartbeat-links failover tun conn-sync-heartbeat ipv6",
+		"seed-dr arp rs-script status drain wrr realserver-down heartbeat-links failover tun conn-sync-heartbeat live-change ipv6",
 		"nat",
 		"keepalived track gue live-change-keepalived conn-sync",
 		"unicast-vrrp",

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -113,24 +112,11 @@ func (s *Suite) Close() error {
 // to), then the other forwarding methods and backends.
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario,
-	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, ipv6Scenario, natScenario,
+	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, liveChangeScenario, ipv6Scenario, natScenario,
 	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, kernelFallback,
 }
 
-// Quarantined are the scenarios that fail for a cause not found yet: not
-// in "all" (nor in the test suite, but for TestQuarantinedScenarios with
-// LVSFORGE_QUARANTINED=1), still run by name.
-//
-// live-change: 1 or 2 of about 900 requests fail (three runs on
-// 2026-12-04, after the drain waits for the checker's weights and for
-// connections being set up): fast failures (no request over 1 s, the
-// slowest 0.22 s), so a reset or refusal, not a lost packet, while the
-// second VIP is pushed. The same scenario on the keepalived cluster
-// passes.
-var Quarantined = []*Scenario{liveChangeScenario}
-
-// Lookup returns the named scenarios; "all" is every one but the
-// quarantined.
+// Lookup returns the named scenarios; "all" is every one.
 func Lookup(names []string) ([]*Scenario, error) {
 	var out []*Scenario
 	for _, n := range names {
@@ -138,7 +124,7 @@ func Lookup(names []string) ([]*Scenario, error) {
 			return Scenarios, nil
 		}
 		found := false
-		for _, sc := range append(slices.Clone(Scenarios), Quarantined...) {
+		for _, sc := range Scenarios {
 			if sc.Name == n {
 				out, found = append(out, sc), true
 			}

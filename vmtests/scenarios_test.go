@@ -92,14 +92,3 @@ func TestScenarios(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) { runScenario(t, sc) })
 	}
 }
-
-// TestQuarantinedScenarios runs the quarantined scenarios (see
-// Quarantined) when LVSFORGE_QUARANTINED=1.
-func TestQuarantinedScenarios(t *testing.T) {
-	if os.Getenv("LVSFORGE_QUARANTINED") != "1" {
-		t.Skip("quarantined scenarios (a known failure whose cause is not found yet) run with LVSFORGE_QUARANTINED=1")
-	}
-	for _, sc := range Quarantined {
-		t.Run(sc.Name, func(t *testing.T) { runScenario(t, sc) })
-	}
-}

@@ -24,12 +24,9 @@ import (
 
 func init() {
 	register(func(a *App) *cli.Command {
-		var names, quarantined []string
+		var names []string
 		for _, sc := range vmtests.Scenarios {
 			names = append(names, sc.Name)
-		}
-		for _, sc := range vmtests.Quarantined {
-			quarantined = append(quarantined, sc.Name)
 		}
 		return &cli.Command{
 			Name:  "vmtest",
@@ -37,8 +34,7 @@ func init() {
 			Description: "Builds (or takes from the cache) each role's kernel with the vm fragment, ipvsadm and a Debian\n" +
 				"guest image with heartbeat, ldirectord and keepalived; boots one VM per host and a client on a\n" +
 				"virtual LAN; pushes the rendered files with the same code as `lvsforge push`; runs the scenarios.\n" +
-				"Scenarios: " + strings.Join(names, ", ") + ", or all; by name only (quarantined: a known failure):\n" +
-				strings.Join(quarantined, ", ") + ". Needs root (debootstrap) and QEMU.\n" +
+				"Scenarios: " + strings.Join(names, ", ") + ", or all. Needs root (debootstrap) and QEMU.\n" +
 				"Exit status 1 if any scenario failed.",
 			ArgsUsage: " ",
 			Flags: []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag,
