@@ -751,6 +751,9 @@ func lastLines(s string, n int) string {
 // as a site adds IPv6 to hosts it has. What an earlier spec added and this
 // one has not is taken away.
 func (c *Cluster) setIPv6(ctx context.Context, spec *cluster.Spec, plan *netPlan) error {
+	if c.plan == nil {
+		return fmt.Errorf("set IPv6 addresses: this cluster has no network plan (a single VM)")
+	}
 	for i := range spec.Hosts {
 		h := &spec.Hosts[i]
 		n := c.Nodes[h.Name]
