@@ -164,8 +164,12 @@ func primaryAndBackup(s *cluster.Spec) (string, string) {
 // takeoverLimit bounds the wait for a backup to take over: heartbeat's
 // deadtime or VRRP's three missed adverts, plus the resources' start.
 func takeoverLimit(s *cluster.Spec) time.Duration {
-	if s.HA.Backend == cluster.BackendKeepalived {
+	switch s.HA.Backend {
+	case cluster.BackendKeepalived:
 		return time.Duration(3*s.HA.Keepalived.AdvertInt)*time.Second + 90*time.Second
+	case cluster.BackendBGP:
+		// Nothing takes over: each director announces the VIPs.
+		return announceLimit(s)
 	}
 	return time.Duration(s.HA.Deadtime) + 90*time.Second
 }
