@@ -114,7 +114,7 @@ func (s *Suite) Close() error {
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario,
 	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, ipv6Scenario, natScenario,
-	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, kernelFallback,
+	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, ecmpScenario, kernelFallback,
 }
 
 // Quarantined are the scenarios that fail for a cause not found yet: not

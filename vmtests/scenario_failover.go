@@ -291,8 +291,8 @@ const garpLimit = time.Minute
 // failure message of a check about where the VIP went.
 func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) string {
 	unit := "heartbeat"
-	if spec.HA.Backend == cluster.BackendKeepalived {
-		unit = "keepalived"
+	if spec.HA.Backend != cluster.BackendHeartbeat {
+		unit = "keepalived" // also the bgp backend's checker
 	}
 	out, _ := c.Exec(ctx, host, "systemctl --no-pager status "+unit+" | head -4; journalctl --no-pager -b -u "+unit+" | tail -25")
 	return host + ":\n\t" + strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t")
