@@ -105,18 +105,20 @@ TCP  10.10.10.10:80                     23      138        0     9545        0
 	}
 }
 
-func TestEchoConnsOf(t *testing.T) {
+func TestConnEntries(t *testing.T) {
 	out := `IPVS connection entries
 pro expire state       source             virtual            destination
 TCP 14:59  ESTABLISHED 198.51.100.10:41003 10.10.10.10:7     192.168.7.12:7
-TCP 14:58  ESTABLISHED 198.51.100.10:41000 10.10.10.10:7     192.168.7.11:7
-TCP 01:50  FIN_WAIT    198.51.100.10:41001 10.10.10.10:7     192.168.7.11:7
-TCP 14:58  ESTABLISHED 198.51.100.21:41002 10.10.10.10:7     192.168.7.11:7
+TCP 01:50  FIN_WAIT    198.51.100.21:41001 10.10.10.10:7     192.168.7.11:7
 TCP 14:58  ESTABLISHED 198.51.100.10:41004 10.10.10.10:80    192.168.7.11:80
 `
-	got := echoConnsOf(out, "10.10.10.10:7", netip.MustParseAddr("198.51.100.10"))
-	if !slices.Equal(got, []int{41003, 41000}) {
-		t.Errorf("echoConnsOf = %v, want 41003 41000", got)
+	got := connEntries(out, "10.10.10.10:7")
+	want := []connEntry{
+		{netip.MustParseAddrPort("198.51.100.10:41003"), "ESTABLISHED", "192.168.7.12:7"},
+		{netip.MustParseAddrPort("198.51.100.21:41001"), "FIN_WAIT", "192.168.7.11:7"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("connEntries = %v, want %v", got, want)
 	}
 }
 
@@ -124,5 +126,18 @@ func TestEchoLines(t *testing.T) {
 	got := echoLines("0 101.25 101.31\n1 102.26 102.30\n2 103.2")
 	if len(got) != 2 || got[1] != (echoLine{102.26, 102.30}) {
 		t.Errorf("echoLines = %v", got)
+	}
+}
+
+func TestClientPorts(t *testing.T) {
+	out := `Active Internet connections (w/o servers)
+Proto Recv-Q Send-Q Local Address           Foreign Address         State
+tcp        0      0 198.51.100.10:50468     10.10.10.10:7           ESTABLISHED
+tcp        0      0 198.51.100.10:50470     10.10.10.10:7           SYN_SENT
+tcp        0      0 198.51.100.10:50472     10.10.10.10:80          ESTABLISHED
+tcp        0      0 198.51.100.10:50474     10.10.10.10:7           ESTABLISHED
+`
+	if got := clientPorts(out, "10.10.10.10:7"); !slices.Equal(got, []int{50468, 50474}) {
+		t.Errorf("clientPorts = %v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/ipvs"
 )
 
 // The scenario of several active directors (ha.backend bgp): three
@@ -97,18 +98,22 @@ const (
 )
 
 // ecmpSpread sends requests from several source addresses (each request
-// from its own port) and counts each director's new connections in its
-// IPVS stats: every director got some, they add up to the requests (each
-// connection went through one director and completed), and what the
-// directors sent each real server is what answered the client.
+// from its own port) and finds each connection in the directors' tables:
+// every one went through exactly one director, every director took some,
+// each director sent it to the real server that answered it, and every
+// request was answered. The directors' IPVS stats count the same
+// connections.
 func ecmpSpread(ctx context.Context, r *Run) error {
 	sv := r.Spec.Service("http")
+	vs := virtualOf(r.Spec, sv)
 	directors := r.C.runningDirectors(r.Spec)
 	before, err := r.C.allStats(ctx, directors, r.Spec, sv)
 	if err != nil {
 		return err
 	}
 	total := Tally{By: map[string]int{}}
+	via := map[string]int{}   // director: the client's connections it took
+	viaRS := map[string]int{} // real server: the connections the directors sent it
 	for _, src := range ClientAddrs[:ecmpSources] {
 		t, err := r.C.Requests(ctx, sv, ecmpRequests/ecmpSources, src)
 		if err != nil {
@@ -120,31 +125,38 @@ func ecmpSpread(ctx context.Context, r *Run) error {
 		for k, v := range t.By {
 			total.By[k] += v
 		}
+		// The entries stay in the tables for minutes after the
+		// connection closed (FIN_WAIT, TIME_WAIT).
+		conns, err := r.C.connsFrom(ctx, directors, vs, src)
+		if err != nil {
+			return err
+		}
+		ports := map[uint16]string{}
+		for _, d := range directors {
+			for _, e := range conns[d] {
+				if other, ok := ports[e.Client.Port()]; ok {
+					r.Errorf("the connection from %s is in the tables of %s and %s", e.Client, other, d)
+				}
+				ports[e.Client.Port()] = d
+				via[d]++
+				viaRS[hostAt(vs, e.Dest)]++
+			}
+		}
+		if len(ports) != t.N {
+			r.Errorf("the directors' tables hold %d connections from %s, which sent %d requests", len(ports), src, t.N)
+		}
 	}
-	after, err := r.C.allStats(ctx, directors, r.Spec, sv)
-	if err != nil {
-		return err
-	}
-	r.Logf("%d requests from %d addresses: %s", total.N, ecmpSources, total)
+	r.Logf("%d requests from %d addresses: %s; by director %v", total.N, ecmpSources, total, via)
 	if total.Failed > 0 {
 		r.Errorf("%d of %d requests through the router failed: %s", total.Failed, total.N, total.Sequence())
 	}
-	conns, viaRS := 0, map[string]int{}
 	for _, d := range directors {
-		n := after[d].Conns - before[d].Conns
-		conns += n
-		r.Figure("connections via "+d, float64(n), "")
-		if n == 0 {
+		r.Figure("connections via "+d, float64(via[d]), "")
+		if via[d] == 0 {
 			r.Errorf("no connection of %d went through %s: the router does not spread the flows over every director", total.N, d)
 		}
-		for rs, c := range after[d].Real {
-			viaRS[rs] += c - before[d].Real[rs]
-		}
 	}
-	if conns != total.N {
-		r.Errorf("the directors' IPVS stats count %d new connections for %d requests", conns, total.N)
-	}
-	for _, dst := range virtualOf(r.Spec, sv).Dests {
+	for _, dst := range vs.Dests {
 		r.Figure("requests answered by "+dst.Host, float64(total.By[dst.Host]), "")
 		if viaRS[dst.Host] != total.By[dst.Host] {
 			r.Errorf("the directors sent %s %d connections, and it answered %d requests", dst.Host, viaRS[dst.Host], total.By[dst.Host])
@@ -153,8 +165,40 @@ func ecmpSpread(ctx context.Context, r *Run) error {
 	if msg := expectedSplit(r.Spec, sv, total); msg != "" {
 		r.Errorf("%s: %s", sv.Name, msg)
 	}
+
+	// IPVS's counters reach what ipvsadm shows through its estimator,
+	// every 2 s: wait for them to count every connection.
+	var after map[string]ipvsStats
+	stats := map[string]int{}
+	lag, ok := poll(ctx, statsLimit, time.Second, func(ctx context.Context) bool {
+		if after, err = r.C.allStats(ctx, directors, r.Spec, sv); err != nil {
+			return false
+		}
+		sum := 0
+		for _, d := range directors {
+			stats[d] = after[d].Conns - before[d].Conns
+			sum += stats[d]
+		}
+		return sum >= total.N
+	})
+	if !ok {
+		r.Errorf("within %s the directors' IPVS stats counted %v new connections, for %d requests", statsLimit, stats, total.N)
+		return nil
+	}
+	r.Figure("IPVS stats caught up after the last request", lag.Seconds(), "s")
+	for _, d := range directors {
+		r.Figure("connections via "+d+" (IPVS stats)", float64(stats[d]), "")
+		if stats[d] != via[d] {
+			r.Errorf("%s's IPVS stats count %d new connections, its table %d", d, stats[d], via[d])
+		}
+	}
 	return nil
 }
+
+// statsLimit bounds the wait for the directors' IPVS stats to count the
+// connections their tables hold: the estimator's next turns, on loaded
+// emulated CPUs.
+const statsLimit = time.Minute
 
 // ecmpChecksFail makes every check of the first director fail (its packets
 // to the real servers dropped, on that director alone): it withdraws its
@@ -186,15 +230,10 @@ func ecmpChecksFail(ctx context.Context, r *Run) error {
 		return nil
 	}
 	r.Figure(victim+"'s route withdrawn after its checks began to fail", d.Seconds(), "s")
-	before, err := r.C.allStats(ctx, directors, r.Spec, sv)
-	if err != nil {
-		return err
-	}
-	t, err := r.C.Requests(ctx, sv, 20, netip.Addr{})
-	if err != nil {
-		return err
-	}
-	after, err := r.C.allStats(ctx, directors, r.Spec, sv)
+	// From a source address of its own: the tables then hold these
+	// requests' connections alone.
+	src := ClientAddrs[ecmpSources]
+	t, err := r.C.Requests(ctx, sv, 20, src)
 	if err != nil {
 		return err
 	}
@@ -202,11 +241,15 @@ func ecmpChecksFail(ctx context.Context, r *Run) error {
 	if t.Failed > 0 {
 		r.Errorf("with %s withdrawn, %d of %d requests failed: %s", victim, t.Failed, t.N, t.Sequence())
 	}
-	if n := after[victim].Conns - before[victim].Conns; n > 0 {
+	conns, err := r.C.connsFrom(ctx, directors, virtualOf(r.Spec, sv), src)
+	if err != nil {
+		return err
+	}
+	if n := len(conns[victim]); n > 0 {
 		r.Errorf("%s withdrew its route, and still got %d of %d connections", victim, n, t.N)
 	}
 	for _, o := range others {
-		r.Figure("connections via "+o+" with "+victim+" withdrawn", float64(after[o].Conns-before[o].Conns), "")
+		r.Figure("connections via "+o+" with "+victim+" withdrawn", float64(len(conns[o])), "")
 	}
 
 	r.Logf("%s's checks pass again", victim)
@@ -223,11 +266,8 @@ func ecmpChecksFail(ctx context.Context, r *Run) error {
 }
 
 // ecmpEchoConns is how many long-lived connections the power-off check
-// keeps open, each from its own client port (ecmpEchoPort0 + i).
-const (
-	ecmpEchoConns = 8
-	ecmpEchoPort0 = 41000
-)
+// keeps open.
+const ecmpEchoConns = 8
 
 // echoLagLimit is the most an echoed line of a connection through a
 // surviving director may take, in seconds: a connection the power-off
@@ -254,10 +294,8 @@ func ecmpPowerOff(ctx context.Context, r *Run) error {
 	// with its receiving time (the client's uptime both).
 	feed := `i=0; while :; do read -r t _ </proc/uptime; echo "$i $t"; i=$((i+1)); sleep 1; done`
 	stamp := `while read -r i t; do read -r u _ </proc/uptime; echo "$i $t $u"; done`
-	cmds := []string{fmt.Sprintf(`printf '%%s\n' '%s' >/tmp/ecmp-feed.sh; printf '%%s\n' '%s' >/tmp/ecmp-stamp.sh`, feed, stamp)}
-	for i := range ecmpEchoConns {
-		port := ecmpEchoPort0 + i
-		cmds = append(cmds, fmt.Sprintf(`(sh /tmp/ecmp-feed.sh | nc -p %d %s %d | sh /tmp/ecmp-stamp.sh >/tmp/ecmp-echo-%d.out 2>&1) & echo $! >/tmp/ecmp-echo-%d.pid`, port, echo.VIP, echo.Port, port, port))
+	if _, err := r.C.ClientRun(ctx, fmt.Sprintf(`printf '%%s\n' '%s' >/tmp/ecmp-feed.sh; printf '%%s\n' '%s' >/tmp/ecmp-stamp.sh`, feed, stamp)); err != nil {
+		return err
 	}
 	// A check of the echo service that came while its server changed
 	// set the real server's weight to 0 on that director: wait for the
@@ -266,12 +304,33 @@ func ecmpPowerOff(ctx context.Context, r *Run) error {
 	if err := r.C.waitRules(ctx, r.Spec, checkLimit(r.Spec)); err != nil {
 		return err
 	}
-	for _, cmd := range cmds {
-		if _, err := r.C.ClientRun(ctx, cmd); err != nil {
+	// One connection at a time, each known by the client port the
+	// client's netstat shows for it: the directors' tables name that port.
+	vipPort := netip.AddrPortFrom(netip.MustParseAddr(echo.VIP), uint16(echo.Port)).String()
+	files := map[int]int{} // client port: the connection's output file
+	// nc's end ends the feed and the stamps (the client has no pkill).
+	defer r.C.ClientRun(context.WithoutCancel(ctx), "killall nc; true")
+	for i := range ecmpEchoConns {
+		if _, err := r.C.ClientRun(ctx, fmt.Sprintf(`(sh /tmp/ecmp-feed.sh | nc %s %d | sh /tmp/ecmp-stamp.sh >/tmp/ecmp-echo-%d.out 2>&1) &`, echo.VIP, echo.Port, i)); err != nil {
 			return err
 		}
+		var ports []int
+		if _, ok := poll(ctx, time.Minute, 500*time.Millisecond, func(ctx context.Context) bool {
+			out, err := r.C.ClientRun(ctx, "netstat -tn")
+			if err != nil {
+				return false
+			}
+			ports = clientPorts(out, vipPort)
+			return len(ports) == len(files)+1
+		}); !ok {
+			return fmt.Errorf("echo connection %d: the client has %d connections to %s, want %d", i, len(ports), vipPort, len(files)+1)
+		}
+		for _, p := range ports {
+			if _, ok := files[p]; !ok {
+				files[p] = i
+			}
+		}
 	}
-	defer r.C.ClientRun(context.WithoutCancel(ctx), "pkill -f ecmp-feed.sh; pkill -f ecmp-stamp.sh; true")
 	via, err := r.C.echoDirectors(ctx, r.Spec, echo)
 	if err != nil {
 		return err
@@ -376,21 +435,21 @@ func ecmpPowerOff(ctx context.Context, r *Run) error {
 	if lastFailed > skew+withdrawn+1 {
 		r.Errorf("a request started %.1f s after the power-off failed, %.1f s after the router withdrew %s's routes", lastFailed, lastFailed-withdrawn, victim)
 	}
-	return r.checkEchoes(ctx, via, victim, t0, withdrawn)
+	return r.checkEchoes(ctx, via, files, victim, t0, withdrawn)
 }
 
 // checkEchoes checks the echo connections after the power-off at client
 // time t0, whose routes the router withdrew after withdrawn seconds: those
 // through a survivor echoed every line within echoLagLimit; those through
 // the victim echo again (on a survivor), at most two minutes later.
-func (r *Run) checkEchoes(ctx context.Context, via map[int]string, victim string, t0, withdrawn float64) error {
+func (r *Run) checkEchoes(ctx context.Context, via map[int]string, files map[int]int, victim string, t0, withdrawn float64) error {
 	ports := slices.Sorted(maps.Keys(via))
 	var worst, stalled float64
 	for _, port := range ports {
 		var lines []echoLine
 		resumed := false
 		poll(ctx, 2*time.Minute, time.Second, func(ctx context.Context) bool {
-			out, err := r.C.ClientRun(ctx, fmt.Sprintf("cat /tmp/ecmp-echo-%d.out", port))
+			out, err := r.C.ClientRun(ctx, fmt.Sprintf("cat /tmp/ecmp-echo-%d.out", files[port]))
 			if err != nil {
 				return false
 			}
@@ -457,8 +516,10 @@ func (c *Cluster) echoDirectors(ctx context.Context, spec *cluster.Spec, echo *c
 			if err != nil {
 				return false
 			}
-			for _, p := range echoConnsOf(out, vip, c.plan.Client) {
-				via[p] = d
+			for _, e := range connEntries(out, vip) {
+				if e.State == "ESTABLISHED" && e.Client.Addr() == c.plan.Client {
+					via[int(e.Client.Port())] = d
+				}
 			}
 		}
 		return len(via) == ecmpEchoConns
@@ -468,22 +529,73 @@ func (c *Cluster) echoDirectors(ctx context.Context, spec *cluster.Spec, echo *c
 	return via, nil
 }
 
-// echoConnsOf are the client ports of the established connections from
-// client to vip in `ipvsadm -Lnc` output.
-func echoConnsOf(out, vip string, client netip.Addr) []int {
-	var conns []int
+// clientPorts are the local ports of the client's established TCP
+// connections to vipPort, in busybox `netstat -tn` output.
+func clientPorts(out, vipPort string) []int {
+	var ports []int
 	for _, l := range strings.Split(out, "\n") {
 		f := strings.Fields(l)
-		if len(f) != 6 || f[2] != "ESTABLISHED" || f[4] != vip {
+		if len(f) != 6 || f[0] != "tcp" || f[4] != vipPort || f[5] != "ESTABLISHED" {
 			continue
 		}
-		ap, err := netip.ParseAddrPort(f[3])
-		if err != nil || ap.Addr() != client {
-			continue
+		if ap, err := netip.ParseAddrPort(f[3]); err == nil {
+			ports = append(ports, int(ap.Port()))
 		}
-		conns = append(conns, int(ap.Port()))
 	}
-	return conns
+	return ports
+}
+
+// connEntry is one entry of a director's connection table: the client's
+// address and port, the state, and the real server it goes to.
+type connEntry struct {
+	Client netip.AddrPort
+	State  string
+	Dest   string // address:port
+}
+
+// connEntries are the entries to vip (address:port) in `ipvsadm -Lnc`
+// output.
+func connEntries(out, vip string) []connEntry {
+	var es []connEntry
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) != 6 || f[4] != vip {
+			continue
+		}
+		if ap, err := netip.ParseAddrPort(f[3]); err == nil {
+			es = append(es, connEntry{Client: ap, State: f[2], Dest: f[5]})
+		}
+	}
+	return es
+}
+
+// connsFrom are the entries of each director's connection table for vs
+// from the client address src.
+func (c *Cluster) connsFrom(ctx context.Context, directors []string, vs *ipvs.Service, src netip.Addr) (map[string][]connEntry, error) {
+	vip := netip.AddrPortFrom(vs.Addr, vs.Port).String()
+	out := map[string][]connEntry{}
+	for _, d := range directors {
+		o, err := c.Exec(ctx, d, "ipvsadm -Lnc")
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range connEntries(o, vip) {
+			if e.Client.Addr() == src {
+				out[d] = append(out[d], e)
+			}
+		}
+	}
+	return out, nil
+}
+
+// hostAt names the real server of vs at dest (address:port), or dest.
+func hostAt(vs *ipvs.Service, dest string) string {
+	for _, d := range vs.Dests {
+		if d.AddrPort() == dest {
+			return d.Host
+		}
+	}
+	return dest
 }
 
 // ipvsStats are one virtual service's counters on a director: the
