@@ -359,6 +359,17 @@ func (c *Cluster) serialDevice() int {
 	return -1
 }
 
+// guestClock keeps a guest's clock on time whatever its boot's TSC
+// calibration found. Under TCG the kernel calibrates the TSC against the
+// PIT in a busy loop; on a loaded machine the loop is preempted, the PIT
+// value deviates from the HPET's, and the kernel believes the PIT: the
+// ecmp scenario's runs had a director at 970 MHz and another at 48 MHz
+// for a 2595 MHz TSC, whose clocks then ran 2.7 and 55 times too fast
+// (BIRD's hold timer expired 7 s after its session came up, with
+// keepalives every 3 s; systemd's start timeouts struck ssh.service).
+// The HPET counts at QEMU's own, right, frequency.
+const guestClock = "clocksource=hpet"
+
 // mac is a stable MAC per VM: 52:54:00 (QEMU's), then the VM's index.
 func mac(i, nic int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", nic, i/256, i%256) }
 
@@ -441,7 +452,7 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	}
 	c.Client = &Node{Name: "client", MAC: mac(0, 0), accel: accel, opts: []qemu.Option{
 		qemu.WithNIC(port, mac(0, 0)), qemu.WithKernel(director.BzImage),
-		qemu.WithInitrd(initrd), qemu.WithAppend("acpi=noirq", "lvs.hostname=client")}}
+		qemu.WithInitrd(initrd), qemu.WithAppend("acpi=noirq", guestClock, "lvs.hostname=client")}}
 	if err := c.start(ctx, c.Client); err != nil {
 		return err
 	}
@@ -508,7 +519,7 @@ func (c *Cluster) bootDebian(ctx context.Context, n *Node, i int, image, kernel 
 	}
 	// acpi=noirq: PCI interrupts from the BIOS's table, not the ACPI
 	// interpreter, which takes a second of each emulated boot.
-	args = append([]string{"root=/dev/vda", "rw", "acpi=noirq", "lvs.hostname=" + n.Name,
+	args = append([]string{"root=/dev/vda", "rw", "acpi=noirq", guestClock, "lvs.hostname=" + n.Name,
 		"lvs.sshkey=" + base64.StdEncoding.EncodeToString(ssh.MarshalAuthorizedKey(c.signer.PublicKey()))}, args...)
 	mgmtMAC := mac(i, 2)
 	args = append(args, "lvs.ifname="+mgmtMAC+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
