@@ -178,11 +178,12 @@ func announceLimit(s *cluster.Spec) time.Duration {
 }
 
 // routerState is the router's view, for a failure message: its BGP
-// sessions and routes, and its FIB's routes to the VIPs.
+// sessions and routes, bgpd's last words (session changes), and its FIB's
+// routes to the VIPs.
 func (c *Cluster) routerState(ctx context.Context, spec *cluster.Spec) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := "vtysh -c 'show bgp summary' -c 'show ip bgp'"
+	cmd := "vtysh -c 'show bgp summary' -c 'show ip bgp'; journalctl --no-pager -b -u frr | tail -20"
 	for _, vip := range spec.VIPs() {
 		cmd += "; ip route show " + vip + "/32"
 	}

@@ -153,7 +153,7 @@ func ecmpSpread(ctx context.Context, r *Run) error {
 	for _, d := range directors {
 		r.Figure("connections via "+d, float64(via[d]), "")
 		if via[d] == 0 {
-			r.Errorf("no connection of %d went through %s: the router does not spread the flows over every director", total.N, d)
+			r.Errorf("no connection of %d went through %s: the router does not spread the flows over every director\n%s", total.N, d, r.C.routerState(ctx, r.Spec))
 		}
 	}
 	for _, dst := range vs.Dests {
@@ -406,7 +406,7 @@ func ecmpPowerOff(ctx context.Context, r *Run) error {
 		r.Errorf("the router withdrew %s's routes %.1f s after its power-off, more than the hold time (%d s)", victim, withdrawn, ecmpHoldTime)
 	}
 	if err := r.C.announced(ctx, r.Spec, survivors); err != nil {
-		r.Errorf("after %s's power-off: %v", victim, err)
+		r.Errorf("after %s's power-off: %v\n%s", victim, err, r.C.routerState(ctx, r.Spec))
 	}
 	// Requests and echoes for a while through the survivors alone.
 	time.Sleep(10 * time.Second)

@@ -294,7 +294,11 @@ func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) 
 	if spec.HA.Backend != cluster.BackendHeartbeat {
 		unit = "keepalived" // also the bgp backend's checker
 	}
-	out, _ := c.Exec(ctx, host, "systemctl --no-pager status "+unit+" | head -4; journalctl --no-pager -b -u "+unit+" | tail -25")
+	cmd := "systemctl --no-pager status " + unit + " | head -4; journalctl --no-pager -b -u " + unit + " | tail -25"
+	if spec.HA.Backend == cluster.BackendBGP {
+		cmd += "; birdc show protocols; journalctl --no-pager -b -u bird | tail -10"
+	}
+	out, _ := c.Exec(ctx, host, cmd)
 	return host + ":\n\t" + strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t")
 }
 
