@@ -136,6 +136,7 @@ tcp        0      0 198.51.100.10:50468     10.10.10.10:7           ESTABLISHED
 tcp        0      0 198.51.100.10:50470     10.10.10.10:7           SYN_SENT
 tcp        0      0 198.51.100.10:50472     10.10.10.10:80          ESTABLISHED
 tcp        0      0 198.51.100.10:50474     10.10.10.10:7           ESTABLISHED
+tcp        0      0 198.51.100.10:50468     10.10.10.10:7           ESTABLISHED
 `
 	if got := clientPorts(out, "10.10.10.10:7"); !slices.Equal(got, []int{50468, 50474}) {
 		t.Errorf("clientPorts = %v", got)

@@ -530,7 +530,9 @@ func (c *Cluster) echoDirectors(ctx context.Context, spec *cluster.Spec, echo *c
 }
 
 // clientPorts are the local ports of the client's established TCP
-// connections to vipPort, in busybox `netstat -tn` output.
+// connections to vipPort, in busybox `netstat -tn` output, each once:
+// netstat reads /proc/net/tcp in pieces, and lists a connection twice when
+// the table changed in between.
 func clientPorts(out, vipPort string) []int {
 	var ports []int
 	for _, l := range strings.Split(out, "\n") {
@@ -538,7 +540,7 @@ func clientPorts(out, vipPort string) []int {
 		if len(f) != 6 || f[0] != "tcp" || f[4] != vipPort || f[5] != "ESTABLISHED" {
 			continue
 		}
-		if ap, err := netip.ParseAddrPort(f[3]); err == nil {
+		if ap, err := netip.ParseAddrPort(f[3]); err == nil && !slices.Contains(ports, int(ap.Port())) {
 			ports = append(ports, int(ap.Port()))
 		}
 	}
