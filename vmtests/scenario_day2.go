@@ -156,9 +156,11 @@ func (e *echoConn) lines(ctx context.Context) (int, error) {
 	return strings.Count(out, "line "), nil
 }
 
-// close ends the connection (the feed, and nc with it).
+// close ends the connection: it kills nc (the pipeline's last process,
+// whose pid openEcho kept); the feed dies of SIGPIPE at its next line. The
+// client's busybox has no pkill.
 func (e *echoConn) close(ctx context.Context) {
-	e.r.C.ClientRun(ctx, "kill $(cat /tmp/echo-"+e.name+".pid) 2>/dev/null; pkill -f feed-"+e.name+".sh; true")
+	e.r.C.ClientRun(ctx, "kill $(cat /tmp/echo-"+e.name+".pid) 2>/dev/null; true")
 }
 
 // alive waits until at least n more lines than now come back.
