@@ -185,7 +185,9 @@ func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
 // health checker and the HA daemon; on the client, its neighbour entry for
 // the VIP.
 func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
-	logs := "journalctl --no-pager -b -t ldirectord | tail -8; journalctl --no-pager -b -u heartbeat | tail -8"
+	// heartbeat's unit log without its once-a-second noise (the status
+	// polls, the notify debug lines): what it did with the resources.
+	logs := "journalctl --no-pager -b -t ldirectord | tail -8; journalctl --no-pager -b -u heartbeat | grep -v -e notify_world -e 'rc.d/status' | tail -20"
 	if c.Spec.HA.Backend == cluster.BackendKeepalived {
 		logs = "journalctl --no-pager -b -u keepalived | tail -12"
 	}
