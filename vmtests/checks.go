@@ -3,8 +3,10 @@ package vmtests
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/lvsforge/lvsforge/cluster"
@@ -164,17 +166,27 @@ func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
 		if i > 0 {
 			count = min(n, 20)
 		}
-		t, err := r.C.Requests(ctx, sv, count, src)
-		if err != nil {
+		if err := checkSplit(ctx, r, sv, count, src); err != nil {
 			return err
 		}
-		r.Logf("%s (%s): %s", sv.Name, sv.Scheduler, t)
-		for _, name := range sortedNames(t.By) {
-			r.Figure(sv.Name+" "+name, float64(t.By[name]), "req")
-		}
-		if msg := expectedSplit(r.Spec, sv, t); msg != "" {
-			r.Errorf("%s through %s:%d: %s\nanswers: %s\n%s", sv.Name, sv.VIP, sv.Port, msg, t.Sequence(), r.C.lbState(ctx, sv))
-		}
+	}
+	return nil
+}
+
+// checkSplit sends n requests to sv from src and checks that the answers
+// split as sv's scheduler and weights promise (expectedSplit); each real
+// server's count is a figure.
+func checkSplit(ctx context.Context, r *Run, sv *cluster.Service, n int, src netip.Addr) error {
+	t, err := r.C.Requests(ctx, sv, n, src)
+	if err != nil {
+		return err
+	}
+	r.Logf("%s (%s, %s): %s", sv.Name, sv.Scheduler, sv.Forwarding, t)
+	for _, name := range sortedNames(t.By) {
+		r.Figure(sv.Name+" "+name, float64(t.By[name]), "req")
+	}
+	if msg := expectedSplit(r.Spec, sv, t); msg != "" {
+		r.Errorf("%s through %s: %s\nanswers: %s\n%s", sv.Name, net.JoinHostPort(sv.VIP, strconv.Itoa(sv.Port)), msg, t.Sequence(), r.C.lbState(ctx, sv))
 	}
 	return nil
 }

@@ -65,10 +65,12 @@ type Node struct {
 	// What start needs to boot the node again after a power-off.
 	accel   qemu.Accel
 	opts    []qemu.Option
-	net6    []string // the boot arguments of its address6 and gateway6 (setIPv6)
-	mgmt    bool     // has the management NIC with sshd forwarded
-	boots   int      // QEMU processes started
-	reboots int      // restarts by Cluster.reboot and the guest's own resets
+	mgmt    bool // has the management NIC with sshd forwarded
+	boots   int  // QEMU processes started
+	reboots int  // restarts by Cluster.reboot and the guest's own resets
+	// dev6, addr6 and gw6 are the IPv6 interface, address and gateway
+	// setIPv6 gave it, which its next boots get too (net6Args).
+	dev6, addr6, gw6 string
 }
 
 // Cluster is a spec's hosts booted as VMs from lvsforge's own kernels, with
@@ -504,8 +506,8 @@ func (c *Cluster) start(ctx context.Context, n *Node) error {
 		qemu.WithDir(c.dir),
 		qemu.WithTimeout(vmLifetime),
 	}, n.opts...)
-	if len(n.net6) > 0 {
-		all = append(all, qemu.WithAppend(n.net6...))
+	if args := n.net6Args(); len(args) > 0 {
+		all = append(all, qemu.WithAppend(args...))
 	}
 	if n.mgmt {
 		all = append(all, qemu.WithHostForward(n.SSHPort, 22))
@@ -757,27 +759,22 @@ func (c *Cluster) setIPv6(ctx context.Context, spec *cluster.Spec, plan *netPlan
 	for i := range spec.Hosts {
 		h := &spec.Hosts[i]
 		n := c.Nodes[h.Name]
-		var want []string
+		dev := "" // the interface of its IPv6 address: none without one
 		if h.Address6 != "" {
-			want = append(want, "lvs.ip="+h.Interfaces.Public+","+h.Address6)
+			dev = h.Interfaces.Public
 		}
-		if h.Gateway6 != "" {
-			want = append(want, "lvs.gw6="+h.Gateway6)
-		}
-		if slices.Equal(want, n.net6) {
+		if n.dev6 == dev && n.addr6 == h.Address6 && n.gw6 == h.Gateway6 {
 			continue
 		}
 		var cmds []string
-		for _, a := range n.net6 {
-			if v, ok := strings.CutPrefix(a, "lvs.ip="); ok {
-				dev, addr, _ := strings.Cut(v, ",")
-				cmds = append(cmds, "ip addr del "+addr+" dev "+dev)
-			} else {
-				cmds = append(cmds, "ip -6 route del default")
-			}
+		if n.addr6 != "" {
+			cmds = append(cmds, "ip addr del "+n.addr6+" dev "+n.dev6)
+		}
+		if n.gw6 != "" {
+			cmds = append(cmds, "ip -6 route del default")
 		}
 		if h.Address6 != "" {
-			cmds = append(cmds, "ip addr add "+h.Address6+" dev "+h.Interfaces.Public+" nodad")
+			cmds = append(cmds, "ip addr add "+h.Address6+" dev "+dev+" nodad")
 		}
 		if h.Gateway6 != "" {
 			cmds = append(cmds, "ip -6 route replace default via "+h.Gateway6)
@@ -785,7 +782,7 @@ func (c *Cluster) setIPv6(ctx context.Context, spec *cluster.Spec, plan *netPlan
 		if _, err := c.Exec(ctx, h.Name, strings.Join(cmds, "; ")+"; true"); err != nil {
 			return fmt.Errorf("set %s's IPv6 address: %w", h.Name, err)
 		}
-		n.net6 = want
+		n.dev6, n.addr6, n.gw6 = dev, h.Address6, h.Gateway6
 	}
 	if slices.Equal(plan.Legs6, c.plan.Legs6) {
 		return nil
@@ -804,4 +801,17 @@ func (c *Cluster) setIPv6(ctx context.Context, spec *cluster.Spec, plan *netPlan
 	}
 	c.plan.Legs6 = plan.Legs6
 	return nil
+}
+
+// net6Args are the boot arguments of the IPv6 address and gateway setIPv6
+// gave n (lvsforge-cmdline's lvs.ip and lvs.gw6).
+func (n *Node) net6Args() []string {
+	var args []string
+	if n.addr6 != "" {
+		args = append(args, "lvs.ip="+n.dev6+","+n.addr6)
+	}
+	if n.gw6 != "" {
+		args = append(args, "lvs.gw6="+n.gw6)
+	}
+	return args
 }

@@ -38,7 +38,7 @@ type netPlan struct {
 	// Legs are the router's addresses, with their prefix lengths, on the
 	// subnets of the hosts' addresses (set up when the client boots);
 	// Legs6 those on the subnets of dual-stack hosts' address6, which
-	// Converge adds to a running cluster (see netState).
+	// Converge adds to a running cluster (setIPv6).
 	Legs  []netip.Prefix
 	Legs6 []netip.Prefix
 	// Client is the source address of the client's requests; External says

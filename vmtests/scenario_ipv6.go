@@ -106,16 +106,8 @@ func runIPv6(ctx context.Context, r *Run) error {
 		return err
 	}
 	for _, sv := range v6 {
-		t, err := r.C.Requests(ctx, sv, 100, netip.Addr{})
-		if err != nil {
+		if err := checkSplit(ctx, r, sv, 100, netip.Addr{}); err != nil {
 			return err
-		}
-		r.Logf("%s (%s, %s): %s", sv.Name, sv.VIP, sv.Forwarding, t)
-		for _, name := range sortedNames(t.By) {
-			r.Figure(sv.Name+" "+name, float64(t.By[name]), "req")
-		}
-		if msg := expectedSplit(r.Spec, sv, t); msg != "" {
-			r.Errorf("%s through [%s]:%d: %s\nanswers: %s\n%s", sv.Name, sv.VIP, sv.Port, msg, t.Sequence(), r.C.lbState(ctx, sv))
 		}
 	}
 	lines, err := probe.Stop(ctx)
