@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -91,7 +92,20 @@ func expectedSplit(spec *cluster.Spec, sv *cluster.Service, t Tally) string {
 				return fmt.Sprintf("%s answered %d of %d, want %d ± %d (%s, weights %v)", name, t.By[name], t.N, want, tol, sv.Scheduler, weights)
 			}
 		}
-	case "sh", "dh", "mh", "lblc", "lblcr":
+	case "mh":
+		// mh-port hashes the client's port too: one client's connections
+		// spread over every real server.
+		if !slices.Contains(sv.SchedulerFlags, "mh-port") {
+			return one()
+		}
+		if t.N >= 10*len(weights) {
+			for name := range weights {
+				if t.By[name] == 0 {
+					return fmt.Sprintf("%s got none of %d requests (mh with mh-port)", name, t.N)
+				}
+			}
+		}
+	case "sh", "dh", "lblc", "lblcr":
 		return one()
 	case "fo":
 		if s := one(); s != "" {
@@ -200,8 +214,11 @@ func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
 	// heartbeat's unit log without its once-a-second noise (the status
 	// polls, the notify debug lines): what it did with the resources.
 	logs := "journalctl --no-pager -b -t ldirectord | tail -8; journalctl --no-pager -b -u heartbeat | grep -v -e notify_world -e 'rc.d/status' | tail -20"
-	if c.Spec.HA.Backend == cluster.BackendKeepalived {
+	switch c.Spec.HA.Backend {
+	case cluster.BackendKeepalived:
 		logs = "journalctl --no-pager -b -u keepalived | tail -12"
+	case cluster.BackendBGP:
+		logs = "journalctl --no-pager -b -u keepalived | tail -12; birdc show protocols"
 	}
 	var b strings.Builder
 	for _, d := range c.Spec.HostsByRole(cluster.RoleDirector) {
@@ -220,5 +237,8 @@ func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
 		out += "\n" + err.Error()
 	}
 	fmt.Fprintf(&b, "--- client: neighbour %s", strings.TrimSpace(lastLines(out, 3)))
+	if c.Router != nil {
+		b.WriteString("\n" + c.routerState(ctx, c.Spec))
+	}
 	return b.String()
 }

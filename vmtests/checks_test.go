@@ -65,6 +65,19 @@ func TestExpectedSplit(t *testing.T) {
 			t.Errorf("%s %v %s: got %q, want ok=%v", tc.sched, tc.weights, tc.t, msg, tc.ok)
 		}
 	}
+	// mh hashes the client's address, and with mh-port its port too: one
+	// client's connections then spread.
+	s, sv := spec("mh", 1, 1)
+	if msg := expectedSplit(s, sv, tally(map[string]int{"rs1": 30, "rs2": 30}, 0)); msg == "" {
+		t.Error("mh without mh-port, one client on two servers: want a failure")
+	}
+	sv.SchedulerFlags = []string{"mh-port", "mh-fallback"}
+	if msg := expectedSplit(s, sv, tally(map[string]int{"rs1": 33, "rs2": 27}, 0)); msg != "" {
+		t.Errorf("mh-port, one client on both servers: %s", msg)
+	}
+	if msg := expectedSplit(s, sv, tally(map[string]int{"rs1": 60}, 0)); msg == "" {
+		t.Error("mh-port, 60 connections of one client on one server: want a failure")
+	}
 }
 
 func TestPlanNetworkSeed(t *testing.T) {
@@ -196,6 +209,7 @@ func TestScenariosShareBoots(t *testing.T) {
 		"nat",
 		"keepalived track gue live-change-keepalived conn-sync",
 		"unicast-vrrp",
+		"ecmp",
 		"kernel-fallback",
 	}
 	if !reflect.DeepEqual(got, want) {

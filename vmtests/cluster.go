@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,6 +86,10 @@ type Cluster struct {
 	Cable  *serialcable.Cable
 	Nodes  map[string]*Node // hosts by name
 	Client *Node
+	// Router is the site's router when it is a VM of its own, running FRR
+	// (a spec whose directors announce the VIPs over BGP; see
+	// RoutedClient); nil when the client is the router.
+	Router *Node
 	// Started is when Up began; Timings records the phases of Up.
 	Started time.Time
 	Timings map[string]time.Duration
@@ -261,10 +266,17 @@ func (c *Cluster) images(ctx context.Context, log io.Writer) (map[string]string,
 			extra.Modules = append(extra.Modules, m)
 		}
 	}
-	imgs := map[string]string{}
+	var inits []string
 	for _, h := range c.Spec.Hosts {
+		inits = append(inits, guestInit(&h))
+	}
+	if c.plan.Router.IsValid() {
+		inits = append(inits, guestimage.InitSystemd) // the router's
+	}
+	imgs := map[string]string{}
+	for _, init := range inits {
 		s := spec
-		s.Init = guestInit(&h)
+		s.Init = init
 		if imgs[s.Init] != "" {
 			continue
 		}
@@ -349,6 +361,17 @@ func (c *Cluster) serialDevice() int {
 	return -1
 }
 
+// guestClock keeps a guest's clock on time whatever its boot's TSC
+// calibration found. Under TCG the kernel calibrates the TSC against the
+// PIT in a busy loop; on a loaded machine the loop is preempted, the PIT
+// value deviates from the HPET's, and the kernel believes the PIT: the
+// ecmp scenario's runs had a director at 970 MHz and another at 48 MHz
+// for a 2595 MHz TSC, whose clocks then ran 2.7 and 55 times too fast
+// (BIRD's hold timer expired 7 s after its session came up, with
+// keepalives every 3 s; systemd's start timeouts struck ssh.service).
+// The HPET counts at QEMU's own, right, frequency.
+const guestClock = "clocksource=hpet"
+
 // mac is a stable MAC per VM: 52:54:00 (QEMU's), then the VM's index.
 func mac(i, nic int) string { return fmt.Sprintf("52:54:00:%02x:%02x:%02x", nic, i/256, i%256) }
 
@@ -367,21 +390,13 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	for i := range c.Spec.Hosts {
 		h := &c.Spec.Hosts[i]
 		n := &Node{Name: h.Name, Host: h, MAC: mac(i+1, 0)}
-		overlay := filepath.Join(c.dir, h.Name+".qcow2")
-		if err := guestimage.Overlay(ctx, imgs[guestInit(h)], overlay); err != nil {
-			return err
-		}
 		kernel := c.Art.Kernels[h.Role]
-		// acpi=noirq: PCI interrupts from the BIOS's table, not the ACPI
-		// interpreter, which takes a second of each emulated boot.
-		args := []string{"root=/dev/vda", "rw", "acpi=noirq", "lvs.hostname=" + h.Name,
-			"lvs.sshkey=" + base64.StdEncoding.EncodeToString(ssh.MarshalAuthorizedKey(c.signer.PublicKey()))}
 		port, err := c.LAN.AddPort(h.Name)
 		if err != nil {
 			return err
 		}
 		opts := []qemu.Option{qemu.WithNIC(port, n.MAC)}
-		args = append(args, "lvs.ifname="+n.MAC+","+h.Interfaces.Public, "lvs.ip="+h.Interfaces.Public+","+h.Address)
+		args := []string{"lvs.ifname=" + n.MAC + "," + h.Interfaces.Public, "lvs.ip=" + h.Interfaces.Public + "," + h.Address}
 		if gw := c.plan.Gateway[h.Name]; gw.IsValid() {
 			args = append(args, "lvs.gw="+gw.String())
 		}
@@ -408,19 +423,25 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 			}
 			opts = append(opts, qemu.WithSerialSocketAt(serialN, end), qemu.WithConsolePort(console))
 		}
-		mgmtMAC := mac(i+1, 2)
-		args = append(args, "lvs.ifname="+mgmtMAC+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
-		n.mgmt, n.accel = true, accel
-		n.opts = append(opts,
-			qemu.WithManagementMAC(mgmtMAC),
-			qemu.WithKernel(kernel.BzImage),
-			qemu.WithDisk(overlay, "qcow2"),
-			qemu.WithAppend(args...),
-			qemu.WithMemory(guestMemoryMB))
-		if err := c.start(ctx, n); err != nil {
+		if err := c.bootDebian(ctx, n, i+1, imgs[guestInit(h)], kernel.BzImage, args, opts, accel); err != nil {
 			return err
 		}
 		c.Nodes[h.Name] = n
+	}
+	if c.plan.Router.IsValid() {
+		// The router boots the directors' kernel (a bgp spec's has policy
+		// routing; the ecmp scenario's, multipath routes too) from the
+		// systemd image, which has FRR.
+		i := len(c.Spec.Hosts) + 1
+		c.Router = &Node{Name: RouterName, MAC: mac(i, 0)}
+		port, err := c.LAN.AddPort(RouterName)
+		if err != nil {
+			return err
+		}
+		if err := c.bootDebian(ctx, c.Router, i, imgs[guestimage.InitSystemd], director.BzImage, c.plan.routerArgs(c.Router.MAC),
+			[]qemu.Option{qemu.WithNIC(port, c.Router.MAC)}, accel); err != nil {
+			return err
+		}
 	}
 
 	initrd, err := clientInitrd(c.opts.CacheDir)
@@ -433,17 +454,22 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	}
 	c.Client = &Node{Name: "client", MAC: mac(0, 0), accel: accel, opts: []qemu.Option{
 		qemu.WithNIC(port, mac(0, 0)), qemu.WithKernel(director.BzImage),
-		qemu.WithInitrd(initrd), qemu.WithAppend("acpi=noirq", "lvs.hostname=client")}}
+		qemu.WithInitrd(initrd), qemu.WithAppend("acpi=noirq", guestClock, "lvs.hostname=client")}}
 	if err := c.start(ctx, c.Client); err != nil {
 		return err
 	}
 
 	// Wait for all: a host is up when its console service runs (after
-	// multi-user.target, so sshd is up) and an SSH login works.
+	// multi-user.target, so sshd is up) and an SSH login works; the
+	// router, once FRR runs with its configuration.
 	bootCtx, cancel := context.WithTimeout(ctx, bootTimeout)
 	defer cancel()
-	errs := make(chan error, len(c.Nodes)+1)
-	for _, n := range c.Nodes {
+	debian := slices.Collect(maps.Values(c.Nodes))
+	if c.Router != nil {
+		debian = append(debian, c.Router)
+	}
+	errs := make(chan error, len(debian)+1)
+	for _, n := range debian {
 		go func() {
 			if err := n.VM.ExpectString(bootCtx, guestimage.ReadyMarker); err != nil {
 				errs <- err
@@ -452,6 +478,12 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 			if _, err := c.Exec(bootCtx, n.Name, "true"); err != nil {
 				errs <- fmt.Errorf("%w\n%s", err, n.diagnose(ctx))
 				return
+			}
+			if n == c.Router {
+				if _, err := c.Exec(bootCtx, n.Name, routerSetup(c.Spec)); err != nil {
+					errs <- fmt.Errorf("set the router up: %w", err)
+					return
+				}
 			}
 			errs <- nil
 		}()
@@ -470,12 +502,37 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 		errs <- nil
 	}()
 	var all []error
-	for range len(c.Nodes) + 1 {
+	for range len(debian) + 1 {
 		if err := <-errs; err != nil {
 			all = append(all, err)
 		}
 	}
 	return errors.Join(all...)
+}
+
+// bootDebian starts n, the i-th VM, from an overlay of image with kernel,
+// its NICs on the cluster's switches (opts) and their settings (args), and
+// what every Debian guest gets: the root disk, its name, the harness's
+// key, and the management NIC with sshd forwarded.
+func (c *Cluster) bootDebian(ctx context.Context, n *Node, i int, image, kernel string, args []string, opts []qemu.Option, accel qemu.Accel) error {
+	overlay := filepath.Join(c.dir, n.Name+".qcow2")
+	if err := guestimage.Overlay(ctx, image, overlay); err != nil {
+		return err
+	}
+	// acpi=noirq: PCI interrupts from the BIOS's table, not the ACPI
+	// interpreter, which takes a second of each emulated boot.
+	args = append([]string{"root=/dev/vda", "rw", "acpi=noirq", guestClock, "lvs.hostname=" + n.Name,
+		"lvs.sshkey=" + base64.StdEncoding.EncodeToString(ssh.MarshalAuthorizedKey(c.signer.PublicKey()))}, args...)
+	mgmtMAC := mac(i, 2)
+	args = append(args, "lvs.ifname="+mgmtMAC+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
+	n.mgmt, n.accel = true, accel
+	n.opts = append(opts,
+		qemu.WithManagementMAC(mgmtMAC),
+		qemu.WithKernel(kernel),
+		qemu.WithDisk(overlay, "qcow2"),
+		qemu.WithAppend(args...),
+		qemu.WithMemory(guestMemoryMB))
+	return c.start(ctx, n)
 }
 
 // diagnose asks a host over its console (which needs no network) for the
@@ -575,10 +632,21 @@ func (c *Cluster) allNodes() []*Node {
 			out = append(out, n)
 		}
 	}
+	if c.Router != nil {
+		out = append(out, c.Router)
+	}
 	if c.Client != nil {
 		out = append(out, c.Client)
 	}
 	return out
+}
+
+// node is the VM Exec reaches by name: a host's, or the router's.
+func (c *Cluster) node(name string) *Node {
+	if c.Router != nil && name == c.Router.Name {
+		return c.Router
+	}
+	return c.Nodes[name]
 }
 
 // ConsoleTails returns the last lines of every VM's console, for failure

@@ -3,6 +3,7 @@ package vmtests
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/ipvs"
@@ -23,6 +24,20 @@ var ClientAddrs = func() []netip.Addr {
 	}
 	return out
 }()
+
+// When the directors announce the VIPs over BGP (ha.backend bgp), the site's
+// router is a VM of its own, Cluster.Router, running FRR: it holds the
+// router legs (the directors' BGP peer among them) and RouterUplink, and the
+// client sits behind it at RoutedClient, on the same switch but another
+// subnet, with its default route through the router. Every request then
+// crosses the router's ECMP routes to the VIPs, as it would at a site.
+var (
+	RoutedClient = netip.MustParsePrefix("198.51.100.10/24")
+	RouterUplink = netip.MustParsePrefix("198.51.100.1/24")
+)
+
+// RouterName is the router VM's name (its console log, Exec's host).
+const RouterName = "router"
 
 // netPlan is how a spec's hosts sit on the VM LAN. Everything the spec
 // says (addresses, interfaces, gateways) is kept; what a real site has
@@ -45,6 +60,9 @@ type netPlan struct {
 	// it is ExternalClient rather than a router leg.
 	Client   netip.Addr
 	External bool
+	// Router is the router VM's address on the client's subnet; valid
+	// only when the router is a VM of its own (see RoutedClient).
+	Router netip.Prefix
 }
 
 // planNetwork lays a spec out on one Ethernet segment.
@@ -124,7 +142,30 @@ func planNetwork(s *cluster.Spec) (*netPlan, error) {
 	if !plan.Client.IsValid() {
 		plan.Client, plan.External = ExternalClient.Addr(), true
 	}
+	if s.HA.Backend == cluster.BackendBGP {
+		if err := plan.routeThroughRouter(s); err != nil {
+			return nil, err
+		}
+	}
 	return plan, nil
+}
+
+// routeThroughRouter puts the client behind a router VM that peers with
+// the directors: the spec's one BGP peer, at the router leg of the
+// directors' subnet.
+func (p *netPlan) routeThroughRouter(s *cluster.Spec) error {
+	if len(s.HA.BGP.Peers) != 1 {
+		return fmt.Errorf("plan the VM network: the VM router is one BGP peer, and ha.bgp.peers has %d", len(s.HA.BGP.Peers))
+	}
+	if s.Host(RouterName) != nil {
+		return fmt.Errorf("plan the VM network: host %s has the router VM's name", RouterName)
+	}
+	peer := netip.MustParseAddr(s.HA.BGP.Peers[0].Address)
+	if !slices.ContainsFunc(p.Legs, func(l netip.Prefix) bool { return l.Addr() == peer }) {
+		return fmt.Errorf("plan the VM network: the router VM peers from its leg on the directors' subnet (%v), not from ha.bgp.peers[0] %s: make the peer the hosts' gateway", p.Legs, peer)
+	}
+	p.Client, p.External, p.Router = RoutedClient.Addr(), true, RouterUplink
+	return nil
 }
 
 // freeAddr returns the highest host address of p that is not taken: .254
@@ -160,6 +201,18 @@ func freeAddr(p netip.Prefix, taken map[netip.Addr]bool) (netip.Addr, error) {
 // every VIP that says which source the requests come from.
 func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 	cmds := []string{"ip link set " + dev + " up"}
+	if p.Router.IsValid() {
+		// Behind the router VM: its own subnet, everything through it.
+		cmds = append(cmds, "ip addr add "+RoutedClient.String()+" dev "+dev)
+		for _, a := range ClientAddrs {
+			cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
+		}
+		cmds = append(cmds, "ip route add default via "+p.Router.Addr().String())
+		for _, v := range s.VIPs() {
+			cmds = append(cmds, p.vipRoute(v, dev, p.Client))
+		}
+		return cmds
+	}
 	for _, l := range p.Legs {
 		cmds = append(cmds, "ip addr add "+l.String()+" dev "+dev)
 	}
@@ -181,7 +234,11 @@ func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 }
 
 // vipRoute is the client's route to vip, sending from src. A host route on
-// the link: the VIP's owner, the active director, answers ARP for it.
+// the link: the VIP's owner, the active director, answers ARP for it;
+// behind a router VM, through the router.
 func (p *netPlan) vipRoute(vip, dev string, src netip.Addr) string {
+	if p.Router.IsValid() {
+		return "ip route replace " + vip + "/32 via " + p.Router.Addr().String() + " dev " + dev + " src " + src.String()
+	}
 	return "ip route replace " + vip + "/32 dev " + dev + " src " + src.String()
 }

@@ -152,7 +152,14 @@ func (c *Cluster) WaitHolder(ctx context.Context, vip, want string, limit time.D
 // twice, a poll apart, so that nothing measured after it races a takeover.
 // Which director that is depends on the order the two restarts took:
 // heartbeat, even with auto_failback on, may leave the VIPs on the backup.
+//
+// With the bgp backend every director serves at once: at rest, the router
+// sends every VIP to every running director.
 func (c *Cluster) waitSettled(ctx context.Context, spec *cluster.Spec, limit time.Duration) error {
+	if spec.HA.Backend == cluster.BackendBGP {
+		_, err := c.waitAnnounced(ctx, spec, c.runningDirectors(spec), limit)
+		return err
+	}
 	var running []string
 	for _, d := range spec.HostsByRole(cluster.RoleDirector) {
 		if !c.Nodes[d.Name].off() {

@@ -113,7 +113,7 @@ func (s *Suite) Close() error {
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario,
 	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, liveChangeScenario, ipv6Scenario, natScenario,
-	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, kernelFallback,
+	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, ecmpScenario, kernelFallback,
 }
 
 // Lookup returns the named scenarios; "all" is every one.
@@ -381,8 +381,11 @@ const convergePushLimit = 3 * time.Minute
 func (c *Cluster) waitRules(ctx context.Context, spec *cluster.Spec, limit time.Duration) error {
 	var err error
 	if _, ok := poll(ctx, limit, time.Second, func(ctx context.Context) bool {
-		if _, err = c.ActiveDirector(ctx, spec.Services[0].VIP); err != nil {
-			return false
+		// Every bgp director holds the VIPs (on lo).
+		if spec.HA.Backend != cluster.BackendBGP {
+			if _, err = c.ActiveDirector(ctx, spec.Services[0].VIP); err != nil {
+				return false
+			}
 		}
 		for _, d := range spec.HostsByRole(cluster.RoleDirector) {
 			if c.Nodes[d.Name].off() {

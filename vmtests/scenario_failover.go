@@ -164,8 +164,12 @@ func primaryAndBackup(s *cluster.Spec) (string, string) {
 // takeoverLimit bounds the wait for a backup to take over: heartbeat's
 // deadtime or VRRP's three missed adverts, plus the resources' start.
 func takeoverLimit(s *cluster.Spec) time.Duration {
-	if s.HA.Backend == cluster.BackendKeepalived {
+	switch s.HA.Backend {
+	case cluster.BackendKeepalived:
 		return time.Duration(3*s.HA.Keepalived.AdvertInt)*time.Second + 90*time.Second
+	case cluster.BackendBGP:
+		// Nothing takes over: each director announces the VIPs.
+		return announceLimit(s)
 	}
 	return time.Duration(s.HA.Deadtime) + 90*time.Second
 }
@@ -287,10 +291,14 @@ const garpLimit = time.Minute
 // failure message of a check about where the VIP went.
 func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) string {
 	unit := "heartbeat"
-	if spec.HA.Backend == cluster.BackendKeepalived {
-		unit = "keepalived"
+	if spec.HA.Backend != cluster.BackendHeartbeat {
+		unit = "keepalived" // also the bgp backend's checker
 	}
-	out, _ := c.Exec(ctx, host, "systemctl --no-pager status "+unit+" | head -4; journalctl --no-pager -b -u "+unit+" | tail -25")
+	cmd := "systemctl --no-pager status " + unit + " | head -4; journalctl --no-pager -b -u " + unit + " | tail -25"
+	if spec.HA.Backend == cluster.BackendBGP {
+		cmd += "; birdc show protocols; journalctl --no-pager -b -u bird | tail -10"
+	}
+	out, _ := c.Exec(ctx, host, cmd)
 	return host + ":\n\t" + strings.ReplaceAll(strings.TrimSpace(out), "\n", "\n\t")
 }
 

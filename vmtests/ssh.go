@@ -29,7 +29,7 @@ func (e *ExecError) Error() string {
 // connection, checked against the image's host key) and returns its
 // combined output. A non-zero exit is an *ExecError.
 func (c *Cluster) Exec(ctx context.Context, host, cmd string) (string, error) {
-	n := c.Nodes[host]
+	n := c.node(host)
 	if n == nil {
 		return "", fmt.Errorf("exec on %s: no such VM", host)
 	}

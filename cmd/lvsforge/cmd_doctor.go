@@ -76,6 +76,7 @@ var hostTools = []hostTool{
 	{"keepalived", "keepalived", "tests: keepalived -t", testOnly, nil, onPath("keepalived")},
 	{"ldirectord", "ldirectord", "tests: ldirectord status", testOnly, nil, onPath("ldirectord")},
 	{"bird", "bird2", "tests: bird -p, and BIRD peering in network namespaces (the bgp backend)", testOnly, nil, onPath("bird")},
+	{"vtysh", "frr", "tests: vtysh --dryrun checks the VM tests' FRR router configuration (the ecmp scenario)", testOnly, nil, onPath("vtysh")},
 	{"heartbeat", "heartbeat", "tests", testOnly, nil, fileExists("/usr/libexec/heartbeat/heartbeat")},
 	{"ipvsadm", "ipvsadm", "tests: ldirectord needs it", testOnly, nil, onPath("ipvsadm")},
 	{"ip", "iproute2", "tests: network namespaces", testOnly, nil, onPath("ip")},

@@ -74,6 +74,9 @@ var ClusterPackages = []string{
 	// which Debian's ldirectord does not depend on: without it ldirectord
 	// dies at its first such check (the ipv6 scenario).
 	"libnet-inet6glue-perl",
+	// The bgp backend's directors announce the VIPs with BIRD 2; the VM
+	// tests' router (Cluster.Router) is FRR, as a site's routers would be.
+	"bird2", "frr",
 }
 
 // DefaultSpec is the bookworm cluster guest.
@@ -426,6 +429,11 @@ func (b *Builder) run(ctx context.Context, tool string, args ...string) error {
 // a real server starts no Perl for nothing.
 func (b *Builder) systemctl(ctx context.Context, root string) error {
 	if err := b.run(ctx, "chroot", root, "systemctl", "enable", "lvsforge-cmdline.service", "lvsforge-console.service"); err != nil {
+		return err
+	}
+	// BIRD runs where push enables it (a bgp director), FRR where the
+	// harness starts it (the router VM): not idle on every other VM.
+	if err := b.run(ctx, "chroot", root, "systemctl", "disable", "bird.service", "frr.service"); err != nil {
 		return err
 	}
 	// Masked: the console, whichever serial port it is on, belongs to
