@@ -95,19 +95,13 @@ func commandWords(cmds []*cli.Command) []string {
 // index from 0 (the space keeps zsh from reading ":i" as a modifier), and
 // no variable is named path or words, which zsh reserves.
 func writeBashCompletion(w io.Writer, table []completionEntry, zsh bool) error {
-	var b strings.Builder
+	head := "# lvsforge completion for bash: source <(lvsforge completion bash), or save it as\n# /etc/bash_completion.d/lvsforge.\n"
 	if zsh {
-		b.WriteString("#compdef lvsforge\n# lvsforge completion for zsh: source <(lvsforge completion zsh), after compinit.\n")
-		b.WriteString("autoload -U +X bashcompinit && bashcompinit\n")
-	} else {
-		b.WriteString("# lvsforge completion for bash: source <(lvsforge completion bash), or save it as\n# /etc/bash_completion.d/lvsforge.\n")
+		head = "#compdef lvsforge\n# lvsforge completion for zsh: source <(lvsforge completion zsh), after compinit.\n" +
+			"autoload -U +X bashcompinit && bashcompinit\n"
 	}
-	b.WriteString("_lvsforge_table() {\n\tlvs_words='' lvs_flags='' lvs_value=''\n\tcase \"$1\" in\n")
-	for _, e := range table {
-		fmt.Fprintf(&b, "\t'%s') lvs_words='%s' lvs_flags='%s' lvs_value='%s' ;;\n",
-			e.path, strings.Join(e.words, " "), strings.Join(e.flags, " "), strings.Join(e.value, " "))
-	}
-	b.WriteString(`	esac
+	head += "_lvsforge_table() {\n\tlvs_words='' lvs_flags='' lvs_value=''\n\tcase \"$1\" in\n"
+	return writeCompletionScript(w, head, "\t'%s') lvs_words='%s' lvs_flags='%s' lvs_value='%s' ;;\n", table, `	esac
 }
 
 _lvsforge() {
@@ -134,19 +128,12 @@ _lvsforge() {
 }
 complete -o default -F _lvsforge lvsforge
 `)
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 func writeFishCompletion(w io.Writer, table []completionEntry) error {
-	var b strings.Builder
-	b.WriteString("# lvsforge completion for fish: lvsforge completion fish | source, or save it as\n# ~/.config/fish/completions/lvsforge.fish.\n")
-	b.WriteString("function __lvsforge_table --argument-names lvs_path kind\n\tset -l words\n\tset -l flags\n\tset -l value\n\tswitch \"$lvs_path\"\n")
-	for _, e := range table {
-		fmt.Fprintf(&b, "\t\tcase '%s'\n\t\t\tset words %s\n\t\t\tset flags %s\n\t\t\tset value %s\n",
-			e.path, strings.Join(e.words, " "), strings.Join(e.flags, " "), strings.Join(e.value, " "))
-	}
-	b.WriteString(`	end
+	head := "# lvsforge completion for fish: lvsforge completion fish | source, or save it as\n# ~/.config/fish/completions/lvsforge.fish.\n" +
+		"function __lvsforge_table --argument-names lvs_path kind\n\tset -l words\n\tset -l flags\n\tset -l value\n\tswitch \"$lvs_path\"\n"
+	return writeCompletionScript(w, head, "\t\tcase '%s'\n\t\t\tset words %s\n\t\t\tset flags %s\n\t\t\tset value %s\n", table, `	end
 	switch $kind
 		case words
 			printf '%s\n' $words
@@ -184,6 +171,19 @@ end
 
 complete -c lvsforge -n __lvsforge_offers -f -a '(__lvsforge_words)'
 `)
+}
+
+// writeCompletionScript writes a shell's script: head, then one line of
+// the shell's table function per entry (row formats its path, words,
+// flags and value-taking flags, each space-separated), then tail. The
+// shells differ only in syntax, so the table reaches each the same way.
+func writeCompletionScript(w io.Writer, head, row string, table []completionEntry, tail string) error {
+	var b strings.Builder
+	b.WriteString(head)
+	for _, e := range table {
+		fmt.Fprintf(&b, row, e.path, strings.Join(e.words, " "), strings.Join(e.flags, " "), strings.Join(e.value, " "))
+	}
+	b.WriteString(tail)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
