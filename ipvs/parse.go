@@ -91,45 +91,29 @@ func parseRuleKey(f []string) (Key, []string, error) {
 	return k, f[2:], nil
 }
 
-// options walks the options of an ipvsadm rule.
-type options struct {
-	f []string
-	i int
-}
-
-// next returns the next option, or false at the end.
-func (o *options) next() (string, bool) {
-	if o.i >= len(o.f) {
-		return "", false
-	}
-	o.i++
-	return o.f[o.i-1], true
-}
-
-// each calls handle with each option in turn, until one fails; handle
-// reads the option's value, where it takes one, with value.
-func (o *options) each(handle func(opt string) error) error {
-	for opt, ok := o.next(); ok; opt, ok = o.next() {
-		if err := handle(opt); err != nil {
+// eachOption calls handle with each option of an ipvsadm rule in turn,
+// until one fails; handle reads the option's value, where it takes one,
+// with value, which fails when the rule ends first.
+func eachOption(f []string, handle func(opt string, value func() (string, error)) error) error {
+	for i := 0; i < len(f); {
+		opt := f[i]
+		i++
+		value := func() (string, error) {
+			if i >= len(f) {
+				return "", fmt.Errorf("%s without a value", opt)
+			}
+			i++
+			return f[i-1], nil
+		}
+		if err := handle(opt, value); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// value returns the value of the option just read.
-func (o *options) value() (string, error) {
-	if o.i >= len(o.f) {
-		return "", fmt.Errorf("%s without a value", o.f[o.i-1])
-	}
-	o.i++
-	return o.f[o.i-1], nil
-}
-
 func (s *Service) parseOpts(f []string) error {
-	o := &options{f: f}
-	arg := o.value
-	err := o.each(func(opt string) (err error) {
+	err := eachOption(f, func(opt string, arg func() (string, error)) (err error) {
 		var v string
 		switch opt {
 		case "-s", "--scheduler":
@@ -164,9 +148,7 @@ func (s *Service) parseOpts(f []string) error {
 
 func parseDestRule(f []string) (Dest, error) {
 	var d Dest
-	o := &options{f: f}
-	arg := o.value
-	err := o.each(func(opt string) (err error) {
+	err := eachOption(f, func(opt string, arg func() (string, error)) (err error) {
 		var v string
 		switch opt {
 		case "-r", "--real-server":
