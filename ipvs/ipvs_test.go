@@ -50,10 +50,7 @@ const saved = `-A -t 192.168.7.110:443 -s wrr -p 600 -M 255.255.255.0
 `
 
 func TestParseRulesRoundTrip(t *testing.T) {
-	tb, err := ParseRules(saved)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := mustParse(t, ParseRules, saved)
 	if n := len(tb.Services); n != 5 {
 		t.Fatalf("%d services, want 5", n)
 	}
@@ -72,10 +69,7 @@ func TestParseRulesRoundTrip(t *testing.T) {
 	}
 	// Encoding the parsed table and parsing it again gives the same table:
 	// the encoder writes every property the parser reads.
-	again, err := ParseRules(strings.Join(tb.Rules(), "\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := mustParse(t, ParseRules, strings.Join(tb.Rules(), "\n"))
 	if d := Diff(tb, again); len(d) > 0 || !reflect.DeepEqual(tb, again) {
 		t.Errorf("round trip differs: %v\n%s", d, strings.Join(tb.Rules(), "\n"))
 	}
@@ -115,10 +109,7 @@ UDP  [2001:db8::100]:53 mh (mh-fallback,mh-port) persistent 300 mask 64 ops
 `
 
 func TestParseList(t *testing.T) {
-	tb, err := ParseList(listed)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tb := mustParse(t, ParseList, listed)
 	if n := len(tb.Services); n != 5 {
 		t.Fatalf("%d services, want 5", n)
 	}
@@ -126,7 +117,7 @@ func TestParseList(t *testing.T) {
 	if d := telnet.Dests[1]; d.Weight != 0 || d.ActiveConns != 1 || d.InactConns != 7 || d.Method != Route {
 		t.Errorf("rs2 of telnet parsed as %+v", d)
 	}
-	want, err := ParseRules(`-A -t 192.168.7.110:23 -s rr
+	want := mustParse(t, ParseRules, `-A -t 192.168.7.110:23 -s rr
 -a -t 192.168.7.110:23 -r 192.168.7.11:23 -g -w 1
 -a -t 192.168.7.110:23 -r 192.168.7.12:23 -g -w 0
 -A -t 192.168.7.110:443 -s wrr -p 600 -M 255.255.255.0
@@ -136,9 +127,6 @@ func TestParseList(t *testing.T) {
 -A -f 8 -6 -s rr
 -A -u [2001:db8::100]:53 -s mh -p 300 -M 64 -o -b mh-fallback,mh-port
 -a -u [2001:db8::100]:53 -r [2001:db8::21]:53 -i -w 2`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if d := Diff(want, tb); len(d) > 0 {
 		t.Errorf("the listed table differs from the same rules: %v", d)
 	}
@@ -148,23 +136,17 @@ func TestParseList(t *testing.T) {
 }
 
 func TestDiff(t *testing.T) {
-	want, err := ParseRules(`-A -t 192.168.7.110:80 -s rr
+	want := mustParse(t, ParseRules, `-A -t 192.168.7.110:80 -s rr
 -a -t 192.168.7.110:80 -r 192.168.7.11:80 -g -w 1
 -a -t 192.168.7.110:80 -r 192.168.7.12:80 -g -w 2
 -a -t 192.168.7.110:80 -r 192.168.7.13:80 -g -w 1
 -A -t 192.168.7.110:23 -s rr
 -a -t 192.168.7.110:23 -r 192.168.7.11:23 -g -w 1`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	live, err := ParseRules(`-A -t 192.168.7.110:80 -s wlc
+	live := mustParse(t, ParseRules, `-A -t 192.168.7.110:80 -s wlc
 -a -t 192.168.7.110:80 -r 192.168.7.11:80 -g -w 0
 -a -t 192.168.7.110:80 -r 192.168.7.12:80 -g -w 3
 -a -t 192.168.7.110:80 -r 192.168.7.14:80 -g -w 1
 -A -t 192.168.7.110:8080 -s rr`)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got []string
 	for _, d := range Diff(want, live) {
 		got = append(got, d.String())
@@ -248,20 +230,26 @@ func TestBuildOptions(t *testing.T) {
 // only the spec knows (names, hosts, the spec's method and tunnel of a
 // service).
 func TestRulesRoundTrip(t *testing.T) {
-	built := Build(optionsSpec(t))
-	parsed, err := ParseRules(strings.Join(built.Rules(), "\n"))
+	wantRoundTrip(t, Build(optionsSpec(t)))
+}
+
+// mustParse is the table parse reads from text, a fixture: an error fails
+// the test.
+func mustParse(t *testing.T, parse func(string) (*Table, error), text string) *Table {
+	t.Helper()
+	tb, err := parse(text)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRoundTrip(t, built, parsed)
+	return tb
 }
 
-// wantRoundTrip checks that parsed, the rules of built read back, is
-// built less what only the spec knows: names, hosts, the spec's method and
-// tunnel of a service, the address a firewall-mark service's packets are
-// marked for.
-func wantRoundTrip(t *testing.T, built, parsed *Table) {
+// wantRoundTrip checks that the rules of built read back into built less
+// what only the spec knows: names, hosts, the spec's method and tunnel of
+// a service, the address a firewall-mark service's packets are marked for.
+func wantRoundTrip(t *testing.T, built *Table) {
 	t.Helper()
+	parsed := mustParse(t, ParseRules, strings.Join(built.Rules(), "\n"))
 	if d := Diff(built, parsed); len(d) > 0 {
 		t.Errorf("the parsed rules differ: %v", d)
 	}
