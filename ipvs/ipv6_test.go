@@ -2,7 +2,6 @@ package ipvs
 
 import (
 	"net/netip"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -51,9 +50,7 @@ func TestBuildDualStack(t *testing.T) {
 	if got := rules[:6]; !strings.Contains(strings.Join(got, "\n"), "-a -t 192.168.7.110:80 -r 192.168.7.11:80 -g -w 1") {
 		t.Errorf("the IPv4 services lost their IPv4 real servers:\n%s", strings.Join(got, "\n"))
 	}
-	if got := rules[6:]; !reflect.DeepEqual(got, want) {
-		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	wantLines(t, "rules", rules[6:], want)
 	if !built.Has6() || !built.UsesIn(Tunnel, true) || built.UsesIn(Tunnel, false) || !built.UsesIn(Route, false) {
 		t.Errorf("Has6 %v, UsesIn(Tunnel, IPv6) %v, UsesIn(Tunnel, IPv4) %v, UsesIn(Route, IPv4) %v", built.Has6(), built.UsesIn(Tunnel, true), built.UsesIn(Tunnel, false), built.UsesIn(Route, false))
 	}

@@ -21,8 +21,8 @@ func TestBuildSeed(t *testing.T) {
 		"-a -t 192.168.7.110:80 -r 192.168.7.11:80 -g -w 1",
 		"-a -t 192.168.7.110:80 -r 192.168.7.12:80 -g -w 1",
 	}
-	if got := tb.Rules(); !reflect.DeepEqual(got, want) {
-		t.Fatalf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	if !wantLines(t, "rules", tb.Rules(), want) {
+		t.FailNow()
 	}
 	if got := tb.Named("http").Dests[1].Host; got != "rs2" {
 		t.Errorf("http's second real server is %q, want rs2", got)
@@ -160,9 +160,7 @@ func TestDiff(t *testing.T) {
 		"tcp 192.168.7.110:23: missing from the live table",
 		"tcp 192.168.7.110:8080: in the live table, not in the spec",
 	}
-	if !reflect.DeepEqual(got, wantDrift) {
-		t.Errorf("drift:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantDrift, "\n"))
-	}
+	wantLines(t, "drift", got, wantDrift)
 	if !Equal(want, want) || Equal(want, live) {
 		t.Error("Equal disagrees with Diff")
 	}
@@ -210,9 +208,7 @@ func TestBuildOptions(t *testing.T) {
 		"-a -t 192.168.7.110:8080 -r 192.168.7.11:8080 -i -w 1",
 		"-a -t 192.168.7.110:8080 -r 192.168.7.12:8080 -i -w 1",
 	}
-	if got := tb.Rules()[6:]; !reflect.DeepEqual(got, want) {
-		t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
+	wantLines(t, "rules", tb.Rules()[6:], want)
 	if s := tb.Named("dns"); s.Tunnel != (TunnelOpts{Type: "gue", Port: 6080, Csum: "csum"}) {
 		t.Errorf("dns's tunnel options: %+v", s.Tunnel)
 	}
@@ -231,6 +227,17 @@ func TestBuildOptions(t *testing.T) {
 // service).
 func TestRulesRoundTrip(t *testing.T) {
 	wantRoundTrip(t, Build(optionsSpec(t)))
+}
+
+// wantLines reports whether got, what the test produced, is want; where
+// not, it fails the test and prints both a line each.
+func wantLines(t *testing.T, what string, got, want []string) bool {
+	t.Helper()
+	if reflect.DeepEqual(got, want) {
+		return true
+	}
+	t.Errorf("%s:\n%s\nwant:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	return false
 }
 
 // mustParse is the table parse reads from text, a fixture: an error fails
