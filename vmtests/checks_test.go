@@ -195,7 +195,7 @@ func TestScenariosShareBoots(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				cur = &Cluster{Spec: s, plan: plan}
+				cur = &Cluster{Spec: s, plan: plan, opts: Options{BootDisks: sc.BootDisks}}
 			}
 		}
 		groups[len(groups)-1] = append(groups[len(groups)-1], sc.Name)
@@ -211,6 +211,7 @@ func TestScenariosShareBoots(t *testing.T) {
 		"unicast-vrrp",
 		"ecmp",
 		"kernel-fallback",
+		"rolling-upgrade",
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("the clusters the suite boots, and their scenarios:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

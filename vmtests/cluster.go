@@ -47,6 +47,12 @@ type Options struct {
 	// `lvsforge build` does; without BuildStatus, Log gets the steps only.
 	BuildStatus   func(step, msg string)
 	FetchProgress func(build.Progress)
+	// BootDisks boots every host through the BIOS and GRUB from a disk of
+	// its role, as a real host boots, instead of QEMU's -kernel; a guest
+	// that resets (a reboot, a kernel's panic=N) is started again (see
+	// supervise). The spec must give GRUB's entries the serial console and
+	// the disk's root (bootDiskSpec).
+	BootDisks bool
 }
 
 // Node is one VM of a cluster: a host of the spec, or the client.
@@ -64,11 +70,15 @@ type Node struct {
 	ssh *ssh.Client
 
 	// What start needs to boot the node again after a power-off.
-	accel   qemu.Accel
-	opts    []qemu.Option
-	mgmt    bool // has the management NIC with sshd forwarded
-	boots   int  // QEMU processes started
-	reboots int  // restarts by Cluster.reboot and the guest's own resets
+	accel qemu.Accel
+	opts  []qemu.Option
+	mgmt  bool // has the management NIC with sshd forwarded
+	// supervised nodes are started again when their guest resets (a
+	// cluster on boot disks); stopped says the harness ended the VM (a
+	// power-off, Close), which must stay down. Both under mu.
+	supervised, stopped bool
+	boots               int // QEMU processes started
+	reboots             int // restarts by Cluster.reboot and the guest's own resets
 	// dev6, addr6 and gw6 are the IPv6 interface, address and gateway
 	// setIPv6 gave it, which its next boots get too (net6Args).
 	dev6, addr6, gw6 string
@@ -253,6 +263,9 @@ func (c *Cluster) images(ctx context.Context, log io.Writer) (map[string]string,
 		return nil, err
 	}
 	c.base = base
+	if c.opts.BootDisks { // the hosts boot disks made of the base (bootDisks)
+		return nil, nil
+	}
 	bb, err := os.ReadFile(busyboxPath)
 	if err != nil {
 		return nil, fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
@@ -387,10 +400,10 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	}
 	serialN := c.serialDevice()
 	directors := c.Spec.HostsByRole(cluster.RoleDirector)
+	var hosts []hostBoot
 	for i := range c.Spec.Hosts {
 		h := &c.Spec.Hosts[i]
 		n := &Node{Name: h.Name, Host: h, MAC: mac(i+1, 0)}
-		kernel := c.Art.Kernels[h.Role]
 		port, err := c.LAN.AddPort(h.Name)
 		if err != nil {
 			return err
@@ -423,10 +436,29 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 			}
 			opts = append(opts, qemu.WithSerialSocketAt(serialN, end), qemu.WithConsolePort(console))
 		}
-		if err := c.bootDebian(ctx, n, i+1, imgs[guestInit(h)], kernel.BzImage, args, opts, accel); err != nil {
+		hosts = append(hosts, hostBoot{n, i + 1, args, opts})
+	}
+	if c.opts.BootDisks {
+		if c.plan.Router.IsValid() {
+			return errors.New("start cluster: a router VM on boot disks is not supported")
+		}
+		disks, err := c.bootDisks(ctx, hosts)
+		if err != nil {
 			return err
 		}
-		c.Nodes[h.Name] = n
+		for _, hb := range hosts {
+			if err := c.bootDebian(ctx, hb.n, hb.i, disks[hb.n.Host.Role], "", nil, hb.opts, accel); err != nil {
+				return err
+			}
+			c.Nodes[hb.n.Name] = hb.n
+		}
+	} else {
+		for _, hb := range hosts {
+			if err := c.bootDebian(ctx, hb.n, hb.i, imgs[guestInit(hb.n.Host)], c.Art.Kernels[hb.n.Host.Role].BzImage, hb.args, hb.opts, accel); err != nil {
+				return err
+			}
+			c.Nodes[hb.n.Name] = hb.n
+		}
 	}
 	if c.plan.Router.IsValid() {
 		// The router boots the directors' kernel (a bgp spec's has policy
@@ -510,29 +542,104 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 	return errors.Join(all...)
 }
 
-// bootDebian starts n, the i-th VM, from an overlay of image with kernel,
-// its NICs on the cluster's switches (opts) and their settings (args), and
-// what every Debian guest gets: the root disk, its name, the harness's
-// key, and the management NIC with sshd forwarded.
+// hostBoot is what starting a host's VM needs: the node, its index, the
+// settings of its NICs on the cluster's switches (args) and the NICs (opts).
+type hostBoot struct {
+	n    *Node
+	i    int
+	args []string
+	opts []qemu.Option
+}
+
+// guestArgs are n's settings for lvsforge-cmdline (initramfs.CmdlineScript):
+// its NICs' (args), its name, the harness's key and the management NIC.
+func (c *Cluster) guestArgs(n *Node, i int, args []string) []string {
+	all := append([]string{"lvs.hostname=" + n.Name,
+		"lvs.sshkey=" + base64.StdEncoding.EncodeToString(ssh.MarshalAuthorizedKey(c.signer.PublicKey()))}, args...)
+	return append(all, "lvs.ifname="+mac(i, 2)+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
+}
+
+// bootDebian starts n, the i-th VM, from an overlay of image, its NICs on
+// the cluster's switches (opts) and the management NIC with sshd
+// forwarded. With kernel, QEMU boots it with the settings (guestArgs of
+// args) on its command line; without, the image is a boot disk that has
+// them (bootDisks), and n is supervised.
 func (c *Cluster) bootDebian(ctx context.Context, n *Node, i int, image, kernel string, args []string, opts []qemu.Option, accel qemu.Accel) error {
 	overlay := filepath.Join(c.dir, n.Name+".qcow2")
 	if err := guestimage.Overlay(ctx, image, overlay); err != nil {
 		return err
 	}
+	n.mgmt, n.accel = true, accel
+	n.opts = append(opts, qemu.WithManagementMAC(mac(i, 2)), qemu.WithDisk(overlay, "qcow2"), qemu.WithMemory(guestMemoryMB))
+	if kernel == "" {
+		n.supervised = true
+		return c.start(ctx, n)
+	}
 	// acpi=noirq: PCI interrupts from the BIOS's table, not the ACPI
 	// interpreter, which takes a second of each emulated boot.
-	args = append([]string{"root=/dev/vda", "rw", "acpi=noirq", guestClock, "lvs.hostname=" + n.Name,
-		"lvs.sshkey=" + base64.StdEncoding.EncodeToString(ssh.MarshalAuthorizedKey(c.signer.PublicKey()))}, args...)
-	mgmtMAC := mac(i, 2)
-	args = append(args, "lvs.ifname="+mgmtMAC+","+mgmtIface, "lvs.ip="+mgmtIface+",10.0.2.15/24")
-	n.mgmt, n.accel = true, accel
-	n.opts = append(opts,
-		qemu.WithManagementMAC(mgmtMAC),
-		qemu.WithKernel(kernel),
-		qemu.WithDisk(overlay, "qcow2"),
-		qemu.WithAppend(args...),
-		qemu.WithMemory(guestMemoryMB))
+	n.opts = append(n.opts, qemu.WithKernel(kernel),
+		qemu.WithAppend(append([]string{"root=/dev/vda", "rw", "acpi=noirq", guestClock}, c.guestArgs(n, i, args)...)...))
 	return c.start(ctx, n)
+}
+
+// bootDisks makes a boot disk per role (guestimage.BootDisk) whose GRUB
+// boots the role's kernel with the spec's command line and panic=N, as
+// lvsforge's own GRUB entries do, and which carries the harness's files
+// and every host's settings, each in a file named for its public NIC's MAC.
+func (c *Cluster) bootDisks(ctx context.Context, hosts []hostBoot) (map[string]string, error) {
+	bb, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		return nil, fmt.Errorf("read static busybox (apt-get install busybox-static): %w", err)
+	}
+	files := []guestimage.File{
+		{Path: guestBusybox, Data: bb, Mode: 0o755},
+		{Path: guestTestSvc, Data: testSvcScript, Mode: 0o755},
+	}
+	for _, hb := range hosts {
+		if guestInit(hb.n.Host) != guestimage.InitSystemd {
+			return nil, fmt.Errorf("start cluster: %s: boot disks are made for systemd hosts only", hb.n.Name)
+		}
+		files = append(files, guestimage.File{Path: "/etc/lvsforge/cmdline.d/" + hb.n.MAC,
+			Data: []byte(strings.Join(c.guestArgs(hb.n, hb.i, hb.args), " ") + "\n"), Mode: 0o644})
+	}
+	log, err := os.Create(filepath.Join(c.opts.Out, "bootdisk.log"))
+	if err != nil {
+		return nil, fmt.Errorf("make boot disks: %w", err)
+	}
+	defer log.Close()
+	gb := &guestimage.Builder{CacheDir: c.opts.CacheDir, Log: log}
+	disks := map[string]string{}
+	for _, role := range build.Roles {
+		k := c.Art.Kernels[role]
+		if disks[role], err = gb.BootDisk(ctx, guestimage.DefaultSpec(), guestimage.BootDisk{
+			Release: k.Release, Kernel: k.BzImage, Modules: k.Modules, Files: files,
+			Cmdline: strings.TrimSpace(fmt.Sprintf("%s panic=%d", c.Spec.Kernel.Cmdline, c.Spec.Kernel.PanicTimeout)),
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return disks, nil
+}
+
+// supervise starts n's QEMU again when its guest resets, as a real host
+// comes back from a reboot or a kernel's panic=N: on the same disk, ports
+// and cable, with the same sshd port. QEMU runs with -no-reboot, so a
+// reset ends it and this is a cold start: under TCG a warm reset left the
+// next boot 20 to 140 s between GRUB and the kernel (see reboot).
+func (c *Cluster) supervise(ctx context.Context, n *Node, vm *qemu.VM) {
+	<-vm.Done()
+	n.mu.Lock()
+	stopped := n.stopped
+	n.mu.Unlock()
+	if stopped || ctx.Err() != nil {
+		return
+	}
+	n.dropSSH()
+	n.reboots++
+	c.opts.logf("%s: its guest reset: QEMU started again", n.Name)
+	if err := c.start(ctx, n); err != nil {
+		c.opts.logf("%s: start again after its reset: %v", n.Name, err)
+	}
 }
 
 // diagnose asks a host over its console (which needs no network) for the
@@ -563,7 +670,7 @@ func (c *Cluster) start(ctx context.Context, n *Node) error {
 		qemu.WithDir(c.dir),
 		qemu.WithTimeout(vmLifetime),
 	}, n.opts...)
-	if args := n.net6Args(); len(args) > 0 {
+	if args := n.net6Args(); len(args) > 0 && !n.supervised { // GRUB gives a disk's kernel its command line
 		all = append(all, qemu.WithAppend(args...))
 	}
 	if n.mgmt {
@@ -577,6 +684,9 @@ func (c *Cluster) start(ctx context.Context, n *Node) error {
 	n.boots++
 	if n.mgmt {
 		n.SSHPort, _ = vm.HostPort(22)
+	}
+	if n.supervised {
+		go c.supervise(ctx, n, vm)
 	}
 	return nil
 }
@@ -601,6 +711,7 @@ func (c *Cluster) Close() error {
 	var errs []error
 	for _, n := range c.allNodes() {
 		n.mu.Lock()
+		n.stopped = true
 		if n.ssh != nil {
 			n.ssh.Close()
 		}
@@ -722,6 +833,31 @@ func (c *Cluster) PushKernel(ctx context.Context, spec *cluster.Spec, host, dir 
 	k.ActivateOnce = once
 	env.Kernels = map[string]*deploy.Kernel{spec.Host(host).Role: k}
 	return c.push(ctx, env, action.RunPush)
+}
+
+// Upgrade is `lvsforge upgrade --vm` of spec to the kernel builds art
+// (one per role) and the ipvsadm of the cluster's own build. log, when
+// set, receives the action's lines too (push.log has them all).
+func (c *Cluster) Upgrade(ctx context.Context, spec *cluster.Spec, art *build.SpecArtifacts, o action.UpgradeOptions, log io.Writer) (*deploy.Report, error) {
+	env, err := c.Env(spec)
+	if err != nil {
+		return nil, err
+	}
+	env.Kernels = map[string]*deploy.Kernel{}
+	for role, k := range art.Kernels {
+		if env.Kernels[role], err = deploy.LoadKernel(k.Dir); err != nil {
+			return nil, err
+		}
+	}
+	if env.Ipvsadm, err = install.OpenArtifact(c.Art.Ipvsadm.Binary); err != nil {
+		return nil, err
+	}
+	return c.push(ctx, env, func(ctx context.Context, env *action.Env) (*deploy.Report, error) {
+		if log != nil {
+			env.Log = io.MultiWriter(env.Log, log)
+		}
+		return action.RunUpgrade(ctx, env, o)
+	})
 }
 
 // ConfirmKernel is `lvsforge kernel confirm --release RELEASE` on one host.

@@ -21,6 +21,9 @@ func (c *Cluster) PowerOff(ctx context.Context, host string) error {
 	if n == nil {
 		return fmt.Errorf("power off %s: no such VM", host)
 	}
+	n.mu.Lock()
+	n.stopped = true
+	n.mu.Unlock()
 	n.dropSSH()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -91,6 +94,9 @@ func (n *Node) dropSSH() {
 // before the guest's own reset into the fallback kernel).
 func (c *Cluster) coldStart(ctx context.Context, n *Node, via string) error {
 	n.VM.Close()
+	n.mu.Lock()
+	n.stopped = false
+	n.mu.Unlock()
 	if err := c.start(ctx, n); err != nil {
 		return err
 	}

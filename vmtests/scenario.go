@@ -26,7 +26,10 @@ type Scenario struct {
 	// Standalone scenarios boot their own VMs instead of the cluster (Run.C
 	// is nil).
 	Standalone bool
-	Run        func(ctx context.Context, r *Run) error
+	// BootDisks scenarios run on a cluster whose hosts boot through GRUB
+	// from disks and may reboot (Options.BootDisks), and only there.
+	BootDisks bool
+	Run       func(ctx context.Context, r *Run) error
 }
 
 // Figure is one measured value of a scenario.
@@ -113,7 +116,7 @@ func (s *Suite) Close() error {
 var Scenarios = []*Scenario{
 	seedDR, arpScenario, rsScript, statusScenario, drainScenario, wrrScenario, rsDownScenario,
 	linksScenario, failoverScenario, tunScenario, connSyncHeartbeatScenario, liveChangeScenario, ipv6Scenario, natScenario,
-	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, ecmpScenario, kernelFallback,
+	keepalivedScenario, trackScenario, gueScenario, liveChangeKeepalivedScenario, connSyncScenario, unicastVRRPScenario, ecmpScenario, kernelFallback, rollingUpgrade,
 }
 
 // Lookup returns the named scenarios; "all" is every one.
@@ -165,7 +168,9 @@ func (s *Suite) Run(ctx context.Context, sc *Scenario) (*Result, error) {
 	first := s.c == nil
 	if first {
 		s.Opts.logf("%s: starting the cluster's VMs", sc.Name)
-		if s.c, err = Up(ctx, spec, s.Opts); err != nil {
+		o := s.Opts
+		o.BootDisks = sc.BootDisks
+		if s.c, err = Up(ctx, spec, o); err != nil {
 			return res, fmt.Errorf("scenario %s: %w", sc.Name, err)
 		}
 	}
@@ -252,7 +257,7 @@ func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec,
 // runs says whether scenario sc, with its derived spec, runs on the
 // running cluster c (nil: none) after a push, rather than on a new one.
 func (c *Cluster) runs(sc *Scenario, spec *cluster.Spec) bool {
-	return c != nil && !sc.Standalone && c.compatible(spec)
+	return c != nil && !sc.Standalone && sc.BootDisks == c.opts.BootDisks && c.compatible(spec)
 }
 
 // compatible says whether spec can run on c by a push: same hosts with the

@@ -393,21 +393,7 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	if err != nil {
 		return err
 	}
-	failed, slow, slowest := 0, 0, 0.0
-	for _, l := range lines {
-		if l.Server == "" {
-			failed++
-			r.Logf("request at client uptime %.2f failed after %.2f s", l.T, l.Took)
-		}
-		if l.Took > 1 {
-			slow++
-		}
-		slowest = max(slowest, l.Took)
-	}
-	r.Figure("requests", float64(len(lines)), "")
-	r.Figure("failed requests", float64(failed), "")
-	r.Figure("requests that took over 1 s", float64(slow), "")
-	r.Figure("slowest request", slowest, "s")
+	failed := r.probeFigures("", lines)
 	if failed > 0 || len(lines) == 0 {
 		// What the checker did is the first suspect: its log, with the
 		// guest's wall clock, next to the failed requests' client uptimes.
@@ -424,6 +410,28 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	// from it.
 	r.C.Spec = spec
 	return nil
+}
+
+// probeFigures records a probe's requests, failed requests (each logged
+// with its client uptime), those that took over a second and the slowest,
+// each figure's name after prefix; it returns the failed count.
+func (r *Run) probeFigures(prefix string, lines []ProbeLine) int {
+	failed, slow, slowest := 0, 0, 0.0
+	for _, l := range lines {
+		if l.Server == "" {
+			failed++
+			r.Logf("request at client uptime %.2f failed after %.2f s", l.T, l.Took)
+		}
+		if l.Took > 1 {
+			slow++
+		}
+		slowest = max(slowest, l.Took)
+	}
+	r.Figure(prefix+"requests", float64(len(lines)), "")
+	r.Figure(prefix+"failed requests", float64(failed), "")
+	r.Figure(prefix+"requests that took over 1 s", float64(slow), "")
+	r.Figure(prefix+"slowest request", slowest, "s")
+	return failed
 }
 
 // freeVIP is an address of the first VIP's subnet that no host, VIP or the

@@ -3,16 +3,23 @@ package vmtests
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/vmtests/guestimage"
 	"github.com/lvsforge/lvsforge/vmtests/qemu"
 	"github.com/lvsforge/lvsforge/vmtests/vlan"
@@ -32,23 +39,38 @@ var kernelFallback = &Scenario{
 // brokenLocalVersion names the kernel that cannot mount its root.
 const brokenLocalVersion = "-rsbroken"
 
+// breakRealServerKernel makes s's real-server kernel one that panics at
+// boot: built without the virtio disk driver, it cannot mount its root.
+// kernel-fallback and rolling-upgrade derive it alike, so it is built once.
+func breakRealServerKernel(s *cluster.Spec) error {
+	s.Kernel.RealServer.LocalVersion = brokenLocalVersion
+	s.Kernel.RealServer.Options = append(slices.Clone(s.Kernel.RealServer.Options), "CONFIG_VIRTIO_BLK=n")
+	return nil
+}
+
+// bootDiskSpec is s for hosts that boot through GRUB from a virtio disk
+// (bootDiskVM, Options.BootDisks): lvsforge's GRUB entries name its root
+// and give the kernel the serial console the harness reads, and the
+// settings of the VMs' own command line; the console takes the first
+// serial port, so no heartbeat medium is a serial cable.
+func bootDiskSpec(s *cluster.Spec) error {
+	s.Kernel.Cmdline = "console=ttyS0 acpi=noirq " + guestClock
+	for i := range s.Hosts {
+		s.Hosts[i].Boot.Root = "/dev/vda1"
+	}
+	s.HA.Media = slices.DeleteFunc(s.HA.Media, func(m cluster.Medium) bool { return m.Type == cluster.MediumSerial })
+	return nil
+}
+
 func runKernelFallback(ctx context.Context, r *Run) error {
 	host := r.Spec.HostsByRole(cluster.RoleRealServer)[0].Name
 	// The spec for a host whose disk is a virtio disk and whose console is
 	// the serial port the harness reads.
-	spec, err := deriveSpec(r.Spec, func(s *cluster.Spec) error {
-		s.Kernel.Cmdline = "console=ttyS0"
-		s.Host(host).Boot.Root = "/dev/vda1"
-		return nil
-	})
+	spec, err := deriveSpec(r.Spec, bootDiskSpec)
 	if err != nil {
 		return err
 	}
-	broken, err := deriveSpec(spec, func(s *cluster.Spec) error {
-		s.Kernel.RealServer.LocalVersion = brokenLocalVersion
-		s.Kernel.RealServer.Options = append(append([]string(nil), s.Kernel.RealServer.Options...), "CONFIG_VIRTIO_BLK=n")
-		return nil
-	})
+	broken, err := deriveSpec(spec, breakRealServerKernel)
 	if err != nil {
 		return err
 	}
@@ -212,7 +234,7 @@ func bootDiskVM(ctx context.Context, o Options, spec *cluster.Spec, host string,
 	}
 	disk, err := gb.BootDisk(ctx, gspec, guestimage.BootDisk{
 		Release: first.Release, Kernel: first.BzImage, Modules: first.Modules,
-		Cmdline: fmt.Sprintf("console=ttyS0 panic=%d", spec.Kernel.PanicTimeout),
+		Cmdline: fmt.Sprintf("%s panic=%d", spec.Kernel.Cmdline, spec.Kernel.PanicTimeout),
 		Files:   []guestimage.File{{Path: "/etc/lvsforge/cmdline", Data: []byte(settings), Mode: 0o644}},
 	})
 	if err != nil {
@@ -246,4 +268,140 @@ func bootDiskVM(ctx context.Context, o Options, spec *cluster.Spec, host string,
 		return c, fmt.Errorf("%w\n%s", err, n.diagnose(ctx))
 	}
 	return c, nil
+}
+
+// rollingUpgrade is `lvsforge upgrade` on a live cluster whose hosts boot
+// through GRUB, as real ones do, with a request through the VIP every
+// 100 ms the whole time.
+var rollingUpgrade = &Scenario{
+	Name: "rolling-upgrade",
+	Doc: "every host boots through GRUB from its disk; with a request through the VIP every 100 ms, lvsforge upgrade moves each host to a newly built kernel " +
+		"(another localVersion), one at a time: each real server drained first and undrained after, then the standby director and, after hb_standby moved the VIPs " +
+		"to it, the active one; every host ends on its new kernel, confirmed, and no request fails. Then an upgrade of the real servers to a kernel that panics at " +
+		"boot stops at the first, which is back on its kernel by itself, undrained and serving; the other hosts are untouched",
+	Spec:      bootDiskSpec,
+	BootDisks: true,
+	Run:       runRollingUpgrade,
+}
+
+// nextLocalVersion is what the upgrade's kernels add to the spec's local
+// versions: the same configuration, another release, so that ccache
+// compiles little of them.
+const nextLocalVersion = "-next"
+
+func runRollingUpgrade(ctx context.Context, r *Run) error {
+	next, err := deriveSpec(r.Spec, func(s *cluster.Spec) error {
+		s.Kernel.Director.LocalVersion += nextLocalVersion
+		s.Kernel.RealServer.LocalVersion += nextLocalVersion
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	broken, err := deriveSpec(next, breakRealServerKernel)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	art, err := r.build(ctx, next, build.Roles...)
+	if err != nil {
+		return err
+	}
+	bad, err := r.build(ctx, broken, cluster.RoleRealServer)
+	if err != nil {
+		return err
+	}
+	r.Figure("build of the new kernels", time.Since(t).Seconds(), "s")
+	hosts := r.Spec.Hosts
+	before := map[string]*deploy.KernelStatus{}
+	for _, h := range hosts {
+		if before[h.Name], err = r.C.KernelStatus(ctx, r.Spec, h.Name); err != nil {
+			return err
+		}
+	}
+
+	sv := checkedServices(r.Spec)[0]
+	p, err := r.C.StartProbe(ctx, sv, requestTimeout)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+	r.Logf("upgrade to %s and %s", art.Kernels[cluster.RoleDirector].Release, art.Kernels[cluster.RoleRealServer].Release)
+	var log strings.Builder
+	t = time.Now()
+	if _, err := r.C.Upgrade(ctx, next, art, action.UpgradeOptions{}, &log); err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	r.Figure("upgrade of the cluster", time.Since(t).Seconds(), "s")
+	for _, m := range upgradedRe.FindAllStringSubmatch(log.String(), -1) {
+		if v, err := strconv.ParseFloat(m[2], 64); err == nil {
+			r.Figure("upgrade of "+m[1], v, "s")
+		}
+	}
+	for _, h := range hosts {
+		k := art.Kernels[h.Role]
+		st, err := r.C.KernelStatus(ctx, next, h.Name)
+		if err != nil {
+			return err
+		}
+		if st.Running != k.Release || st.Default != "lvsforge-"+k.Release || st.Next != "" {
+			r.Errorf("%s after the upgrade: running %s, default %q, next %q; want %s, confirmed", h.Name, st.Running, st.Default, st.Next, k.Release)
+		}
+	}
+	r.C.Spec = next
+
+	// The panicking kernel: the first real server falls back by itself.
+	first := next.HostsByRole(cluster.RoleRealServer)[0].Name
+	r.Logf("upgrade the real servers to %s, which panics at boot", bad.Kernels[cluster.RoleRealServer].Release)
+	to := &build.SpecArtifacts{Kernels: map[string]*build.KernelArtifacts{
+		cluster.RoleDirector: art.Kernels[cluster.RoleDirector], cluster.RoleRealServer: bad.Kernels[cluster.RoleRealServer]}}
+	t = time.Now()
+	_, err = r.C.Upgrade(ctx, broken, to, action.UpgradeOptions{}, nil)
+	r.Figure("upgrade to the panicking kernel, until it stopped", time.Since(t).Seconds(), "s")
+	switch {
+	case err == nil:
+		r.Errorf("the upgrade to a kernel that panics at boot succeeded")
+	case !errors.Is(err, action.ErrFellBack) || !strings.Contains(err.Error(), first+":"):
+		r.Errorf("the upgrade to a kernel that panics at boot failed, but not as a fallback on %s: %v", first, err)
+	default:
+		r.Logf("the upgrade stopped: %s", firstLine(err.Error()))
+	}
+	for _, h := range hosts {
+		k := art.Kernels[h.Role]
+		st, err := r.C.KernelStatus(ctx, next, h.Name)
+		if err != nil {
+			return err
+		}
+		if st.Running != k.Release || st.Default != "lvsforge-"+k.Release || st.Next != "" {
+			r.Errorf("%s after the panicking kernel's upgrade: running %s, default %q, next %q; want %s, confirmed", h.Name, st.Running, st.Default, st.Next, k.Release)
+		}
+		if h.Name != first && slices.Contains(st.Installed, bad.Kernels[cluster.RoleRealServer].Release) {
+			r.Errorf("%s has the panicking kernel installed: the upgrade did not stop at %s", h.Name, first)
+		}
+	}
+	r.Figure(first+" resets", float64(r.C.Nodes[first].reboots), "")
+	lines, err := p.Stop(ctx)
+	stopped = true
+	if err != nil {
+		return err
+	}
+	if failed := r.probeFigures("", lines); failed > 0 || len(lines) == 0 {
+		r.Errorf("%d of %d requests failed during the upgrades", failed, len(lines))
+	}
+	// The fallen-back real server serves again: the split is the spec's.
+	return checkSplit(ctx, r, sv, 20, netip.Addr{})
+}
+
+// upgradedRe finds each host's time in the upgrade's log.
+var upgradedRe = regexp.MustCompile(`(?m)^\s*(\S+): upgraded in ([0-9.]+) s$`)
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
 }

@@ -79,8 +79,41 @@ func (c *Cluster) startServicesOn(ctx context.Context, spec *cluster.Spec, h *cl
 	if len(cmds) == 0 {
 		return nil
 	}
-	_, err := c.Exec(ctx, h.Name, strings.Join(cmds, " && "))
+	cmd := strings.Join(cmds, " && ")
+	if c.opts.BootDisks {
+		cmd = bootServicesCmd(cmds) + " && " + cmd
+	}
+	_, err := c.Exec(ctx, h.Name, cmd)
 	return err
+}
+
+// bootServicesUnit starts a real server's test applications again at each
+// boot, as a real server starts its own, on a cluster whose hosts reboot
+// (BootDisks): after the hostname is set, which they answer with.
+const bootServicesUnit = `[Unit]
+Description=lvsforge VM test applications, started again at boot
+After=lvsforge-cmdline.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+TimeoutStartSec=5min
+ExecStart=/bin/sh -e /etc/lvsforge-vmtest/services
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// bootServicesCmd is the guest command that keeps cmds (startCmds) for
+// bootServicesUnit and enables it.
+func bootServicesCmd(cmds []string) string {
+	quoted := make([]string, len(cmds))
+	for i, c := range cmds {
+		quoted[i] = shell.Quote(c)
+	}
+	return fmt.Sprintf("mkdir -p /etc/lvsforge-vmtest && printf '%%s\\n' %s >/etc/lvsforge-vmtest/services && "+
+		"printf '%%s' %s >/etc/systemd/system/lvsforge-vmtest-services.service && systemctl enable --quiet lvsforge-vmtest-services.service",
+		strings.Join(quoted, " "), shell.Quote(bootServicesUnit))
 }
 
 // startCmds are the guest commands that start sv's test application on a

@@ -2,7 +2,8 @@
 # lvsforge-cmdline: applies the lvs.* settings of the kernel command line, so
 # one image or initramfs serves every VM of a cluster, and of
 # /etc/lvsforge/cmdline, for a VM that boots through GRUB, whose command line
-# is GRUB's. Shared by the busybox guest's /init and the Debian guest image
+# is GRUB's, or of /etc/lvsforge/cmdline.d/MAC, named for one of its NICs, on
+# a disk that every host of a role boots (a cluster booted from disks). Shared by the busybox guest's /init and the Debian guest image
 # (initramfs.CmdlineScript).
 #   lvs.hostname=NAME          host name (heartbeat needs it to match ha.cf)
 #   lvs.ifname=MAC,NAME        name the NIC with this MAC as the spec does (repeatable)
@@ -14,8 +15,6 @@
 # It runs at every boot of five VMs sharing two emulated cores: the ip(8)
 # commands go to iproute2 as two batches (two execs, not one per command);
 # busybox's ip, which has no batch mode, runs them one by one.
-
-# shellcheck disable=SC2013 # the command line is one line of words
 
 BATCH=/run/lvsforge-cmdline.ip
 batch=
@@ -45,13 +44,34 @@ wait_iface() {
 	done
 }
 
+# settings prints the settings: the command line's, and a GRUB-booted VM's
+# from its disk. A disk that carries several hosts' names each one's file
+# by the host's NIC, which the driver may still be bringing up.
+settings() {
+	cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null
+	[ -d /etc/lvsforge/cmdline.d ] || return 0
+	i=0
+	while [ $i -lt 300 ]; do
+		for d in /sys/class/net/*; do
+			if read -r a <"$d/address" && [ -f "/etc/lvsforge/cmdline.d/$a" ]; then
+				cat "/etc/lvsforge/cmdline.d/$a"
+				return 0
+			fi
+		done
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo "lvsforge-cmdline: no NIC's MAC names a file in /etc/lvsforge/cmdline.d" >&2
+}
+
 [ -d /run ] || mkdir /run
+ARGS=$(settings)
 : >"$BATCH"
 echo "link set lo up" >>"$BATCH"
 # Renames first: the addresses below name interfaces by their new names.
 # Two passes through temporary names, so that swapping two names works.
 n=0
-for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
+for arg in $ARGS; do
 	case "$arg" in
 	lvs.ifname=*)
 		v="${arg#lvs.ifname=}"
@@ -79,7 +99,7 @@ for r in $renames; do
 	echo "link set dev ${r%%,*} name ${r#*,}" >>"$BATCH"
 done
 run_ip
-for arg in $(cat /proc/cmdline /etc/lvsforge/cmdline 2>/dev/null); do
+for arg in $ARGS; do
 	case "$arg" in
 	lvs.hostname=*)
 		echo "${arg#lvs.hostname=}" >/proc/sys/kernel/hostname
