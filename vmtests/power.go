@@ -278,6 +278,7 @@ func otherDirector(s *cluster.Spec, name string) string {
 // ended; and an ARP request (IPv6: a neighbour solicitation) for the VIP
 // every half second, whose answers the switch records.
 type Probe struct {
+	stopped bool
 	c       *Cluster
 	sv      *cluster.Service
 	file    string
@@ -338,8 +339,13 @@ type ProbeLine struct {
 	Took float64
 }
 
-// Stop ends the loops and returns the requests made.
+// Stop ends the loops and returns the requests made; once stopped, it
+// returns nothing, so a scenario may also defer it for its error paths.
 func (p *Probe) Stop(ctx context.Context) ([]ProbeLine, error) {
+	if p.stopped {
+		return nil, nil
+	}
+	p.stopped = true
 	// The requests under way end within their timeout.
 	if _, err := p.c.ClientRun(ctx, fmt.Sprintf("kill $(cat /tmp/probe-req.sh.pid /tmp/probe-arp.sh.pid) 2>/dev/null; sleep %d.5; true", p.timeout)); err != nil {
 		return nil, err

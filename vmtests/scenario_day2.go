@@ -337,12 +337,7 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	if err != nil {
 		return err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			p.Stop(context.WithoutCancel(ctx))
-		}
-	}()
+	defer p.Stop(context.WithoutCancel(ctx))
 	steps := []struct {
 		name   string
 		change func(*cluster.Spec) error
@@ -389,7 +384,6 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	}
 	// The last requests end before the probe's lines are read.
 	lines, err := p.Stop(ctx)
-	stopped = true
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/build"
 	"github.com/lvsforge/lvsforge/cluster"
-	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/vmtests/guestimage"
 	"github.com/lvsforge/lvsforge/vmtests/qemu"
 	"github.com/lvsforge/lvsforge/vmtests/vlan"
@@ -312,25 +311,13 @@ func runRollingUpgrade(ctx context.Context, r *Run) error {
 		return err
 	}
 	r.Figure("build of the new kernels", time.Since(t).Seconds(), "s")
-	hosts := r.Spec.Hosts
-	before := map[string]*deploy.KernelStatus{}
-	for _, h := range hosts {
-		if before[h.Name], err = r.C.KernelStatus(ctx, r.Spec, h.Name); err != nil {
-			return err
-		}
-	}
 
 	sv := checkedServices(r.Spec)[0]
 	p, err := r.C.StartProbe(ctx, sv, requestTimeout)
 	if err != nil {
 		return err
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			p.Stop(context.WithoutCancel(ctx))
-		}
-	}()
+	defer p.Stop(context.WithoutCancel(ctx))
 	r.Logf("upgrade to %s and %s", art.Kernels[cluster.RoleDirector].Release, art.Kernels[cluster.RoleRealServer].Release)
 	var log strings.Builder
 	t = time.Now()
@@ -343,15 +330,8 @@ func runRollingUpgrade(ctx context.Context, r *Run) error {
 			r.Figure("upgrade of "+m[1], v, "s")
 		}
 	}
-	for _, h := range hosts {
-		k := art.Kernels[h.Role]
-		st, err := r.C.KernelStatus(ctx, next, h.Name)
-		if err != nil {
-			return err
-		}
-		if st.Running != k.Release || st.Default != "lvsforge-"+k.Release || st.Next != "" {
-			r.Errorf("%s after the upgrade: running %s, default %q, next %q; want %s, confirmed", h.Name, st.Running, st.Default, st.Next, k.Release)
-		}
+	if _, err := r.onKernels(ctx, next, art, "after the upgrade"); err != nil {
+		return err
 	}
 	r.C.Spec = next
 
@@ -371,22 +351,17 @@ func runRollingUpgrade(ctx context.Context, r *Run) error {
 	default:
 		r.Logf("the upgrade stopped: %s", firstLine(err.Error()))
 	}
-	for _, h := range hosts {
-		k := art.Kernels[h.Role]
-		st, err := r.C.KernelStatus(ctx, next, h.Name)
-		if err != nil {
-			return err
-		}
-		if st.Running != k.Release || st.Default != "lvsforge-"+k.Release || st.Next != "" {
-			r.Errorf("%s after the panicking kernel's upgrade: running %s, default %q, next %q; want %s, confirmed", h.Name, st.Running, st.Default, st.Next, k.Release)
-		}
-		if h.Name != first && slices.Contains(st.Installed, bad.Kernels[cluster.RoleRealServer].Release) {
-			r.Errorf("%s has the panicking kernel installed: the upgrade did not stop at %s", h.Name, first)
+	installed, err := r.onKernels(ctx, next, art, "after the panicking kernel's upgrade")
+	if err != nil {
+		return err
+	}
+	for host, rels := range installed {
+		if host != first && slices.Contains(rels, bad.Kernels[cluster.RoleRealServer].Release) {
+			r.Errorf("%s has the panicking kernel installed: the upgrade did not stop at %s", host, first)
 		}
 	}
 	r.Figure(first+" resets", float64(r.C.Nodes[first].reboots), "")
 	lines, err := p.Stop(ctx)
-	stopped = true
 	if err != nil {
 		return err
 	}
@@ -395,6 +370,25 @@ func runRollingUpgrade(ctx context.Context, r *Run) error {
 	}
 	// The fallen-back real server serves again: the split is the spec's.
 	return checkSplit(ctx, r, sv, 20, netip.Addr{})
+}
+
+// onKernels checks that every host of spec runs its role's kernel of art,
+// confirmed (its GRUB default, no one-time entry), and returns each host's
+// installed kernels.
+func (r *Run) onKernels(ctx context.Context, spec *cluster.Spec, art *build.SpecArtifacts, when string) (map[string][]string, error) {
+	installed := map[string][]string{}
+	for _, h := range spec.Hosts {
+		k := art.Kernels[h.Role]
+		st, err := r.C.KernelStatus(ctx, spec, h.Name)
+		if err != nil {
+			return nil, err
+		}
+		if st.Running != k.Release || st.Default != "lvsforge-"+k.Release || st.Next != "" {
+			r.Errorf("%s %s: running %s, default %q, next %q; want %s, confirmed", h.Name, when, st.Running, st.Default, st.Next, k.Release)
+		}
+		installed[h.Name] = st.Installed
+	}
+	return installed, nil
 }
 
 // upgradedRe finds each host's time in the upgrade's log.
