@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"reflect"
 	"sort"
 	"strings"
@@ -225,21 +226,9 @@ const (
 // services), applies f and gives every check at least the VMs' timeout and
 // interval (the spec's own where they are longer).
 func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec, error) {
-	s := *base
-	s.Services = append([]cluster.Service(nil), base.Services...)
-	s.Hosts = make([]cluster.Host, len(base.Hosts))
-	for i, h := range base.Hosts {
-		s.Hosts[i] = h
-		if h.Weights != nil {
-			s.Hosts[i].Weights = map[string]int{}
-			for k, v := range h.Weights {
-				s.Hosts[i].Weights[k] = v
-			}
-		}
-	}
-	s.HA.Media = append([]cluster.Medium(nil), base.HA.Media...)
+	s := cloneSpec(base)
 	if f != nil {
-		if err := f(&s); err != nil {
+		if err := f(s); err != nil {
 			return nil, err
 		}
 	}
@@ -248,10 +237,41 @@ func deriveSpec(base *cluster.Spec, f func(*cluster.Spec) error) (*cluster.Spec,
 		c.Timeout = max(c.Timeout, vmCheckTimeout)
 		c.Interval = max(c.Interval, vmCheckInterval, c.Timeout+1)
 	}
-	if err := cluster.Validate(&s); err != nil {
+	if err := cluster.Validate(s); err != nil {
 		return nil, fmt.Errorf("derive the scenario's spec: %w", err)
 	}
-	return &s, nil
+	return s, nil
+}
+
+// cloneSpec copies base deep enough for a variant to edit its hosts,
+// services and heartbeat media.
+func cloneSpec(base *cluster.Spec) *cluster.Spec {
+	s := *base
+	s.Services = append([]cluster.Service(nil), base.Services...)
+	s.Hosts = make([]cluster.Host, len(base.Hosts))
+	for i, h := range base.Hosts {
+		s.Hosts[i] = h
+		if h.Weights != nil {
+			s.Hosts[i].Weights = maps.Clone(h.Weights)
+		}
+	}
+	s.HA.Media = append([]cluster.Medium(nil), base.HA.Media...)
+	return &s
+}
+
+// BootDiskSpec is s for a cluster on boot disks (Options.BootDisks), as
+// `lvsforge vm up --boot-disks` starts it and its --vm commands reach it:
+// lvsforge's GRUB entries name the VMs' root disk and serial console, and
+// no heartbeat medium is a serial cable (the console has the port).
+func BootDiskSpec(s *cluster.Spec) (*cluster.Spec, error) {
+	out := cloneSpec(s)
+	if err := bootDiskSpec(out); err != nil {
+		return nil, err
+	}
+	if err := cluster.Validate(out); err != nil {
+		return nil, fmt.Errorf("boot the spec from disks: %w", err)
+	}
+	return out, nil
 }
 
 // runs says whether scenario sc, with its derived spec, runs on the

@@ -54,8 +54,10 @@ func init() {
 					Name:      "up",
 					Usage:     "boot and push the cluster, then keep it running until Ctrl-C or `lvsforge vm down`",
 					ArgsUsage: " ",
-					Flags:     []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag, stateFlag},
-					Action:    a.vmUp,
+					Flags: []cli.Flag{specFlag, cacheDirFlag, keyringFlag, signerFlag, stateFlag,
+						&cli.BoolFlag{Name: "boot-disks", Usage: "boot every host through the BIOS and GRUB from a disk, as real hosts boot, so that upgrade --vm and push --kernel --vm reboot them onto new kernels " +
+							"(lvsforge's GRUB entries then name the VMs' disk and serial console, and no heartbeat medium is a serial cable)"}},
+					Action: a.vmUp,
 				},
 				{
 					Name:      "ssh",
@@ -141,6 +143,18 @@ type vmState struct {
 	// Spec is the spec the cluster was started with (absolute), "" for
 	// the built-in example.
 	Spec string `json:"spec,omitempty"`
+	// BootDisks: the hosts boot through GRUB from their disks (vm up
+	// --boot-disks); the --vm commands adapt the spec as vm up did.
+	BootDisks bool `json:"bootDisks,omitempty"`
+}
+
+// vmSpec is s as the running cluster st boots it: on boot disks, with the
+// GRUB root and console of the VMs (vmtests.BootDiskSpec).
+func (st *vmState) vmSpec(s *cluster.Spec) (*cluster.Spec, error) {
+	if !st.BootDisks {
+		return s, nil
+	}
+	return vmtests.BootDiskSpec(s)
 }
 
 // vmEnv is the action environment for a command run with --vm: the spec of
@@ -164,6 +178,9 @@ func (a *App) vmEnv(c *cli.Context) (*action.Env, error) {
 	default:
 		fmt.Fprintln(a.Stderr, "lvsforge: --vm: the running cluster is the built-in example")
 		s, err = a.exampleSpec()
+	}
+	if err == nil {
+		s, err = st.vmSpec(s)
 	}
 	if err != nil {
 		return nil, err
@@ -194,6 +211,11 @@ func (a *App) vmUp(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	st := vmState{PID: os.Getpid(), Ports: map[string]int{}, BootDisks: c.Bool("boot-disks")}
+	if s, err = st.vmSpec(s); err != nil {
+		return err
+	}
+	opts.BootDisks = st.BootDisks
 	cl, err := vmtests.Up(c.Context, s, opts)
 	if err != nil {
 		return err
@@ -202,7 +224,7 @@ func (a *App) vmUp(c *cli.Context) error {
 	if _, err := cl.Converge(c.Context, s); err != nil {
 		return err
 	}
-	st := vmState{PID: os.Getpid(), KeyFile: cl.KeyFile(), KnownHosts: cl.KnownHosts(), Ports: map[string]int{}}
+	st.KeyFile, st.KnownHosts = cl.KeyFile(), cl.KnownHosts()
 	if p, err := a.specPath(c); err == nil && p != "" {
 		st.Spec, _ = filepath.Abs(p)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lvsforge/lvsforge/build"
+	"github.com/lvsforge/lvsforge/cluster"
 	"github.com/lvsforge/lvsforge/vmtests"
 )
 
@@ -64,5 +65,39 @@ func TestVMCommandsShowBuildProgress(t *testing.T) {
 	opts.FetchProgress(build.Progress{Name: "linux-6.1.192.tar.xz", Bytes: 3 << 20, Done: true})
 	if got := fetchOut.String(); got != "fetch linux-6.1.192.tar.xz: 3.0 MiB downloaded\n" {
 		t.Errorf("vmtest's downloads: %q", got)
+	}
+}
+
+// TestVMStateBootDisks: the --vm commands of a `vm up --boot-disks` see the
+// spec as that cluster boots it (GRUB entries on the VMs' disk and serial
+// console, no serial heartbeat cable), so that an upgrade --vm renders the
+// entries the VMs boot; without --boot-disks the spec is the user's.
+func TestVMStateBootDisks(t *testing.T) {
+	s, err := NewApp(nil, nil, nil).exampleSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := (&vmState{}).vmSpec(s); err != nil || got != s {
+		t.Errorf("without boot disks: %v, the same spec: %v", err, got == s)
+	}
+	got, err := (&vmState{BootDisks: true}).vmSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range got.Hosts {
+		if h.Boot.Root != "/dev/vda1" {
+			t.Errorf("%s boots root %q, want the VM disk's /dev/vda1", h.Name, h.Boot.Root)
+		}
+	}
+	if !strings.Contains(got.Kernel.Cmdline, "console=ttyS0") {
+		t.Errorf("GRUB entries' command line %q has no serial console", got.Kernel.Cmdline)
+	}
+	for _, m := range got.HA.Media {
+		if m.Type == cluster.MediumSerial {
+			t.Errorf("a serial heartbeat medium on the console's port: %+v", m)
+		}
+	}
+	if len(got.HA.Media) == len(s.HA.Media) || s.Hosts[0].Boot.Root == "/dev/vda1" {
+		t.Errorf("the user's spec was changed, or the serial medium kept: media %v, root %q", s.HA.Media, s.Hosts[0].Boot.Root)
 	}
 }
