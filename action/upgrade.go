@@ -221,11 +221,16 @@ func (r *Run) upgradeGroup(ctx context.Context, group []*cluster.Host, drains []
 		}
 	}
 	if rs {
-		// Undrain what answers; a host that does not stays drained.
+		// Undrain what answers; a host that does not stays drained. A
+		// host undrained is waited for until the checker gave it its
+		// weights back, a fallen-back one too: the upgrade ends with it
+		// serving, not about to.
 		keep := drains
+		var stays []*cluster.Host
 		for _, h := range failed {
 			if r.waitAnswers(ctx, h) != nil {
 				keep = ipvs.Merge(keep, ipvs.Drain{Host: h.Name})
+				stays = append(stays, h)
 				r.logf("  %s: stays drained: it does not answer", h.Name)
 			} else {
 				r.logf("  %s: answers on its old kernel: undrained", h.Name)
@@ -236,7 +241,7 @@ func (r *Run) upgradeGroup(ctx context.Context, group []*cluster.Host, drains []
 			return fmt.Errorf("%s: undrain: %w", hostNames(group), err)
 		}
 		for _, h := range group {
-			if !containsHost(failed, h) {
+			if !containsHost(stays, h) {
 				if err := r.waitWeights(ctx, h, keep); err != nil {
 					return fmt.Errorf("%s: %w", h.Name, err)
 				}
