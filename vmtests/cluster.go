@@ -438,27 +438,26 @@ func (c *Cluster) startAll(ctx context.Context, imgs map[string]string) error {
 		}
 		hosts = append(hosts, hostBoot{n, i + 1, args, opts})
 	}
+	var disks map[string]string // by role, for a cluster on boot disks
 	if c.opts.BootDisks {
 		if c.plan.Router.IsValid() {
 			return errors.New("start cluster: a router VM on boot disks is not supported")
 		}
-		disks, err := c.bootDisks(ctx, hosts)
-		if err != nil {
+		var err error
+		if disks, err = c.bootDisks(ctx, hosts); err != nil {
 			return err
 		}
-		for _, hb := range hosts {
-			if err := c.bootDebian(ctx, hb.n, hb.i, disks[hb.n.Host.Role], "", nil, hb.opts, accel); err != nil {
-				return err
-			}
-			c.Nodes[hb.n.Name] = hb.n
+	}
+	for _, hb := range hosts {
+		h := hb.n.Host
+		image, kernel := imgs[guestInit(h)], c.Art.Kernels[h.Role].BzImage
+		if disks != nil {
+			image, kernel = disks[h.Role], ""
 		}
-	} else {
-		for _, hb := range hosts {
-			if err := c.bootDebian(ctx, hb.n, hb.i, imgs[guestInit(hb.n.Host)], c.Art.Kernels[hb.n.Host.Role].BzImage, hb.args, hb.opts, accel); err != nil {
-				return err
-			}
-			c.Nodes[hb.n.Name] = hb.n
+		if err := c.bootDebian(ctx, hb.n, hb.i, image, kernel, hb.args, hb.opts, accel); err != nil {
+			return err
 		}
+		c.Nodes[h.Name] = hb.n
 	}
 	if c.plan.Router.IsValid() {
 		// The router boots the directors' kernel (a bgp spec's has policy
