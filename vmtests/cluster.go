@@ -70,15 +70,15 @@ type Node struct {
 	ssh *ssh.Client
 
 	// What start needs to boot the node again after a power-off.
-	accel qemu.Accel
-	opts  []qemu.Option
-	mgmt  bool // has the management NIC with sshd forwarded
+	accel   qemu.Accel
+	opts    []qemu.Option
+	mgmt    bool // has the management NIC with sshd forwarded
+	boots   int  // QEMU processes started
+	reboots int  // restarts by Cluster.reboot, supervise and the guest's own resets
 	// supervised nodes are started again when their guest resets (a
 	// cluster on boot disks); stopped says the harness ended the VM (a
-	// power-off, Close), which must stay down. Both under mu.
+	// power-off, Close), which must stay down. stopped is under mu.
 	supervised, stopped bool
-	boots               int // QEMU processes started
-	reboots             int // restarts by Cluster.reboot and the guest's own resets
 	// dev6, addr6 and gw6 are the IPv6 interface, address and gateway
 	// setIPv6 gave it, which its next boots get too (net6Args).
 	dev6, addr6, gw6 string
