@@ -20,7 +20,8 @@ import (
 // linuxha1 is up (its lvs-vip start, heartbeat's takeover). Once the
 // client's neighbour entry points at linuxha2, the connection's next
 // packet reaches linuxha1 through linuxha2's handoff and is answered:
-// nothing reset. linuxha2's stop, or the grace's end, removes the handoff.
+// nothing reset; the handoff began before linuxha2 had the address on
+// eth0. linuxha2's stop, or the grace's end, removes the handoff.
 func TestVIPHandoffInNetns(t *testing.T) {
 	ipTool := netnsTools(t)
 	testenv.LookPath(t, "nft", "nftables")
@@ -69,7 +70,9 @@ c.recv(100)
 	short := filepath.Join(t.TempDir(), "lvs-vip")
 	os.WriteFile(short, bytes.Replace(b, []byte("HANDOFF_GRACE=300"), []byte("HANDOFF_GRACE=10"), 1), 0o755)
 	bin, state := t.TempDir(), t.TempDir()
-	os.WriteFile(filepath.Join(bin, "cl_status"), []byte("#!/bin/sh\necho active\n"), 0o755)
+	// cl_status also notes whether eth0 held the VIP when the handoff
+	// began: it must begin before the address is announced.
+	os.WriteFile(filepath.Join(bin, "cl_status"), []byte("#!/bin/sh\nip -4 -o addr show dev eth0 to 192.168.7.110/32 >>/run/held-at-handoff\necho active\n"), 0o755)
 	runB := func(script, verb string) string {
 		t.Helper()
 		return in(t, ipTool, ns["b"], "unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -108,6 +111,9 @@ for line in sys.stdin:
 	runB(short, "start")
 	if !table() {
 		t.Fatal("linuxha2 took the VIPs over from a live linuxha1 but hands nothing back")
+	}
+	if held, err := os.ReadFile(filepath.Join(state, "held-at-handoff")); err != nil || len(held) > 0 {
+		t.Errorf("the handoff began after linuxha2 announced the VIP (%q, %v): the connections' first packets there were reset", held, err)
 	}
 	in(t, ipTool, ns["c"], "ip", "neigh", "replace", "192.168.7.110", "lladdr", mac("b"), "dev", "eth0", "nud", "permanent")
 	if got := ask("two"); got != "linuxha1 got two" {
