@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -312,6 +313,10 @@ func runDrain(ctx context.Context, r *Run) error {
 	}
 	r.Figure("drain --wait after the connection closed", time.Since(closed).Seconds(), "s")
 	// Undrain: the split is back.
+	quiesced, err := r.quiesced(ctx, active, target)
+	if err != nil {
+		return err
+	}
 	r.Logf("undrain %s", target)
 	if _, err := action.RunDrain(ctx, env, action.DrainRequest{Host: target, Undrain: true}); err != nil {
 		return err
@@ -320,6 +325,14 @@ func runDrain(ctx context.Context, r *Run) error {
 		return tab[target] == weightOf(r.Spec, r.Spec.Host(target), sv)
 	}); err != nil {
 		return err
+	}
+	// The undrain's reload gave the server its weight once, when its check
+	// passed: not for a moment before, only to quiesce it again (what
+	// ldirectord's readdquiescent=no does to every server at weight 0).
+	if again, err := r.quiesced(ctx, active, target); err != nil {
+		return err
+	} else if again != quiesced {
+		r.Errorf("ldirectord on %s quiesced %s %d more times during its undrain: a reload flapped its weight", active, target, again-quiesced)
 	}
 	if err := restore(ctx); err != nil {
 		return err
@@ -445,4 +458,17 @@ func freeVIP(s *cluster.Spec) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("no free address for a second VIP in %s", d)
+}
+
+// quiesced counts the lines of ldirectord's log on director d (0 for a
+// checker other than ldirectord) that set host's weight to 0.
+func (r *Run) quiesced(ctx context.Context, d, host string) (int, error) {
+	if r.Spec.HA.Backend != cluster.BackendHeartbeat {
+		return 0, nil
+	}
+	out, err := r.C.Exec(ctx, d, fmt.Sprintf("journalctl --no-pager -b -t ldirectord | grep -c 'Quiescent real server: %s:' || true", r.Spec.Host(host).IP()))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(lastLines(out, 1)))
 }
