@@ -200,16 +200,16 @@ func checkSplit(ctx context.Context, r *Run, sv *cluster.Service, n int, src net
 		r.Figure(sv.Name+" "+name, float64(t.By[name]), "req")
 	}
 	if msg := expectedSplit(r.Spec, sv, t); msg != "" {
-		r.Errorf("%s through %s: %s\nanswers: %s\n%s", sv.Name, net.JoinHostPort(sv.VIP, strconv.Itoa(sv.Port)), msg, t.Sequence(), r.C.lbState(ctx, sv))
+		r.Errorf("%s through %s: %s\nanswers (client clock %s to %s): %s\n%s", sv.Name, net.JoinHostPort(sv.VIP, strconv.Itoa(sv.Port)), msg, t.From, t.To, t.Sequence(), r.C.lbState(ctx, sv))
 	}
 	return nil
 }
 
 // lbState is what the cluster makes of sv right now, for the message of a
-// failed traffic check: on each running director whether it holds the VIP,
-// its IPVS table for sv with counters, and the last log lines of the
-// health checker and the HA daemon; on the client, its neighbour entry for
-// the VIP.
+// failed traffic check: on each running director its clock, whether it
+// holds the VIP, its IPVS table for sv with weights and counters, and the
+// last log lines of the health checker and the HA daemon; on the client,
+// its neighbour entry for the VIP.
 func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
 	// heartbeat's unit log without its once-a-second noise (the status
 	// polls, the notify debug lines): what it did with the resources.
@@ -225,8 +225,9 @@ func (c *Cluster) lbState(ctx context.Context, sv *cluster.Service) string {
 		if c.Nodes[d.Name].off() {
 			continue
 		}
-		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("ip -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln --stats %s; %s",
-			sv.VIP, sv.VIP, virtualOf(c.Spec, sv).Rule(), logs))
+		rule := virtualOf(c.Spec, sv).Rule()
+		out, err := c.Exec(ctx, d.Name, fmt.Sprintf("date -u '+now %%T.%%N'; ip -o addr show | grep -F ' %s/' || echo 'does not hold %s'; ipvsadm -Ln %s; ipvsadm -Ln --stats %s; %s",
+			sv.VIP, sv.VIP, rule, rule, logs))
 		if err != nil {
 			out += "\n" + err.Error()
 		}

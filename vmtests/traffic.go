@@ -145,6 +145,9 @@ type Tally struct {
 	By     map[string]int
 	Failed int
 	Seq    []string
+	// From and To are the client's clock when the requests began and
+	// ended, to set beside the directors' logs when a check fails.
+	From, To string
 }
 
 func (t Tally) String() string {
@@ -202,7 +205,7 @@ func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src 
 	// requestTimeout: a request that fails is refused or reset at once; one
 	// that is only slow (three emulated CPUs on its way, shared with the
 	// other VMs) must not count as failed.
-	cmd := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do a=$(%s); echo "R:${a:-!$?}"; i=$((i+1)); done`, n, requestCmd(sv, requestTimeout))
+	cmd := fmt.Sprintf(`date -u '+T:%%T.%%N'; i=0; while [ $i -lt %d ]; do a=$(%s); echo "R:${a:-!$?}"; i=$((i+1)); done; date -u '+T:%%T.%%N'`, n, requestCmd(sv, requestTimeout))
 	out, err := c.ClientRun(ctx, cmd)
 	if err != nil {
 		return Tally{}, err
@@ -210,6 +213,14 @@ func (c *Cluster) Requests(ctx context.Context, sv *cluster.Service, n int, src 
 	t := Tally{By: map[string]int{}}
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)
+		if at, ok := strings.CutPrefix(l, "T:"); ok {
+			if t.From == "" {
+				t.From = at
+			} else {
+				t.To = at
+			}
+			continue
+		}
 		if !strings.HasPrefix(l, "R:") {
 			continue
 		}

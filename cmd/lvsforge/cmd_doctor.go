@@ -81,6 +81,7 @@ var hostTools = []hostTool{
 	{"ipvsadm", "ipvsadm", "tests: ldirectord needs it", testOnly, nil, onPath("ipvsadm")},
 	{"ip", "iproute2", "tests: network namespaces", testOnly, nil, onPath("ip")},
 	{"iptables", "iptables", "tests: the director script's firewall marks, in a network namespace", testOnly, nil, onPath("iptables")},
+	{"nft", "nftables", "tests: lvs-vip's connection handoff, in network namespaces", testOnly, nil, onPath("nft")},
 	{"ndisc6", "ndisc6", "tests: no neighbour advertisement for a real server's IPv6 VIP, in a network namespace", testOnly, nil, onPath("ndisc6")},
 	{"tcpdump", "tcpdump", "tests: lvs-vip announces an IPv6 VIP (unsolicited neighbour advertisements)", testOnly, nil, onPath("tcpdump")},
 	{"unshare", "util-linux", "tests: private mounts per test host", testOnly, nil, onPath("unshare")},
