@@ -36,7 +36,7 @@ var (
 	}
 	liveChangeKeepalivedScenario = &Scenario{
 		Name: "live-change-keepalived",
-		Doc:  "live-change on the keepalived cluster: with a request every 100 ms through the VIP, push a check interval change (keepalived reloads), then a second VIP on the real servers (each drained on keepalived's side first): 0 failed requests, and no VIP moves",
+		Doc:  "live-change on the keepalived cluster: with a request every 100 ms through the VIP, push a check interval change (keepalived reloads), then a second VIP (a new vrrp_instance address: keepalived restarts, the standby first, so the VIPs go to the standby and back) and on the real servers (each drained on keepalived's side first): 0 failed requests, and the VIPs on their director at the end",
 		Spec: keepalivedSpec,
 		Run:  runLiveChange,
 	}
