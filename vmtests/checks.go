@@ -187,10 +187,13 @@ func trafficCheck(ctx context.Context, r *Run, n int, src netip.Addr) error {
 	return nil
 }
 
-// checkSplit sends n requests to sv from src and checks that the answers
-// split as sv's scheduler and weights promise (expectedSplit); each real
-// server's count is a figure.
+// checkSplit sends n requests to sv from src (the zero Addr: the next of
+// SplitAddrs) and checks that the answers split as sv's scheduler and
+// weights promise (expectedSplit); each real server's count is a figure.
 func checkSplit(ctx context.Context, r *Run, sv *cluster.Service, n int, src netip.Addr) error {
+	if !src.IsValid() {
+		src = r.C.splitSource(sv)
+	}
 	t, err := r.C.Requests(ctx, sv, n, src)
 	if err != nil {
 		return err
@@ -203,6 +206,18 @@ func checkSplit(ctx context.Context, r *Run, sv *cluster.Service, n int, src net
 		r.Errorf("%s through %s: %s\nanswers (client clock %s to %s): %s\n%s", sv.Name, net.JoinHostPort(sv.VIP, strconv.Itoa(sv.Port)), msg, t.From, t.To, t.Sequence(), r.C.lbState(ctx, sv))
 	}
 	return nil
+}
+
+// splitSource is the source address for a split check of sv from no
+// address in particular: the next of SplitAddrs, which the client has not
+// used for as long as its turn took to come round, so the directors hold
+// no connection of it (see SplitAddrs). An IPv6 VIP gets the zero Addr,
+// the client's one IPv6 address.
+func (c *Cluster) splitSource(sv *cluster.Service) netip.Addr {
+	if netip.MustParseAddr(sv.VIP).Is6() {
+		return netip.Addr{}
+	}
+	return SplitAddrs[(c.splits.Add(1)-1)%int64(len(SplitAddrs))]
 }
 
 // lbState is what the cluster makes of sv right now, for the message of a

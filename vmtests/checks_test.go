@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"os/exec"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -156,6 +158,29 @@ func TestPlanNetworkDualStack(t *testing.T) {
 
 // TestScenarioSpecsValidate derives every scenario's spec from the example:
 // each must pass the same validation as a spec file.
+// TestSplitAddrs runs the client's line that adds SplitAddrs in a shell,
+// with ip printing its arguments: it must add each of them, and none of
+// them may be an address the client holds for something else.
+func TestSplitAddrs(t *testing.T) {
+	out, err := exec.Command("sh", "-c", `ip() { echo "$@"; }; `+splitAddrsCmd("eth0")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, a := range SplitAddrs {
+		want = append(want, "addr add "+a.String()+"/32 dev eth0")
+	}
+	if got := strings.Split(strings.TrimSpace(string(out)), "\n"); !reflect.DeepEqual(got, want) {
+		t.Errorf("the client adds\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	other := append([]netip.Addr{ExternalClient.Addr(), RoutedClient.Addr(), RouterUplink.Addr()}, ClientAddrs...)
+	for _, a := range other {
+		if slices.Contains(SplitAddrs, a) {
+			t.Errorf("%s is a split address and the client's for something else", a)
+		}
+	}
+}
+
 func TestScenarioSpecsValidate(t *testing.T) {
 	base := exampleSpec(t)
 	for _, sc := range Scenarios {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -113,6 +114,9 @@ type Cluster struct {
 	known   string
 	base    string // the guest image's base root
 	closed  bool
+	// splits counts the split checks: the next one's source address is
+	// SplitAddrs[splits % len(SplitAddrs)] (splitSource).
+	splits atomic.Int64
 }
 
 // Guest paths of the harness files the image carries besides the packages.

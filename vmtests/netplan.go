@@ -25,6 +25,32 @@ var ClientAddrs = func() []netip.Addr {
 	return out
 }()
 
+// SplitAddrs are the client's source addresses for the split checks, each
+// used by one checkSplit in turn (Cluster.splitSource), from the same
+// TEST-NET-2. A split asked from an address the client used within the
+// last two minutes is not the scheduler's alone: the directors still hold
+// that address's connections in FIN_WAIT for tcpFin (120 s), the client
+// picks its source ports all over the range (the kernel resalts its port
+// hash every 10 s), and in DR, conn_reuse_mode 1 sends a SYN from a port of
+// such a connection to that connection's real server without scheduling.
+// A capture counted 67 of 2500 SYNs so; after a drain, they all went to
+// the server that stayed, and CI saw rr splits of 7/13 and 96/104. 150
+// addresses come round again after 150 splits, each taking seconds.
+var SplitAddrs = func() []netip.Addr {
+	var out []netip.Addr
+	for i := 100; i < 250; i++ {
+		out = append(out, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+	}
+	return out
+}()
+
+// splitAddrsCmd adds SplitAddrs to the client's dev in one console line.
+func splitAddrsCmd(dev string) string {
+	first, last := SplitAddrs[0].As4(), SplitAddrs[len(SplitAddrs)-1].As4()
+	return fmt.Sprintf("i=%d; while [ $i -le %d ]; do ip addr add %d.%d.%d.$i/32 dev %s || exit 1; i=$((i+1)); done",
+		first[3], last[3], first[0], first[1], first[2], dev)
+}
+
 // When the directors announce the VIPs over BGP (ha.backend bgp), the site's
 // router is a VM of its own, Cluster.Router, running FRR: it holds the
 // router legs (the directors' BGP peer among them) and RouterUplink, and the
@@ -207,6 +233,7 @@ func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 		for _, a := range ClientAddrs {
 			cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
 		}
+		cmds = append(cmds, splitAddrsCmd(dev))
 		cmds = append(cmds, "ip route add default via "+p.Router.Addr().String())
 		for _, v := range s.VIPs() {
 			cmds = append(cmds, p.vipRoute(v, dev, p.Client))
@@ -223,6 +250,7 @@ func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 	for _, a := range ClientAddrs {
 		cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
 	}
+	cmds = append(cmds, splitAddrsCmd(dev))
 	for _, v := range s.VIPs() {
 		// An IPv6 VIP is on the link through its leg's prefix (Legs6,
 		// which come later).
