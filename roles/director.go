@@ -669,11 +669,24 @@ func (r *renderer) keepalived(svcs []*cluster.Service) error {
 		return err
 	}
 	// keepalived's reload (SIGHUP) applies added, removed and changed
-	// virtual_server blocks to the IPVS table, but it also rebuilds the
-	// VRRP instances, which may flap the VIPs: anything outside the
-	// virtual_server blocks (global_defs, vrrp_instance, the sync daemon)
-	// restarts it. That is the configuration without them.
+	// virtual_server blocks to the IPVS table, and a VRRP instance's new
+	// or removed addresses: it keeps each instance of the same name in
+	// its state, and its track scripts' results, and the master adds the
+	// new addresses, with gratuitous ARPs, and deletes the old ones
+	// (keepalived 2.2.7, vrrp.c: clear_diff_vrrp, restore_vrrp_state).
+	// A restart moves the VIPs to the standby and back, and without
+	// connection sync the requests in flight then are reset. Anything
+	// else outside the virtual_server blocks (global_defs, the other
+	// instance settings, an instance added or gone, the sync daemon)
+	// restarts it: the fingerprint is the configuration without the
+	// virtual_server blocks and the instances' addresses.
 	data["Virtuals"] = nil
+	bare := make([]kaInstance, len(instances))
+	for i, in := range instances {
+		in.Addresses = nil
+		bare[i] = in
+	}
+	data["Instances"] = bare
 	outside, err := templates.Render("keepalived.conf.tmpl", data)
 	if err != nil {
 		return err

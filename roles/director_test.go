@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,72 @@ func TestUnicastPeersAreTheOtherDirectors(t *testing.T) {
 	}
 	if seen != len(directors) || seen != 3 {
 		t.Errorf("%d keepalived.conf files for %d directors", seen, len(directors))
+	}
+}
+
+// TestKeepalivedReloadsForAVIPChange: a VIP added to a keepalived cluster
+// changes keepalived.conf (a virtual_server block, an address of the VRRP
+// instance) but not keepalived's fingerprint, so push reloads keepalived
+// and no VIP moves; any other change to an instance restarts it.
+func TestKeepalivedReloadsForAVIPChange(t *testing.T) {
+	fingerprints := func(s *cluster.Spec) (conf, fp map[string]string) {
+		t.Helper()
+		hosts, err := Render(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf, fp = map[string]string{}, map[string]string{}
+		for _, hf := range hosts {
+			for _, f := range hf.Files {
+				if f.Path == "/etc/keepalived/keepalived.conf" {
+					conf[hf.Host.Name] = string(f.Data)
+				}
+			}
+			for _, u := range hf.Units {
+				if u.Name == "keepalived" {
+					fp[hf.Host.Name] = u.Fingerprint
+				}
+			}
+		}
+		if len(fp) == 0 {
+			t.Fatal("no director runs keepalived")
+		}
+		return conf, fp
+	}
+	base := loadVariant(t, "keepalived")
+	conf, fp := fingerprints(base)
+
+	s := loadVariant(t, "keepalived")
+	used := map[netip.Addr]bool{}
+	for _, v := range s.VIPs() {
+		used[netip.MustParseAddr(v)] = true
+	}
+	for _, h := range s.Hosts {
+		used[h.Prefix().Addr()] = true
+	}
+	vip := netip.MustParseAddr(s.Services[0].VIP).Next()
+	for used[vip] {
+		vip = vip.Next()
+	}
+	second := s.Services[0]
+	second.Name, second.VIP = "second", vip.String()
+	s.Services = append(s.Services, second)
+	conf2, fp2 := fingerprints(s)
+	for host := range fp {
+		if conf2[host] == conf[host] || !strings.Contains(conf2[host], "        "+vip.String()) {
+			t.Errorf("%s: keepalived.conf does not have the second VIP %s as an instance address:\n%s", host, vip, conf2[host])
+		}
+		if fp2[host] != fp[host] {
+			t.Errorf("%s: a second VIP changes keepalived's fingerprint, so push restarts it:\n%s\nwas\n%s", host, fp2[host], fp[host])
+		}
+	}
+
+	s = loadVariant(t, "keepalived")
+	s.HA.Keepalived.AdvertInt++
+	_, fp3 := fingerprints(s)
+	for host := range fp {
+		if fp3[host] == fp[host] {
+			t.Errorf("%s: another advert_int keeps keepalived's fingerprint, so push only reloads it", host)
+		}
 	}
 }

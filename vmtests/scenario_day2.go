@@ -31,12 +31,12 @@ var (
 	}
 	liveChangeScenario = &Scenario{
 		Name: "live-change",
-		Doc:  "with a request every 100 ms through the VIP, push a change to ha.cf (a timing) and to the checker's configuration (a check interval), then one that restarts the real servers' set-up (a second VIP on their lo): 0 failed requests; heartbeat reloads keeping its resources and no VIP moves",
+		Doc:  "with a request every 100 ms through the VIP, push a change to ha.cf (a timing) and to the checker's configuration (a check interval), then one that restarts the real servers' set-up (a second VIP on their lo): 0 failed requests; heartbeat reloads keeping its resources (push restarts it for neither) and no VIP moves",
 		Run:  runLiveChange,
 	}
 	liveChangeKeepalivedScenario = &Scenario{
 		Name: "live-change-keepalived",
-		Doc:  "live-change on the keepalived cluster: with a request every 100 ms through the VIP, push a check interval change (keepalived reloads), then a second VIP (a new vrrp_instance address: keepalived restarts, the standby first, so the VIPs go to the standby and back) and on the real servers (each drained on keepalived's side first): 0 failed requests, and the VIPs on their director at the end",
+		Doc:  "live-change on the keepalived cluster: with a request every 100 ms through the VIP, push a check interval change, then a second VIP (a new vrrp_instance address and virtual_server) and on the real servers (each drained on keepalived's side first): keepalived reloads for both, 0 failed requests, and the VIPs stay on their director",
 		Spec: keepalivedSpec,
 		Run:  runLiveChange,
 	}
@@ -384,8 +384,20 @@ func runLiveChange(ctx context.Context, r *Run) error {
 		r.Logf("push: %s", step.name)
 		start := time.Now()
 		from, _ := p.Now(ctx)
-		if _, err := r.C.Push(ctx, next); err != nil {
+		rep, err := r.C.Push(ctx, next)
+		if err != nil {
 			return err
+		}
+		// Neither change needs the HA daemon restarted: heartbeat re-reads
+		// ha.cf keeping its resources, keepalived reloads for a check and
+		// for a VIP. A restart moves the VIPs to the standby and back.
+		daemon := haDaemon(next)
+		for _, h := range rep.Hosts {
+			for _, c := range h.Commands {
+				if c == "systemctl restart "+daemon+".service" || c == "/etc/init.d/"+daemon+" restart" {
+					r.Errorf("the push of %s restarted %s on %s (%s): it reloads", step.name, daemon, h.Host, c)
+				}
+			}
 		}
 		to, _ := p.Now(ctx)
 		r.Logf("push of %s: client uptime %.2f to %.2f", step.name, from, to)
@@ -412,6 +424,20 @@ func runLiveChange(ctx context.Context, r *Run) error {
 	}
 	if holder != active {
 		r.Errorf("the VIP moved from %s to %s: a change of ha.cf must not move it", active, holder)
+	}
+	// The reload put the second VIP where the first is, and it serves.
+	second := spec.Service("second")
+	if holder, err = r.C.ActiveDirector(ctx, second.VIP); err != nil {
+		r.Errorf("the second VIP after the push: %v", err)
+	} else if holder != active {
+		r.Errorf("the second VIP is on %s, the first on %s", holder, active)
+	}
+	t, err := r.C.Requests(ctx, second, 4, netip.Addr{})
+	if err != nil {
+		return err
+	}
+	if t.Failed > 0 {
+		r.Errorf("requests to the second VIP %s: %s (%s)", second.VIP, t, t.Sequence())
 	}
 	// The cluster is left on the last spec: the next scenario converges
 	// from it.

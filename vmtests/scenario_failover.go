@@ -287,13 +287,19 @@ func failoverCycle(ctx context.Context, r *Run, spec *cluster.Spec, sv *cluster.
 // garpLimit bounds the wait for a new VIP holder's gratuitous ARP.
 const garpLimit = time.Minute
 
+// haDaemon is the unit of spec's HA daemon on the directors: heartbeat, or
+// keepalived (also the bgp backend's checker).
+func haDaemon(spec *cluster.Spec) string {
+	if spec.HA.Backend == cluster.BackendHeartbeat {
+		return "heartbeat"
+	}
+	return "keepalived"
+}
+
 // haState is a director's HA daemon status and last log lines, for the
 // failure message of a check about where the VIP went.
 func (c *Cluster) haState(ctx context.Context, spec *cluster.Spec, host string) string {
-	unit := "heartbeat"
-	if spec.HA.Backend != cluster.BackendHeartbeat {
-		unit = "keepalived" // also the bgp backend's checker
-	}
+	unit := haDaemon(spec)
 	cmd := "systemctl --no-pager status " + unit + " | head -4; journalctl --no-pager -b -u " + unit + " | tail -25"
 	if spec.HA.Backend == cluster.BackendBGP {
 		cmd += "; birdc show protocols; journalctl --no-pager -b -u bird | tail -10"
