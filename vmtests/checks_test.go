@@ -156,13 +156,11 @@ func TestPlanNetworkDualStack(t *testing.T) {
 	}
 }
 
-// TestScenarioSpecsValidate derives every scenario's spec from the example:
-// each must pass the same validation as a spec file.
 // TestSplitAddrs runs the client's line that adds SplitAddrs in a shell,
 // with ip printing its arguments: it must add each of them, and none of
 // them may be an address the client holds for something else.
 func TestSplitAddrs(t *testing.T) {
-	out, err := exec.Command("sh", "-c", `ip() { echo "$@"; }; `+splitAddrsCmd("eth0")).Output()
+	out, err := exec.Command("sh", "-c", `ip() { echo "$@"; }; `+addAddrsCmd(SplitAddrs, "eth0")).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +179,8 @@ func TestSplitAddrs(t *testing.T) {
 	}
 }
 
+// TestScenarioSpecsValidate derives every scenario's spec from the example:
+// each must pass the same validation as a spec file.
 func TestScenarioSpecsValidate(t *testing.T) {
 	base := exampleSpec(t)
 	for _, sc := range Scenarios {

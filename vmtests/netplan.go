@@ -17,13 +17,7 @@ var ExternalClient = netip.MustParsePrefix("198.51.100.10/32")
 
 // ClientAddrs are the extra source addresses the client holds for checks
 // that need several clients (the sh scheduler), from the same TEST-NET-2.
-var ClientAddrs = func() []netip.Addr {
-	var out []netip.Addr
-	for i := 21; i <= 28; i++ {
-		out = append(out, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
-	}
-	return out
-}()
+var ClientAddrs = testNet2(21, 28)
 
 // SplitAddrs are the client's source addresses for the split checks, each
 // used by one checkSplit in turn (Cluster.splitSource), from the same
@@ -36,17 +30,21 @@ var ClientAddrs = func() []netip.Addr {
 // A capture counted 67 of 2500 SYNs so; after a drain, they all went to
 // the server that stayed, and CI saw rr splits of 7/13 and 96/104. 150
 // addresses come round again after 150 splits, each taking seconds.
-var SplitAddrs = func() []netip.Addr {
+var SplitAddrs = testNet2(100, 249)
+
+// testNet2 is 198.51.100.lo to 198.51.100.hi, of TEST-NET-2.
+func testNet2(lo, hi byte) []netip.Addr {
 	var out []netip.Addr
-	for i := 100; i < 250; i++ {
+	for i := int(lo); i <= int(hi); i++ {
 		out = append(out, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
 	}
 	return out
-}()
+}
 
-// splitAddrsCmd adds SplitAddrs to the client's dev in one console line.
-func splitAddrsCmd(dev string) string {
-	first, last := SplitAddrs[0].As4(), SplitAddrs[len(SplitAddrs)-1].As4()
+// addAddrsCmd adds addrs, consecutive addresses of one /24 (testNet2), to
+// the client's dev in one console line.
+func addAddrsCmd(addrs []netip.Addr, dev string) string {
+	first, last := addrs[0].As4(), addrs[len(addrs)-1].As4()
 	return fmt.Sprintf("i=%d; while [ $i -le %d ]; do ip addr add %d.%d.%d.$i/32 dev %s || exit 1; i=$((i+1)); done",
 		first[3], last[3], first[0], first[1], first[2], dev)
 }
@@ -230,10 +228,7 @@ func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 	if p.Router.IsValid() {
 		// Behind the router VM: its own subnet, everything through it.
 		cmds = append(cmds, "ip addr add "+RoutedClient.String()+" dev "+dev)
-		for _, a := range ClientAddrs {
-			cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
-		}
-		cmds = append(cmds, splitAddrsCmd(dev))
+		cmds = append(cmds, addAddrsCmd(ClientAddrs, dev), addAddrsCmd(SplitAddrs, dev))
 		cmds = append(cmds, "ip route add default via "+p.Router.Addr().String())
 		for _, v := range s.VIPs() {
 			cmds = append(cmds, p.vipRoute(v, dev, p.Client))
@@ -247,10 +242,7 @@ func (p *netPlan) clientSetup(s *cluster.Spec, dev string) []string {
 	if p.External {
 		cmds = append(cmds, "ip addr add "+ExternalClient.String()+" dev "+dev)
 	}
-	for _, a := range ClientAddrs {
-		cmds = append(cmds, "ip addr add "+a.String()+"/32 dev "+dev)
-	}
-	cmds = append(cmds, splitAddrsCmd(dev))
+	cmds = append(cmds, addAddrsCmd(ClientAddrs, dev), addAddrsCmd(SplitAddrs, dev))
 	for _, v := range s.VIPs() {
 		// An IPv6 VIP is on the link through its leg's prefix (Legs6,
 		// which come later).

@@ -11,6 +11,7 @@ import (
 
 	"github.com/lvsforge/lvsforge/action"
 	"github.com/lvsforge/lvsforge/cluster"
+	"github.com/lvsforge/lvsforge/deploy"
 	"github.com/lvsforge/lvsforge/ipvs"
 )
 
@@ -391,11 +392,11 @@ func runLiveChange(ctx context.Context, r *Run) error {
 		// Neither change needs the HA daemon restarted: heartbeat re-reads
 		// ha.cf keeping its resources, keepalived reloads for a check and
 		// for a VIP. A restart moves the VIPs to the standby and back.
-		daemon := haDaemon(next)
+		restart := haDaemon(next) + " " + string(deploy.OpRestart) // the push's step name
 		for _, h := range rep.Hosts {
-			for _, c := range h.Commands {
-				if c == "systemctl restart "+daemon+".service" || c == "/etc/init.d/"+daemon+" restart" {
-					r.Errorf("the push of %s restarted %s on %s (%s): it reloads", step.name, daemon, h.Host, c)
+			for _, st := range h.Steps {
+				if st.Name == restart {
+					r.Errorf("the push of %s restarted the HA daemon on %s (step %q): it reloads", step.name, h.Host, st.Name)
 				}
 			}
 		}
